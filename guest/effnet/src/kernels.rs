@@ -1,0 +1,431 @@
+//! The compute kernels: a packed, register-blocked GEMM for 1x1 convolutions (and the stem via im2col,
+//! and the classifier), and the depthwise convolution. Activations are NHWC: one pixel's channels are
+//! contiguous. Two implementations of the inner loops: wasm simd128 (`f32x4`) when the crate is built with
+//! `-C target-feature=+simd128`, plain scalar Rust otherwise (the scalar wasm build and native tests).
+
+/// Output channels per packed panel (the GEMM microkernel's width).
+pub const NR: usize = 8;
+/// Pixels per GEMM microkernel call.
+pub const MR: usize = 4;
+
+/// Weights of a 1x1 convolution / dense layer `[cin][cout]`, repacked once at load time into panels of
+/// `NR` output channels: panel `p` holds `cin` rows of `NR` values (zero padded past `cout`), so the
+/// microkernel reads its weights with unit stride.
+#[derive(Debug, Clone)]
+pub struct PackedGemm {
+    pub cin: usize,
+    pub cout: usize,
+    panels: usize,
+    w: Vec<f32>,
+    b: Vec<f32>,
+}
+
+impl PackedGemm {
+    /// Packs `w` (`cin * cout`, row-major `[cin][cout]`) and `b` (`cout`).
+    pub fn new(w: &[f32], b: &[f32], cin: usize, cout: usize) -> PackedGemm {
+        assert_eq!(w.len(), cin * cout);
+        assert_eq!(b.len(), cout);
+        let panels = (cout + NR - 1) / NR;
+        let mut pw = vec![0.0f32; panels * cin * NR];
+        let mut pb = vec![0.0f32; panels * NR];
+        for p in 0..panels {
+            for k in 0..cin {
+                for j in 0..NR {
+                    let n = p * NR + j;
+                    if n < cout {
+                        pw[(p * cin + k) * NR + j] = w[k * cout + n];
+                    }
+                }
+            }
+            for j in 0..NR {
+                let n = p * NR + j;
+                if n < cout {
+                    pb[p * NR + j] = b[n];
+                }
+            }
+        }
+        PackedGemm { cin, cout, panels, w: pw, b: pb }
+    }
+}
+
+/// How the GEMM finishes each output value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Epilogue {
+    /// `acc + bias`
+    Linear,
+    /// `min(max(acc + bias, 0), 6)`
+    Relu6,
+    /// `acc + bias + residual[same index]` (the MBConv skip connection, fused into the project conv)
+    Residual,
+}
+
+/// `out[m][n] = epilogue(sum_k a[m][k] * w[k][n] + b[n])` for `m < rows`; `a` is `rows x cin`,
+/// `out` (and `residual`) are `rows x cout`, all row-major (NHWC pixels x channels).
+pub fn gemm(a: &[f32], rows: usize, g: &PackedGemm, out: &mut [f32], residual: Option<&[f32]>, ep: Epilogue) {
+    let (cin, cout) = (g.cin, g.cout);
+    assert!(a.len() >= rows * cin, "gemm: input too short");
+    assert!(out.len() >= rows * cout, "gemm: output too short");
+    if ep == Epilogue::Residual {
+        assert!(residual.map_or(false, |r| r.len() >= rows * cout), "gemm: residual missing or too short");
+    }
+    // Rows per tile: the tile of `a` (mc * cin floats) stays in L2 while every weight panel streams over it.
+    let mc = ((65536 / cin.max(1)) / MR * MR).max(MR);
+    let res_ptr = residual.map_or(core::ptr::null(), |r| r.as_ptr());
+    let mut m0 = 0;
+    while m0 < rows {
+        let m1 = (m0 + mc).min(rows);
+        for p in 0..g.panels {
+            let n0 = p * NR;
+            let nw = NR.min(cout - n0);
+            let wp = &g.w[p * cin * NR..(p + 1) * cin * NR];
+            let bp = &g.b[p * NR..(p + 1) * NR];
+            let mut i = m0;
+            // SAFETY: all indices are within the asserted lengths: rows i..i+MR < rows, columns n0..n0+nw <= cout.
+            unsafe {
+                while i + MR <= m1 {
+                    let r = if res_ptr.is_null() { res_ptr } else { res_ptr.add(i * cout + n0) };
+                    imp::micro_4(a.as_ptr().add(i * cin), cin, wp.as_ptr(), bp.as_ptr(), out.as_mut_ptr().add(i * cout + n0), cout, r, nw, ep);
+                    i += MR;
+                }
+                while i < m1 {
+                    let r = if res_ptr.is_null() { res_ptr } else { res_ptr.add(i * cout + n0) };
+                    imp::micro_1(a.as_ptr().add(i * cin), cin, wp.as_ptr(), bp.as_ptr(), out.as_mut_ptr().add(i * cout + n0), r, nw, ep);
+                    i += 1;
+                }
+            }
+        }
+        m0 = m1;
+    }
+}
+
+/// Geometry of a depthwise convolution (TensorFlow SAME padding, given as top/left offsets).
+#[derive(Debug, Clone, Copy)]
+pub struct DwShape {
+    pub h: usize,
+    pub w: usize,
+    pub c: usize,
+    pub k: usize,
+    pub stride: usize,
+    pub oh: usize,
+    pub ow: usize,
+    pub pad_top: usize,
+    pub pad_left: usize,
+}
+
+/// Depthwise kxk convolution + bias + ReLU6, NHWC. `wts` is `[k][k][c]`.
+pub fn depthwise(inp: &[f32], s: &DwShape, wts: &[f32], bias: &[f32], out: &mut [f32]) {
+    assert!(inp.len() >= s.h * s.w * s.c && out.len() >= s.oh * s.ow * s.c);
+    assert!(wts.len() == s.k * s.k * s.c && bias.len() == s.c);
+    for oy in 0..s.oh {
+        let iy0 = (oy * s.stride) as isize - s.pad_top as isize;
+        let ky0 = (-iy0).max(0) as usize;
+        let ky1 = ((s.h as isize - iy0).min(s.k as isize)).max(0) as usize;
+        for ox in 0..s.ow {
+            let ix0 = (ox * s.stride) as isize - s.pad_left as isize;
+            let kx0 = (-ix0).max(0) as usize;
+            let kx1 = ((s.w as isize - ix0).min(s.k as isize)).max(0) as usize;
+            let o = (oy * s.ow + ox) * s.c;
+            // SAFETY: every (iy, ix) = (iy0 + ky, ix0 + kx) with ky in ky0..ky1, kx in kx0..kx1 is inside the
+            // input, and o + c <= out.len().
+            unsafe {
+                imp::dw_pixel(inp.as_ptr(), s, iy0, ix0, (ky0, ky1, kx0, kx1), wts.as_ptr(), bias.as_ptr(), out.as_mut_ptr().add(o));
+            }
+        }
+    }
+}
+
+/// Mean over `pixels` rows of a `pixels x c` matrix.
+pub fn mean_pool(inp: &[f32], pixels: usize, c: usize, out: &mut [f32]) {
+    assert!(inp.len() >= pixels * c && out.len() >= c);
+    for v in out[..c].iter_mut() {
+        *v = 0.0;
+    }
+    for p in 0..pixels {
+        let row = &inp[p * c..(p + 1) * c];
+        for (o, &x) in out[..c].iter_mut().zip(row) {
+            *o += x;
+        }
+    }
+    let inv = 1.0 / pixels as f32;
+    for v in out[..c].iter_mut() {
+        *v *= inv;
+    }
+}
+
+/// The stem's im2col: for each output pixel of a kxk stride-s conv on an `h x w x c` image, the `k*k*c`
+/// input values in `[ky][kx][c]` order, zero where the window hangs over the SAME padding.
+pub fn im2col(inp: &[f32], h: usize, w: usize, c: usize, k: usize, stride: usize, oh: usize, ow: usize, pad_top: usize, pad_left: usize, out: &mut [f32]) {
+    let kk = k * k * c;
+    assert!(inp.len() >= h * w * c && out.len() >= oh * ow * kk);
+    for oy in 0..oh {
+        for ox in 0..ow {
+            let dst = &mut out[(oy * ow + ox) * kk..(oy * ow + ox + 1) * kk];
+            for ky in 0..k {
+                let iy = (oy * stride + ky) as isize - pad_top as isize;
+                for kx in 0..k {
+                    let ix = (ox * stride + kx) as isize - pad_left as isize;
+                    let d = &mut dst[(ky * k + kx) * c..(ky * k + kx + 1) * c];
+                    if iy < 0 || ix < 0 || iy >= h as isize || ix >= w as isize {
+                        d.iter_mut().for_each(|v| *v = 0.0);
+                    } else {
+                        let s = (iy as usize * w + ix as usize) * c;
+                        d.copy_from_slice(&inp[s..s + c]);
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[inline(always)]
+fn relu6(x: f32) -> f32 {
+    x.max(0.0).min(6.0)
+}
+
+#[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+mod imp {
+    use super::{relu6, DwShape, Epilogue, MR, NR};
+
+    #[inline(always)]
+    unsafe fn finish(acc: &[f32; NR], out: *mut f32, res: *const f32, nw: usize, ep: Epilogue) {
+        for j in 0..nw {
+            let v = acc[j];
+            *out.add(j) = match ep {
+                Epilogue::Linear => v,
+                Epilogue::Relu6 => relu6(v),
+                Epilogue::Residual => v + *res.add(j),
+            };
+        }
+    }
+
+    /// MR pixels x NR channels.
+    #[inline(always)]
+    pub unsafe fn micro_4(a: *const f32, lda: usize, w: *const f32, b: *const f32, out: *mut f32, ldo: usize, res: *const f32, nw: usize, ep: Epilogue) {
+        let mut acc = [[0.0f32; NR]; MR];
+        for r in acc.iter_mut() {
+            for j in 0..NR {
+                r[j] = *b.add(j);
+            }
+        }
+        let k = lda;
+        for kk in 0..k {
+            let wr = w.add(kk * NR);
+            for (m, r) in acc.iter_mut().enumerate() {
+                let x = *a.add(m * lda + kk);
+                for j in 0..NR {
+                    r[j] += x * *wr.add(j);
+                }
+            }
+        }
+        for (m, r) in acc.iter().enumerate() {
+            let rp = if res.is_null() { res } else { res.add(m * ldo) };
+            finish(r, out.add(m * ldo), rp, nw, ep);
+        }
+    }
+
+    #[inline(always)]
+    pub unsafe fn micro_1(a: *const f32, k: usize, w: *const f32, b: *const f32, out: *mut f32, res: *const f32, nw: usize, ep: Epilogue) {
+        let mut acc = [0.0f32; NR];
+        for j in 0..NR {
+            acc[j] = *b.add(j);
+        }
+        for kk in 0..k {
+            let x = *a.add(kk);
+            let wr = w.add(kk * NR);
+            for j in 0..NR {
+                acc[j] += x * *wr.add(j);
+            }
+        }
+        finish(&acc, out, res, nw, ep);
+    }
+
+    #[inline(always)]
+    pub unsafe fn dw_pixel(inp: *const f32, s: &DwShape, iy0: isize, ix0: isize, r: (usize, usize, usize, usize), w: *const f32, b: *const f32, out: *mut f32) {
+        let (ky0, ky1, kx0, kx1) = r;
+        let c = s.c;
+        for ch in 0..c {
+            *out.add(ch) = *b.add(ch);
+        }
+        for ky in ky0..ky1 {
+            let iy = (iy0 + ky as isize) as usize;
+            for kx in kx0..kx1 {
+                let ix = (ix0 + kx as isize) as usize;
+                let ip = inp.add((iy * s.w + ix) * c);
+                let wp = w.add((ky * s.k + kx) * c);
+                for ch in 0..c {
+                    *out.add(ch) += *ip.add(ch) * *wp.add(ch);
+                }
+            }
+        }
+        for ch in 0..c {
+            *out.add(ch) = relu6(*out.add(ch));
+        }
+    }
+}
+
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+mod imp {
+    use super::{relu6, DwShape, Epilogue, MR, NR};
+    use core::arch::wasm32::*;
+
+    #[inline(always)]
+    unsafe fn ld(p: *const f32) -> v128 {
+        v128_load(p as *const v128)
+    }
+
+    #[inline(always)]
+    unsafe fn st(p: *mut f32, v: v128) {
+        v128_store(p as *mut v128, v)
+    }
+
+    #[inline(always)]
+    unsafe fn finish(lo: v128, hi: v128, out: *mut f32, res: *const f32, nw: usize, ep: Epilogue) {
+        let (mut lo, mut hi) = (lo, hi);
+        match ep {
+            Epilogue::Linear => {}
+            Epilogue::Relu6 => {
+                let z = f32x4_splat(0.0);
+                let six = f32x4_splat(6.0);
+                lo = f32x4_pmin(f32x4_pmax(lo, z), six);
+                hi = f32x4_pmin(f32x4_pmax(hi, z), six);
+            }
+            Epilogue::Residual => {
+                if nw == NR {
+                    lo = f32x4_add(lo, ld(res));
+                    hi = f32x4_add(hi, ld(res.add(4)));
+                } else {
+                    let mut t = [0.0f32; NR];
+                    st(t.as_mut_ptr(), lo);
+                    st(t.as_mut_ptr().add(4), hi);
+                    for j in 0..nw {
+                        *out.add(j) = t[j] + *res.add(j);
+                    }
+                    return;
+                }
+            }
+        }
+        if nw == NR {
+            st(out, lo);
+            st(out.add(4), hi);
+        } else {
+            let mut t = [0.0f32; NR];
+            st(t.as_mut_ptr(), lo);
+            st(t.as_mut_ptr().add(4), hi);
+            for j in 0..nw {
+                *out.add(j) = t[j];
+            }
+        }
+    }
+
+    /// MR (4) pixels x NR (8) channels: 8 f32x4 accumulators, the cin loop innermost.
+    #[inline(always)]
+    pub unsafe fn micro_4(a: *const f32, lda: usize, w: *const f32, b: *const f32, out: *mut f32, ldo: usize, res: *const f32, nw: usize, ep: Epilogue) {
+        let _ = MR;
+        let b0 = ld(b);
+        let b1 = ld(b.add(4));
+        let (mut c00, mut c01, mut c10, mut c11, mut c20, mut c21, mut c30, mut c31) = (b0, b1, b0, b1, b0, b1, b0, b1);
+        let a0 = a;
+        let a1 = a.add(lda);
+        let a2 = a.add(2 * lda);
+        let a3 = a.add(3 * lda);
+        let mut wp = w;
+        let mut kk = 0;
+        while kk < lda {
+            let w0 = ld(wp);
+            let w1 = ld(wp.add(4));
+            let x0 = v128_load32_splat(a0.add(kk) as *const u32);
+            c00 = f32x4_add(c00, f32x4_mul(x0, w0));
+            c01 = f32x4_add(c01, f32x4_mul(x0, w1));
+            let x1 = v128_load32_splat(a1.add(kk) as *const u32);
+            c10 = f32x4_add(c10, f32x4_mul(x1, w0));
+            c11 = f32x4_add(c11, f32x4_mul(x1, w1));
+            let x2 = v128_load32_splat(a2.add(kk) as *const u32);
+            c20 = f32x4_add(c20, f32x4_mul(x2, w0));
+            c21 = f32x4_add(c21, f32x4_mul(x2, w1));
+            let x3 = v128_load32_splat(a3.add(kk) as *const u32);
+            c30 = f32x4_add(c30, f32x4_mul(x3, w0));
+            c31 = f32x4_add(c31, f32x4_mul(x3, w1));
+            wp = wp.add(NR);
+            kk += 1;
+        }
+        let r = |m: usize| if res.is_null() { res } else { res.add(m * ldo) };
+        finish(c00, c01, out, r(0), nw, ep);
+        finish(c10, c11, out.add(ldo), r(1), nw, ep);
+        finish(c20, c21, out.add(2 * ldo), r(2), nw, ep);
+        finish(c30, c31, out.add(3 * ldo), r(3), nw, ep);
+    }
+
+    #[inline(always)]
+    pub unsafe fn micro_1(a: *const f32, k: usize, w: *const f32, b: *const f32, out: *mut f32, res: *const f32, nw: usize, ep: Epilogue) {
+        let mut c0 = ld(b);
+        let mut c1 = ld(b.add(4));
+        let mut wp = w;
+        for kk in 0..k {
+            let x = v128_load32_splat(a.add(kk) as *const u32);
+            c0 = f32x4_add(c0, f32x4_mul(x, ld(wp)));
+            c1 = f32x4_add(c1, f32x4_mul(x, ld(wp.add(4))));
+            wp = wp.add(NR);
+        }
+        finish(c0, c1, out, res, nw, ep);
+    }
+
+    #[inline(always)]
+    pub unsafe fn dw_pixel(inp: *const f32, s: &DwShape, iy0: isize, ix0: isize, r: (usize, usize, usize, usize), w: *const f32, b: *const f32, out: *mut f32) {
+        let (ky0, ky1, kx0, kx1) = r;
+        let c = s.c;
+        let z = f32x4_splat(0.0);
+        let six = f32x4_splat(6.0);
+        let mut ch = 0;
+        while ch + 16 <= c {
+            let mut s0 = ld(b.add(ch));
+            let mut s1 = ld(b.add(ch + 4));
+            let mut s2 = ld(b.add(ch + 8));
+            let mut s3 = ld(b.add(ch + 12));
+            for ky in ky0..ky1 {
+                let iy = (iy0 + ky as isize) as usize;
+                let row = inp.add((iy * s.w) * c + ch);
+                let wrow = w.add(ky * s.k * c + ch);
+                for kx in kx0..kx1 {
+                    let ix = (ix0 + kx as isize) as usize;
+                    let ip = row.add(ix * c);
+                    let wp = wrow.add(kx * c);
+                    s0 = f32x4_add(s0, f32x4_mul(ld(ip), ld(wp)));
+                    s1 = f32x4_add(s1, f32x4_mul(ld(ip.add(4)), ld(wp.add(4))));
+                    s2 = f32x4_add(s2, f32x4_mul(ld(ip.add(8)), ld(wp.add(8))));
+                    s3 = f32x4_add(s3, f32x4_mul(ld(ip.add(12)), ld(wp.add(12))));
+                }
+            }
+            st(out.add(ch), f32x4_pmin(f32x4_pmax(s0, z), six));
+            st(out.add(ch + 4), f32x4_pmin(f32x4_pmax(s1, z), six));
+            st(out.add(ch + 8), f32x4_pmin(f32x4_pmax(s2, z), six));
+            st(out.add(ch + 12), f32x4_pmin(f32x4_pmax(s3, z), six));
+            ch += 16;
+        }
+        while ch + 4 <= c {
+            let mut s0 = ld(b.add(ch));
+            for ky in ky0..ky1 {
+                let iy = (iy0 + ky as isize) as usize;
+                for kx in kx0..kx1 {
+                    let ix = (ix0 + kx as isize) as usize;
+                    let ip = inp.add((iy * s.w + ix) * c + ch);
+                    let wp = w.add((ky * s.k + kx) * c + ch);
+                    s0 = f32x4_add(s0, f32x4_mul(ld(ip), ld(wp)));
+                }
+            }
+            st(out.add(ch), f32x4_pmin(f32x4_pmax(s0, z), six));
+            ch += 4;
+        }
+        while ch < c {
+            let mut acc = *b.add(ch);
+            for ky in ky0..ky1 {
+                let iy = (iy0 + ky as isize) as usize;
+                for kx in kx0..kx1 {
+                    let ix = (ix0 + kx as isize) as usize;
+                    acc += *inp.add((iy * s.w + ix) * c + ch) * *w.add((ky * s.k + kx) * c + ch);
+                }
+            }
+            *out.add(ch) = relu6(acc);
+            ch += 1;
+        }
+    }
+}

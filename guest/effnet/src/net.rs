@@ -1,0 +1,150 @@
+//! The EfficientNet-Lite forward pass over a validated EWT file, with every buffer allocated once.
+
+use crate::ewt::{BlockSpec, Ewt, EwtError};
+use crate::kernels::{depthwise, gemm, im2col, mean_pool, DwShape, Epilogue, PackedGemm};
+
+/// TensorFlow SAME padding: (output size, padding before).
+pub fn same_pad(input: usize, k: usize, stride: usize) -> (usize, usize) {
+    let out = (input + stride - 1) / stride;
+    let total = ((out - 1) * stride + k).saturating_sub(input);
+    (out, total / 2)
+}
+
+struct Block {
+    spec: BlockSpec,
+    expand: Option<PackedGemm>,
+    dw_w: Vec<f32>,
+    dw_b: Vec<f32>,
+    dw: DwShape,
+    project: PackedGemm,
+}
+
+/// A ready-to-run network: packed weights plus preallocated activations for one input size.
+pub struct Network {
+    in_h: usize,
+    in_w: usize,
+    stem_k: usize,
+    stem_shape: (usize, usize, usize, usize), // oh, ow, pad_top, pad_left
+    stem: PackedGemm,
+    blocks: Vec<Block>,
+    head: PackedGemm,
+    fc: PackedGemm,
+    final_pixels: usize,
+    // Activation buffers, sized for the largest layer: block input/output, expanded, depthwise output.
+    buf_x: Vec<f32>,
+    buf_e: Vec<f32>,
+    buf_d: Vec<f32>,
+    cols: Vec<f32>,
+    pooled: Vec<f32>,
+    logits: Vec<f32>,
+}
+
+impl Network {
+    /// Builds the network for `in_h x in_w x 3` NHWC inputs (224 x 224 for EfficientNet-Lite0).
+    pub fn new(ewt: &Ewt, in_h: usize, in_w: usize) -> Result<Network, EwtError> {
+        if in_h == 0 || in_w == 0 {
+            return Err(EwtError("input size must be nonzero".to_string()));
+        }
+        let (sw_shape, sw) = ewt.tensor("stem.w")?;
+        let (_, sb) = ewt.tensor("stem.b")?;
+        let stem_k = sw_shape[0];
+        let c0 = sw_shape[3];
+        let stem = PackedGemm::new(&sw, &sb, stem_k * stem_k * 3, c0);
+        let (oh, pt) = same_pad(in_h, stem_k, 2);
+        let (ow, pl) = same_pad(in_w, stem_k, 2);
+        let mut max_act = oh * ow * c0;
+        let (mut h, mut w) = (oh, ow);
+        let mut blocks = Vec::new();
+        for (i, spec) in ewt.blocks().iter().enumerate() {
+            let cmid = spec.cmid();
+            let expand = if spec.expand != 1 {
+                let (_, ew) = ewt.tensor(&format!("blocks.{}.expand.w", i))?;
+                let (_, eb) = ewt.tensor(&format!("blocks.{}.expand.b", i))?;
+                Some(PackedGemm::new(&ew, &eb, spec.cin, cmid))
+            } else {
+                None
+            };
+            let (_, dw_w) = ewt.tensor(&format!("blocks.{}.dw.w", i))?;
+            let (_, dw_b) = ewt.tensor(&format!("blocks.{}.dw.b", i))?;
+            let (_, pw) = ewt.tensor(&format!("blocks.{}.project.w", i))?;
+            let (_, pb) = ewt.tensor(&format!("blocks.{}.project.b", i))?;
+            let (doh, dpt) = same_pad(h, spec.kernel, spec.stride);
+            let (dow, dpl) = same_pad(w, spec.kernel, spec.stride);
+            let dw = DwShape { h, w, c: cmid, k: spec.kernel, stride: spec.stride, oh: doh, ow: dow, pad_top: dpt, pad_left: dpl };
+            max_act = max_act.max(h * w * cmid).max(doh * dow * cmid).max(doh * dow * spec.cout);
+            blocks.push(Block { spec: *spec, expand, dw_w, dw_b, dw, project: PackedGemm::new(&pw, &pb, cmid, spec.cout) });
+            h = doh;
+            w = dow;
+        }
+        let (hs, hw) = ewt.tensor("head.w")?;
+        let (_, hb) = ewt.tensor("head.b")?;
+        let head = PackedGemm::new(&hw, &hb, hs[0], hs[1]);
+        max_act = max_act.max(h * w * hs[1]);
+        let (fs, fw) = ewt.tensor("fc.w")?;
+        let (_, fb) = ewt.tensor("fc.b")?;
+        let fc = PackedGemm::new(&fw, &fb, fs[0], fs[1]);
+        Ok(Network {
+            in_h,
+            in_w,
+            stem_k,
+            stem_shape: (oh, ow, pt, pl),
+            stem,
+            blocks,
+            final_pixels: h * w,
+            buf_x: vec![0.0; max_act],
+            buf_e: vec![0.0; max_act],
+            buf_d: vec![0.0; max_act],
+            cols: vec![0.0; oh * ow * stem_k * stem_k * 3],
+            pooled: vec![0.0; hs[1]],
+            logits: vec![0.0; fs[1]],
+            head,
+            fc,
+        })
+    }
+
+    /// Input shape `(h, w, 3)`.
+    pub fn input_shape(&self) -> (usize, usize, usize) {
+        (self.in_h, self.in_w, 3)
+    }
+
+    /// Number of classes.
+    pub fn classes(&self) -> usize {
+        self.logits.len()
+    }
+
+    /// Runs one image (`h x w x 3` f32 NHWC, already normalised) and returns the logits.
+    pub fn forward(&mut self, input: &[f32]) -> Result<&[f32], EwtError> {
+        let need = self.in_h * self.in_w * 3;
+        if input.len() != need {
+            return Err(EwtError(format!("input has {} values, the network expects {}x{}x3 = {}", input.len(), self.in_h, self.in_w, need)));
+        }
+        let (oh, ow, pt, pl) = self.stem_shape;
+        im2col(input, self.in_h, self.in_w, 3, self.stem_k, 2, oh, ow, pt, pl, &mut self.cols);
+        gemm(&self.cols, oh * ow, &self.stem, &mut self.buf_x, None, Epilogue::Relu6);
+        for b in &self.blocks {
+            let s = &b.dw;
+            let pixels_in = s.h * s.w;
+            let pixels_out = s.oh * s.ow;
+            // expand: x -> e (or read x directly when there is no expand conv)
+            let dw_in: &[f32] = match &b.expand {
+                Some(g) => {
+                    gemm(&self.buf_x, pixels_in, g, &mut self.buf_e, None, Epilogue::Relu6);
+                    &self.buf_e
+                }
+                None => &self.buf_x,
+            };
+            depthwise(dw_in, s, &b.dw_w, &b.dw_b, &mut self.buf_d);
+            // project: d -> e (free now), adding x when the block is residual; then e becomes the next x.
+            if b.spec.residual() {
+                gemm(&self.buf_d, pixels_out, &b.project, &mut self.buf_e, Some(&self.buf_x), Epilogue::Residual);
+            } else {
+                gemm(&self.buf_d, pixels_out, &b.project, &mut self.buf_e, None, Epilogue::Linear);
+            }
+            std::mem::swap(&mut self.buf_x, &mut self.buf_e);
+        }
+        gemm(&self.buf_x, self.final_pixels, &self.head, &mut self.buf_e, None, Epilogue::Relu6);
+        mean_pool(&self.buf_e, self.final_pixels, self.head.cout, &mut self.pooled);
+        gemm(&self.pooled, 1, &self.fc, &mut self.logits, None, Epilogue::Linear);
+        Ok(&self.logits)
+    }
+}
