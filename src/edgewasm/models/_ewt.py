@@ -1,0 +1,104 @@
+"""The EWT weight file: a small text header naming little-endian float32 tensors at 64-byte aligned offsets."""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from ._arch import Block
+from ._errors import ModelStoreError
+
+MAGIC = b"EWT1"
+ALIGN = 64
+
+F32 = npt.NDArray[np.float32]
+
+
+def _align(n: int) -> int:
+    return (n + ALIGN - 1) // ALIGN * ALIGN
+
+
+def encode(meta: Mapping[str, str], blocks: Sequence[Block], tensors: Mapping[str, F32]) -> bytes:
+    """The whole file as bytes. Offsets depend on the header length, so the header is laid out to a fixed point."""
+    for key, value in meta.items():
+        if not key or any(c.isspace() for c in key) or "\n" in value:
+            raise ValueError(f"bad meta entry {key!r}")
+    head_lines = [f"meta {k} {v}" for k, v in meta.items()]
+    head_lines += [f"block {b.index} {b.kernel} {b.stride} {b.expand} {b.cin} {b.cout}" for b in blocks]
+    arrays = {name: np.ascontiguousarray(t, dtype="<f4") for name, t in tensors.items()}
+    data_start = _align(8)
+    while True:
+        offsets: dict[str, int] = {}
+        pos = data_start
+        lines = list(head_lines)
+        for name, arr in arrays.items():
+            offsets[name] = pos
+            dims = "x".join(str(d) for d in arr.shape) if arr.shape else "1"
+            lines.append(f"tensor {name} f32 {pos} {arr.nbytes} {dims}")
+            pos = _align(pos + arr.nbytes)
+        header = ("\n".join(lines) + "\n").encode("utf-8")
+        needed = _align(8 + len(header))
+        if needed == data_start:
+            break
+        data_start = needed
+    buf = bytearray(pos)
+    buf[0:4] = MAGIC
+    buf[4:8] = struct.pack("<I", len(header))
+    buf[8 : 8 + len(header)] = header
+    for name, arr in arrays.items():
+        buf[offsets[name] : offsets[name] + arr.nbytes] = arr.tobytes()
+    end = max(offsets[n] + a.nbytes for n, a in arrays.items()) if arrays else data_start
+    return bytes(buf[:end])
+
+
+@dataclass
+class EwtFile:
+    """A parsed EWT file: meta, blocks and float32 tensors (views into the file's bytes)."""
+
+    meta: dict[str, str] = field(default_factory=dict)
+    blocks: list[Block] = field(default_factory=list)
+    tensors: dict[str, F32] = field(default_factory=dict)
+
+
+def decode(raw: bytes) -> EwtFile:
+    """Parse and check an EWT file (the same checks a guest should make)."""
+    if len(raw) < 8 or raw[:4] != MAGIC:
+        raise ModelStoreError("not an EWT weight file (bad magic); reinstall with: edgewasm models install --force")
+    (header_len,) = struct.unpack_from("<I", raw, 4)
+    if 8 + header_len > len(raw):
+        raise ModelStoreError("truncated EWT file; reinstall with: edgewasm models install --force")
+    out = EwtFile()
+    for lineno, line in enumerate(raw[8 : 8 + header_len].decode("utf-8").splitlines(), 1):
+        parts = line.split(" ")
+        if not line:
+            continue
+        try:
+            if parts[0] == "meta":
+                out.meta[parts[1]] = " ".join(parts[2:])
+            elif parts[0] == "block":
+                i, k, s, e, cin, cout = (int(p) for p in parts[1:7])
+                out.blocks.append(Block(i, k, s, e, cin, cout))
+            elif parts[0] == "tensor":
+                name, dtype, offset, nbytes, dims = parts[1], parts[2], int(parts[3]), int(parts[4]), parts[5]
+                shape = tuple(int(d) for d in dims.split("x"))
+                if dtype != "f32" or offset % ALIGN or offset + nbytes > len(raw) or nbytes != 4 * int(np.prod(shape)):
+                    raise ValueError("bad tensor line")
+                out.tensors[name] = np.frombuffer(raw, dtype="<f4", count=nbytes // 4, offset=offset).reshape(shape)
+            else:
+                raise ValueError("unknown line")
+        except (ValueError, IndexError) as exc:
+            raise ModelStoreError(f"corrupt EWT header line {lineno}: {line[:60]!r}") from exc
+    return out
+
+
+def write(path: Path, meta: Mapping[str, str], blocks: Sequence[Block], tensors: Mapping[str, F32]) -> None:
+    path.write_bytes(encode(meta, blocks, tensors))
+
+
+def read(path: Path) -> EwtFile:
+    return decode(path.read_bytes())
