@@ -1,0 +1,30 @@
+"""WASI-NN (`wasi_ephemeral_nn`, the witx / preview1 ABI) for edgewasm guests.
+
+    nn = WasiNN(["default:ONNX:CPU:model.onnx"])
+    nn.define(linker)          # before instantiating a module that imports wasi_ephemeral_nn
+
+Backends (ONNX Runtime, OpenVINO, LiteRT) are imported only when a guest asks for their encoding.
+See docs/wasi-nn.md.
+"""
+
+from __future__ import annotations
+
+from ._enums import ExecutionTarget, GraphEncoding, resolve_tensor_type
+from ._errno import NnErrno, NnError
+from ._host import MODULE, WasiNN, imports_wasi_nn
+from ._preload import Preload, parse_preload
+from .backends import BackendOptions
+
+__all__ = [
+    "MODULE",
+    "BackendOptions",
+    "ExecutionTarget",
+    "GraphEncoding",
+    "NnErrno",
+    "NnError",
+    "Preload",
+    "WasiNN",
+    "imports_wasi_nn",
+    "parse_preload",
+    "resolve_tensor_type",
+]

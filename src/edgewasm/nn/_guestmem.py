@@ -1,0 +1,75 @@
+"""Bounds-checked access to a guest's linear memory during one host call.
+
+A `GuestMemory` is made per callback (the base address can move when memory grows), masks every
+guest address to u32, and checks every range against the memory's current length before touching it.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import struct
+
+import numpy as np
+import wasmtime
+
+from ._errno import NnErrno, NnError
+
+U32 = 0xFFFFFFFF
+
+
+def u32(value: int) -> int:
+    """i32 arguments reach Python signed; the ABI means unsigned."""
+    return value & U32
+
+
+class GuestMemory:
+    """The calling instance's exported `memory`, as a base address and a length."""
+
+    __slots__ = ("base", "length")
+
+    def __init__(self, caller: wasmtime.Caller) -> None:
+        mem = caller.get("memory")
+        if not isinstance(mem, wasmtime.Memory):
+            raise NnError(NnErrno.MISSING_MEMORY, "the guest exports no memory named 'memory'")
+        self.length: int = mem.data_len(caller)
+        self.base: int = ctypes.cast(mem.data_ptr(caller), ctypes.c_void_p).value or 0
+
+    def check(self, ptr: int, size: int, what: str) -> int:
+        """The absolute host address of guest range [ptr, ptr+size), or invalid_argument."""
+        ptr = u32(ptr)
+        if size < 0 or ptr + size > self.length:
+            raise NnError(
+                NnErrno.INVALID_ARGUMENT,
+                f"{what} [{ptr:#x}, +{size}) is outside guest memory ({self.length} bytes)",
+            )
+        return self.base + ptr
+
+    def read_bytes(self, ptr: int, size: int, what: str) -> bytes:
+        """A copy of guest bytes (for model blobs and names, which must outlive the call)."""
+        addr = self.check(ptr, size, what)
+        return ctypes.string_at(addr, size) if size else b""
+
+    def read_u32s(self, ptr: int, count: int, what: str) -> tuple[int, ...]:
+        addr = self.check(ptr, 4 * count, what)
+        return struct.unpack(f"<{count}I", ctypes.string_at(addr, 4 * count)) if count else ()
+
+    def read_u8(self, ptr: int, what: str) -> int:
+        addr = self.check(ptr, 1, what)
+        return ctypes.c_uint8.from_address(addr).value
+
+    def view(self, ptr: int, size: int, what: str) -> np.ndarray:
+        """A zero-copy writable uint8 view; valid only until the guest runs again."""
+        addr = self.check(ptr, size, what)
+        if size == 0:
+            return np.empty(0, dtype=np.uint8)
+        return np.ctypeslib.as_array((ctypes.c_uint8 * size).from_address(addr))
+
+    def write_u32(self, ptr: int, value: int, what: str) -> None:
+        addr = self.check(ptr, 4, what)
+        ctypes.memmove(addr, struct.pack("<I", value & U32), 4)
+
+    def write_array(self, ptr: int, array: np.ndarray, what: str) -> None:
+        """Copy a C-contiguous array's bytes into guest memory with one memmove."""
+        addr = self.check(ptr, array.nbytes, what)
+        if array.nbytes:
+            ctypes.memmove(addr, array.ctypes.data, array.nbytes)

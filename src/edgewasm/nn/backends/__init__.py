@@ -1,0 +1,63 @@
+"""Backends by encoding, imported lazily: a backend's package is imported only when a guest asks for it."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import threading
+from typing import cast
+
+from .._enums import GraphEncoding
+from .._errno import NnErrno, NnError
+from ._base import Backend, BackendOptions, Context, Graph, InputSpec
+
+__all__ = ["Backend", "BackendOptions", "Context", "Graph", "InputSpec", "get_backend"]
+
+log = logging.getLogger("edgewasm.nn")
+
+# encoding -> (module, class, the pip extra that installs its package)
+_BACKENDS: dict[GraphEncoding, tuple[str, str, str]] = {
+    GraphEncoding.OPENVINO: ("openvino", "OpenVinoBackend", "openvino"),
+    GraphEncoding.ONNX: ("onnx", "OnnxBackend", "onnx"),
+    GraphEncoding.TENSORFLOWLITE: ("tflite", "TfliteBackend", "tflite"),
+}
+
+_lock = threading.Lock()
+_warned: set[GraphEncoding] = set()
+
+
+def supported_encodings() -> tuple[GraphEncoding, ...]:
+    return tuple(_BACKENDS)
+
+
+def get_backend(
+    encoding: GraphEncoding, options: BackendOptions, cache: dict[GraphEncoding, Backend]
+) -> Backend:
+    """The backend for an encoding, imported on first use; invalid_encoding when absent.
+
+    A missing package is logged once per process, naming the extra that installs it.
+    """
+    with _lock:
+        backend = cache.get(encoding)
+        if backend is not None:
+            return backend
+        entry = _BACKENDS.get(encoding)
+        if entry is None:
+            raise NnError(NnErrno.INVALID_ENCODING, f"encoding {encoding.name.lower()} is not supported")
+        module_name, class_name, extra = entry
+        try:
+            module = importlib.import_module(f"{__name__}.{module_name}")
+        except ImportError as exc:
+            if encoding not in _warned:
+                _warned.add(encoding)
+                log.warning(
+                    "wasi-nn: a guest asked for %s but its backend is not installed (%s); "
+                    "install it with: pip install 'edgewasm[%s]'",
+                    encoding.name.lower(),
+                    exc.name or exc,
+                    extra,
+                )
+            raise NnError(NnErrno.INVALID_ENCODING, f"{encoding.name.lower()} backend not installed") from exc
+        backend = cast(Backend, getattr(module, class_name)(options))
+        cache[encoding] = backend
+        return backend
