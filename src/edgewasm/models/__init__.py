@@ -1,4 +1,4 @@
-"""The model pipeline: convert EfficientNet-Lite0 without torch, keep it in a verified store, and a numpy reference.
+"""The model pipeline: convert EfficientNet-Lite0 without torch, keep it in a verified store.
 
 Public API: ``install``, ``verify``, ``list_models``, ``path_of``, ``remove``, ``default_store``,
 ``ModelStoreError``. The converter and the reference live in the private modules named for what they hold.

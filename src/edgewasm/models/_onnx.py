@@ -37,13 +37,24 @@ def build_onnx(folded: Mapping[str, npt.NDArray[np.float32]], model_id: str, ver
         inits.append(numpy_helper.from_array(np.ascontiguousarray(folded[w], np.float32), w))
         inits.append(numpy_helper.from_array(np.ascontiguousarray(folded[b], np.float32), b))
         y = f"{name}.conv"
-        nodes.append(helper.make_node(
-            "Conv", [x, w, b], [y], name=f"{name}/Conv", kernel_shape=[kernel, kernel], strides=[stride, stride],
-            pads=[before, before, after, after], group=group, dilations=[1, 1],
-        ))  # fmt: skip
+        attrs: dict[str, Any] = {
+            "kernel_shape": [kernel, kernel],
+            "strides": [stride, stride],
+            "dilations": [1, 1],
+            "group": group,
+        }
+        pads = [
+            before,
+            before,
+            after,
+            after,
+        ]  # [top, left, bottom, right]: TF SAME puts the extra pixel after
+        nodes.append(helper.make_node("Conv", [x, w, b], [y], name=f"{name}/Conv", pads=pads, **attrs))
         if not act:
             return y
-        nodes.append(helper.make_node("Clip", [y, "relu6_min", "relu6_max"], [f"{name}.relu6"], name=f"{name}/Relu6"))
+        nodes.append(
+            helper.make_node("Clip", [y, "relu6_min", "relu6_max"], [f"{name}.relu6"], name=f"{name}/Relu6")
+        )
         return f"{name}.relu6"
 
     h = conv(INPUT_NAME, "stem", 3, 2)
@@ -73,7 +84,10 @@ def build_onnx(folded: Mapping[str, npt.NDArray[np.float32]], model_id: str, ver
         inits,
     )
     model = helper.make_model(
-        graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="edgewasm", producer_version=version
+        graph,
+        opset_imports=[helper.make_opsetid("", OPSET)],
+        producer_name="edgewasm",
+        producer_version=version,
     )
     model.ir_version = 8  # opset 17's IR; readable by every onnxruntime >= 1.13
     model.doc_string = f"{model_id} (EfficientNet-Lite0, BatchNorm folded, TF SAME padding as explicit pads)"

@@ -54,8 +54,8 @@ def resize_weights(in_size: int, out_size: int, first: int, count: int) -> F64:
     weights = np.zeros((count, in_size), dtype=np.float64)
     for row, o in enumerate(range(first, first + count)):
         center = (o + 0.5) * scale
-        lo = max(int(math.floor(center - support + 0.5)), 0)
-        hi = min(int(math.floor(center + support + 0.5)), in_size)
+        lo = max(math.floor(center - support + 0.5), 0)
+        hi = min(math.floor(center + support + 0.5), in_size)
         ws = [bicubic((i - center + 0.5) / filterscale) for i in range(lo, hi)]
         total = sum(ws)
         if total != 0.0:
@@ -65,7 +65,7 @@ def resize_weights(in_size: int, out_size: int, first: int, count: int) -> F64:
 
 
 def resize_crop(pixels: npt.NDArray[np.generic]) -> F32:
-    """HxWx3 (uint8 or float 0..255) -> float32 [224, 224, 3] in 0..255: resize shorter side 256, centre crop."""
+    """HxWx3 (uint8 or float, 0..255) -> float32 [224, 224, 3], 0..255: shorter side to 256, centre crop."""
     arr = np.asarray(pixels)
     if arr.ndim != 3 or arr.shape[2] != 3:
         raise ValueError(f"expected an HxWx3 RGB array, got shape {arr.shape}")
@@ -92,15 +92,14 @@ def preprocess_pixels(pixels: npt.NDArray[np.generic]) -> F32:
 
 
 def decode_image(data: bytes) -> U8:
-    """JPEG/PNG bytes -> uint8 HxWx3 RGB (PIL if installed, else scikit-image). EXIF orientation is ignored."""
+    """JPEG/PNG bytes -> uint8 HxWx3 RGB (PIL if installed, else scikit-image); EXIF orientation ignored."""
     try:
         from PIL import Image
     except ImportError:
-        Image = None  # noqa: N806
-    if Image is not None:
+        pass
+    else:
         with Image.open(io.BytesIO(data)) as img:
-            rgb = img.convert("RGB")
-            return np.asarray(rgb, dtype=np.uint8).copy()
+            return np.asarray(img.convert("RGB"), dtype=np.uint8).copy()
     try:
         from skimage import io as skio
     except ImportError as exc:  # pragma: no cover - depends on the environment

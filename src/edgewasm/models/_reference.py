@@ -1,8 +1,8 @@
-"""A numpy forward pass of EfficientNet-Lite0 (NHWC), the yardstick for the EWT file, the ONNX model and guests.
+"""A numpy forward pass of EfficientNet-Lite0 (NHWC): the yardstick for the EWT file, the ONNX model, guests.
 
-``forward`` runs the folded EWT weights; ``forward_unfolded`` runs the raw torch state dict with BatchNorm applied
-separately, which checks the folding. Convolutions are vectorised (im2col for the stem, shifted strided slices for
-depthwise, matmul for 1x1), so one image takes a few hundred milliseconds.
+``forward`` runs the folded EWT weights; ``forward_unfolded`` runs the raw torch state dict with BatchNorm
+applied separately, which checks the folding. Convolutions are vectorised (im2col for the stem, shifted
+strided slices for depthwise, matmul for 1x1), so one image takes tens of milliseconds.
 """
 
 from __future__ import annotations
@@ -85,8 +85,8 @@ def forward(tensors: Mapping[str, F32], x: npt.NDArray[Any], blocks: Sequence[Bl
         y = pointwise(y, tensors[f"{p}.project.w"], tensors[f"{p}.project.b"])
         h = h + y if blk.residual else y
     h = relu6(pointwise(h, tensors["head.w"], tensors["head.b"]))
-    pooled = h.mean(axis=(1, 2), dtype=np.float32)
-    return (pooled @ tensors["fc.w"] + tensors["fc.b"]).astype(np.float32)
+    pooled: F32 = h.mean(axis=(1, 2), dtype=np.float32)
+    return np.asarray(pooled @ tensors["fc.w"] + tensors["fc.b"], dtype=np.float32)
 
 
 def forward_unfolded(sd: Mapping[str, npt.NDArray[Any]], x: npt.NDArray[Any]) -> F32:
@@ -94,7 +94,7 @@ def forward_unfolded(sd: Mapping[str, npt.NDArray[Any]], x: npt.NDArray[Any]) ->
 
     def bn(y: F32, name: str) -> F32:
         scale = sd[f"{name}.weight"] / np.sqrt(sd[f"{name}.running_var"] + BN_EPS)
-        return ((y - sd[f"{name}.running_mean"]) * scale + sd[f"{name}.bias"]).astype(np.float32)
+        return np.asarray((y - sd[f"{name}.running_mean"]) * scale + sd[f"{name}.bias"], dtype=np.float32)
 
     def pw(y: F32, name: str) -> F32:
         return pointwise(y, sd[f"{name}.weight"][:, :, 0, 0].T, np.zeros(1, np.float32))
@@ -112,14 +112,14 @@ def forward_unfolded(sd: Mapping[str, npt.NDArray[Any]], x: npt.NDArray[Any]) ->
         y = bn(pw(y, f"{p}._project_conv"), f"{p}._bn2")
         h = h + y if blk.residual else y
     h = relu6(bn(pw(h, "_conv_head"), "_bn1"))
-    pooled = h.mean(axis=(1, 2), dtype=np.float32)
-    return (pooled @ sd["_fc.weight"].T + sd["_fc.bias"]).astype(np.float32)
+    pooled: F32 = h.mean(axis=(1, 2), dtype=np.float32)
+    return np.asarray(pooled @ sd["_fc.weight"].T + sd["_fc.bias"], dtype=np.float32)
 
 
 def softmax(logits: npt.NDArray[Any]) -> F32:
     z = np.asarray(logits, dtype=np.float64)
     z = np.exp(z - z.max(axis=-1, keepdims=True))
-    return (z / z.sum(axis=-1, keepdims=True)).astype(np.float32)
+    return np.asarray(z / z.sum(axis=-1, keepdims=True), dtype=np.float32)
 
 
 Forward = Callable[[Mapping[str, F32], npt.NDArray[Any]], F32]

@@ -1,8 +1,8 @@
 """The model store: one directory per model id, written atomically, described by a manifest of sha256s.
 
 Layout: ``<store>/<id>/manifest.json`` plus the files it lists. The store root is ``$EDGEWASM_MODELS`` or
-``platformdirs.user_data_dir("edgewasm")/models``. An install converts into a hidden temporary directory next to
-the entry and renames it into place, so a reader never sees a half-written entry.
+``platformdirs.user_data_dir("edgewasm")/models``. An install converts into a hidden temporary directory
+next to the entry and renames it into place, so a reader never sees a half-written entry.
 """
 
 from __future__ import annotations
@@ -52,13 +52,17 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def _file_info(path: Path) -> dict[str, Any]:
+    return {"sha256": _sha256(path), "size": path.stat().st_size}
+
+
 def _manifest(entry: Path, provenance: dict[str, Any]) -> dict[str, Any]:
     files = sorted(p for p in entry.rglob("*") if p.is_file() and p.name != MANIFEST)
     return {
         "format": MANIFEST_FORMAT,
         "id": _convert.MODEL_ID,
         "version": _convert.MODEL_VERSION,
-        "files": {p.relative_to(entry).as_posix(): {"sha256": _sha256(p), "size": p.stat().st_size} for p in files},
+        "files": {f.relative_to(entry).as_posix(): _file_info(f) for f in files},
         "weights": _convert.EWT_FILE,
         "onnx": _convert.ONNX_FILE,
         "openvino": _convert.OPENVINO_XML if (entry / _convert.OPENVINO_XML).is_file() else None,
@@ -78,7 +82,9 @@ def path_of(model_id: str, store: str | os.PathLike[str] | None = None) -> Path:
     _check_id(model_id)
     entry = _root(store) / model_id
     if not (entry / MANIFEST).is_file():
-        raise ModelStoreError(f"model {model_id!r} is not installed in {entry.parent}; run: edgewasm models install {model_id}")
+        raise ModelStoreError(
+            f"model {model_id!r} is not installed in {entry.parent}; run: edgewasm models install {model_id}"
+        )
     return entry
 
 
@@ -87,14 +93,18 @@ def read_manifest(model_id: str, store: str | os.PathLike[str] | None = None) ->
     try:
         manifest = json.loads((entry / MANIFEST).read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise ModelStoreError(f"{entry / MANIFEST} is unreadable; reinstall: edgewasm models install --force {model_id}") from exc
+        raise ModelStoreError(
+            f"{entry / MANIFEST} is unreadable; reinstall: edgewasm models install --force {model_id}"
+        ) from exc
     if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), dict):
-        raise ModelStoreError(f"{entry / MANIFEST} is malformed; reinstall: edgewasm models install --force {model_id}")
+        raise ModelStoreError(
+            f"{entry / MANIFEST} is malformed; reinstall: edgewasm models install --force {model_id}"
+        )
     return manifest
 
 
 def verify(model_id: str = _convert.MODEL_ID, store: str | os.PathLike[str] | None = None) -> dict[str, Any]:
-    """Check every file's size and sha256 against the manifest; return the manifest or raise ModelStoreError."""
+    """Check every file's size and sha256 against the manifest; return the manifest, else raise."""
     manifest = read_manifest(model_id, store)
     entry = path_of(model_id, store)
     fix = f"reinstall: edgewasm models install --force {model_id}"
@@ -121,7 +131,9 @@ def list_models(store: str | os.PathLike[str] | None = None) -> list[dict[str, A
         try:
             manifest = json.loads((entry / MANIFEST).read_text(encoding="utf-8"))
             size = sum(int(f["size"]) for f in manifest["files"].values())
-            out.append({"id": manifest["id"], "version": manifest["version"], "path": str(entry), "size": size})
+            out.append(
+                {"id": manifest["id"], "version": manifest["version"], "path": str(entry), "size": size}
+            )
         except (OSError, ValueError, KeyError, TypeError):
             out.append({"id": entry.name, "version": None, "path": str(entry), "size": None})
     return out
@@ -134,7 +146,7 @@ def install(
     *,
     openvino: bool | None = None,
 ) -> Path:
-    """Convert and install a model; a no-op when it is already installed (unless force). Returns the entry dir."""
+    """Convert and install a model (a no-op when installed, unless force); returns the entry's directory."""
     _check_id(model_id)
     root = _root(store)
     entry = root / model_id
@@ -145,11 +157,15 @@ def install(
         tmp = Path(tempfile.mkdtemp(prefix=f".install-{model_id}-", dir=root))
         tmp.chmod(0o755)  # mkdtemp makes it 0700; the entry is meant to be shared read-only
     except OSError as exc:
-        raise ModelStoreError(f"cannot write to the model store {root}: {exc.strerror}; set {ENV_VAR} or --store") from exc
+        raise ModelStoreError(
+            f"cannot write to the model store {root}: {exc.strerror}; set {ENV_VAR} or --store"
+        ) from exc
     try:
         provenance = _convert.convert(tmp, openvino=openvino)
         manifest = _manifest(tmp, provenance)
-        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        (tmp / MANIFEST).write_text(
+            json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+        )
         _fsync_tree(tmp)
         old: Path | None = None
         if entry.exists():

