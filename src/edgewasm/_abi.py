@@ -1,0 +1,117 @@
+"""The ABI verdict: what kind of guest a module is, and precisely what is wrong when it is neither.
+
+See docs/abi.md. The checks run on the module's export types, before any instance exists.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Literal
+
+import wasmtime
+
+from ._errors import AbiError
+
+ABI_VERSION = 1
+GuestKind = Literal["reactor", "command"]
+
+_I32 = "i32"
+_I64 = "i64"
+
+#: name -> (params, results) of every function export the ABI knows.
+SIGNATURES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "infer": ((_I32, _I32), (_I64,)),
+    "edge_alloc": ((_I32,), (_I32,)),
+    "edge_free": ((_I32, _I32), ()),
+    "edge_abi_version": ((), (_I32,)),
+    "_initialize": ((), ()),
+    "_start": ((), ()),
+}
+
+_MEANING = {
+    "infer": "infer(ptr: i32, len: i32) -> i64 returning (out_ptr << 32) | out_len",
+    "edge_alloc": "edge_alloc(size: i32) -> i32",
+    "edge_free": "edge_free(ptr: i32, size: i32)",
+    "edge_abi_version": "edge_abi_version() -> i32",
+    "_initialize": "_initialize()",
+    "_start": "_start()",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Verdict:
+    kind: GuestKind
+    has_initialize: bool
+    has_version: bool
+    imports_wasi_nn: bool
+
+
+def _signature(ty: wasmtime.FuncType) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    return tuple(str(p) for p in ty.params), tuple(str(r) for r in ty.results)
+
+
+def _fmt(sig: tuple[tuple[str, ...], tuple[str, ...]]) -> str:
+    params, results = sig
+    text = f"({', '.join(params)})"
+    return text + (f" -> {', '.join(results)}" if results else "")
+
+
+def describe_exports(module: wasmtime.Module) -> dict[str, str]:
+    """Each export's name and type, as `inspect` shows them."""
+    out: dict[str, str] = {}
+    for exp in module.exports:
+        ty = exp.type
+        if isinstance(ty, wasmtime.FuncType):
+            out[exp.name] = "func " + _fmt(_signature(ty))
+        elif isinstance(ty, wasmtime.MemoryType):
+            out[exp.name] = f"memory {ty.limits.min} pages" + (
+                f" (max {ty.limits.max})" if ty.limits.max is not None else ""
+            )
+        else:
+            out[exp.name] = type(ty).__name__.replace("Type", "").lower()
+    return out
+
+
+def check(module: wasmtime.Module, name: str) -> Verdict:
+    """Classify the module, or raise AbiError naming the first thing that is wrong."""
+    funcs: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {}
+    memories: set[str] = set()
+    for exp in module.exports:
+        if isinstance(exp.type, wasmtime.FuncType):
+            funcs[exp.name] = _signature(exp.type)
+        elif isinstance(exp.type, wasmtime.MemoryType):
+            memories.add(exp.name)
+    imports_nn = any(imp.module == "wasi_ephemeral_nn" for imp in module.imports)
+
+    for fname, sig in funcs.items():
+        want = SIGNATURES.get(fname)
+        if want is not None and sig != want:
+            extra = ""
+            if fname == "infer" and sig == ((_I32, _I32), (_I32,)):
+                extra = " (an i32 result is a pointer without a length)"
+            raise AbiError(
+                f"{name}: export {fname} has type {_fmt(sig)}{extra}; ABI v{ABI_VERSION} needs {_MEANING[fname]}",
+                hint="see docs/abi.md",
+            )
+
+    if "infer" in funcs:
+        if "memory" not in memories:
+            raise AbiError(
+                f"{name}: exports infer but no memory named 'memory'",
+                hint="export the linear memory as 'memory' (docs/abi.md)",
+            )
+        for required in ("edge_alloc", "edge_free"):
+            if required not in funcs:
+                raise AbiError(
+                    f"{name}: exports infer but not {_MEANING[required]}; the host cannot pass a request "
+                    "without the guest's allocator",
+                    hint="export edge_alloc and edge_free (the Rust SDK in guest/sdk does)",
+                )
+        return Verdict("reactor", "_initialize" in funcs, "edge_abi_version" in funcs, imports_nn)
+    if "_start" in funcs:
+        return Verdict("command", False, False, imports_nn)
+    shown = ", ".join(sorted(funcs)) or "no functions"
+    raise AbiError(
+        f"{name}: undefined export infer (and no _start): the module exports {shown}",
+        hint="export infer(ptr, len) -> i64 (docs/abi.md) or build a WASI command with _start",
+    )

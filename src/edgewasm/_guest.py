@@ -1,0 +1,226 @@
+"""The public Guest: a loaded module plus its sandbox, serving calls from any thread.
+
+Each thread gets its own Store and instance (wasmtime stores are not thread-safe); instances are made from one
+pre-linked `InstancePre`, which with the pooling allocator costs microseconds. An instance that trapped is thrown
+away and the next call gets a fresh one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import threading
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import msgpack
+import wasmtime
+
+from . import _codec
+from ._cache import DiskCache
+from ._command import CommandResult, run_command
+from ._engine import EngineSettings, OptLevel
+from ._errors import AbiError, GuestError, ModuleLoadError
+from ._instance import Instance, raw_bytes
+from ._loader import Loaded, load_module
+from ._paths import models_dir
+from ._sandbox import Mount, Sandbox
+
+#: Where a guest that asks for the model store (custom section `edgewasm.needs`: `models`) finds it.
+MODELS_GUEST_PATH = "/models"
+
+
+def _decode_checked(view: memoryview) -> Any:
+    try:
+        reply = _codec.decode(view)
+    except (ValueError, msgpack.UnpackException) as e:
+        raise AbiError(f"guest response is not valid msgpack: {e}", hint="the guest must answer in msgpack") from None
+    if isinstance(reply, dict) and "error" in reply:
+        err = reply["error"]
+        if isinstance(err, dict):
+            raise GuestError(str(err.get("kind", "error")), str(err.get("message", "")))
+        raise GuestError("error", str(err))
+    return reply
+
+
+class Guest:
+    """A WebAssembly guest ready to serve `infer` calls (reactors) or `run` (WASI commands)."""
+
+    def __init__(self, loaded: Loaded, sandbox: Sandbox, nn_preload: Sequence[Any] = ()) -> None:
+        self._loaded = loaded
+        self.sandbox = sandbox
+        linker = wasmtime.Linker(loaded.engine)
+        linker.define_wasi()
+        self.nn: Any = None
+        if loaded.verdict.imports_wasi_nn or nn_preload:
+            from .nn import WasiNN  # imported only for guests that use WASI-NN
+
+            self.nn = WasiNN(list(nn_preload))
+            self.nn.define(linker)
+        try:
+            self._pre = linker.instantiate_pre(loaded.module)
+        except wasmtime.WasmtimeError as e:
+            first = str(e).strip().splitlines()[0]
+            raise ModuleLoadError(
+                f"{loaded.name}: cannot link: {first}",
+                hint="the module imports something this host does not provide "
+                "(WASI preview 1 and wasi_ephemeral_nn are provided)",
+            ) from None
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._instances: list[Instance] = []
+        self._closed = False
+        if self.kind == "reactor":
+            self._instance()  # fail at load, not at the first call, and be ready for it
+
+    # -- facts -------------------------------------------------------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        return self._loaded.name
+
+    @property
+    def kind(self) -> str:
+        """"reactor" (serves `infer`) or "command" (a WASI program with `_start`, served by `run`)."""
+        return self._loaded.verdict.kind
+
+    @property
+    def origin(self) -> str:
+        """Where the machine code came from: "memory", "disk", "compiled" or "artifact"."""
+        return self._loaded.origin
+
+    @property
+    def module(self) -> wasmtime.Module:
+        return self._loaded.module
+
+    # -- instances ---------------------------------------------------------------------------------------------------
+
+    def _new_instance(self) -> Instance:
+        inst = Instance(self._loaded, self._pre, self.sandbox)
+        try:
+            if "_initialize" in inst._funcs:
+                inst.call_export("_initialize")
+            if "edge_abi_version" in inst._funcs:
+                version = inst.call_export("edge_abi_version") & 0xFFFFFFFF
+                if version != 1:
+                    raise AbiError(
+                        f"{self.name}: unknown ABI version {version} (this host speaks version 1)",
+                        hint="rebuild the guest against ABI v1 or upgrade edgewasm",
+                    )
+        except BaseException:
+            inst.broken = True
+            raise
+        with self._lock:
+            self._instances.append(inst)
+        return inst
+
+    def _instance(self) -> Instance:
+        inst: Instance | None = getattr(self._local, "inst", None)
+        if inst is None or inst.broken:
+            if self._closed:
+                raise ModuleLoadError(f"{self.name}: guest is closed")
+            if inst is not None:
+                self._drop(inst)
+            inst = self._new_instance()
+            self._local.inst = inst
+        return inst
+
+    def _drop(self, inst: Instance) -> None:
+        with self._lock, contextlib.suppress(ValueError):
+            self._instances.remove(inst)
+
+    def _reactor(self) -> Instance:
+        if self.kind != "reactor":
+            raise AbiError(f"{self.name} is a WASI command (_start), not an infer guest", hint="use run() instead")
+        return self._instance()
+
+    # -- calls -------------------------------------------------------------------------------------------------------
+
+    def infer(self, request: Any) -> Any:
+        """Send a msgpack-able request (numpy arrays allowed) and return the decoded response."""
+        segments = _codec.encode(request)
+        return self._reactor().infer(segments, _decode_checked)
+
+    def infer_bytes(self, request: bytes) -> bytes:
+        """The raw round trip: request bytes in, response bytes out, no msgpack on the host."""
+        return bytes(self._reactor().infer([bytes(request)], raw_bytes))
+
+    def run(self, stdin: bytes = b"", args: Sequence[str] | None = None) -> CommandResult:
+        """Run a WASI command guest once: `stdin` in, stdout/stderr and exit code out."""
+        if self.kind != "command":
+            raise AbiError(f"{self.name} is an infer guest, not a WASI command", hint="use infer() instead")
+        sandbox = self.sandbox if args is None else dataclasses.replace(self.sandbox, args=tuple(args))
+        return run_command(self._loaded, self._pre, sandbox, stdin)
+
+    def close(self) -> None:
+        """Drop every instance (their memory returns to the pool)."""
+        with self._lock:
+            self._closed = True
+            self._instances.clear()
+        self._local = threading.local()
+
+    def __enter__(self) -> Guest:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<edgewasm.Guest {self.name!r} kind={self.kind} origin={self.origin}>"
+
+
+def _cache_for(cache: bool | str | os.PathLike[str] | DiskCache) -> DiskCache | None:
+    if isinstance(cache, DiskCache):
+        return cache
+    if cache is True:
+        return DiskCache()
+    if cache is False:
+        return None
+    return DiskCache(cache)
+
+
+def load(
+    module: str | os.PathLike[str] | bytes,
+    *,
+    timeout: float | None = None,
+    memory_limit: int | str | None = None,
+    fuel: int | None = None,
+    dirs: Mapping[str, str | os.PathLike[str]] | Sequence[Mount | str] | None = None,
+    env: Mapping[str, str] | None = None,
+    args: Sequence[str] = (),
+    models: bool | str | os.PathLike[str] | None = None,
+    nn_preload: Sequence[Any] = (),
+    cache: bool | str | os.PathLike[str] | DiskCache = True,
+    opt_level: OptLevel = "speed",
+    stderr: bool = False,
+) -> Guest:
+    """Load a guest (.wasm, .wat or .cwasm), compiling it ahead of time through the artifact cache.
+
+    timeout: wall-clock seconds per call. memory_limit: bytes, or "256MiB". fuel: instructions per call.
+    dirs: `{guest_path: host_path}` preopened read-only, or `Mount`/"HOST::GUEST[:rw]" items.
+    models: the model store for guests that ask for it (None: the default store; False: never mount).
+    nn_preload: WASI-NN models the host loads for `load_by_name` ("NAME:ENCODING:TARGET:PATH[:PATH]").
+    """
+    settings = EngineSettings(opt_level=opt_level, fuel=fuel is not None)
+    loaded = load_module(module, settings, _cache_for(cache))
+    sandbox = Sandbox.build(
+        timeout=timeout, memory_limit=memory_limit, fuel=fuel, dirs=dirs, env=env, args=args, inherit_stderr=stderr
+    )
+    sandbox = _with_model_store(sandbox, loaded, models)
+    return Guest(loaded, sandbox, nn_preload)
+
+
+def _with_model_store(sandbox: Sandbox, loaded: Loaded, models: bool | str | os.PathLike[str] | None) -> Sandbox:
+    """Mount the model store read-only at /models when the guest asks for it and the user has not said no."""
+    if models is False or "models" not in loaded.needs:
+        return sandbox
+    if any(m.guest == MODELS_GUEST_PATH for m in sandbox.mounts):
+        return sandbox
+    store = Path(models) if isinstance(models, (str, os.PathLike)) else models_dir()
+    if not store.is_dir():
+        if models not in (None, True):
+            raise ModuleLoadError(f"model store {store} is not a directory", hint="run `edgewasm models install`")
+        return sandbox  # the guest reports model_unavailable with its own hint
+    return dataclasses.replace(sandbox, mounts=(*sandbox.mounts, Mount(store, MODELS_GUEST_PATH).checked()))

@@ -1,0 +1,259 @@
+"""One live instance and its call path: the product.
+
+wasmtime-py's `Func.__call__` rebuilds type and value objects on every call (~25 µs); the C API's unchecked call
+through ctypes costs ~1 µs. This module calls `wasmtime_func_call_unchecked` with an argument buffer made once,
+writes requests with `memmove` into one reusable guest buffer, decodes responses in place from guest memory, and
+re-reads the memory's base and length after every call, because a call that grows memory may move it.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import wasmtime
+from wasmtime import _ffi as ffi
+
+from . import _codec, _engine
+from ._errors import AbiError, EdgeWasmError, GuestOutOfFuel, GuestOutOfMemory, GuestTimeout, GuestTrap, ModuleLoadError
+from ._loader import Loaded
+from ._sandbox import WASM_PAGE, Sandbox
+
+#: Responses longer than this are an ABI error, not an allocation the host attempts.
+MAX_RESPONSE = 1 << 30
+
+
+def _proto(name: str, restype: Any, *argtypes: Any) -> Any:
+    # Item access gives a fresh function object, so wasmtime-py's own prototypes stay as they are.
+    fn = ffi.dll[name]
+    fn.restype = restype
+    fn.argtypes = list(argtypes)
+    return fn
+
+
+_vp, _sz, _u64 = ctypes.c_void_p, ctypes.c_size_t, ctypes.c_uint64
+_call_unchecked = _proto("wasmtime_func_call_unchecked", _vp, _vp, _vp, _vp, _sz, _vp)
+_memory_data = _proto("wasmtime_memory_data", _vp, _vp, _vp)
+_memory_size = _proto("wasmtime_memory_data_size", _sz, _vp, _vp)
+_set_deadline = _proto("wasmtime_context_set_epoch_deadline", None, _vp, _u64)
+_set_fuel = _proto("wasmtime_context_set_fuel", _vp, _vp, _u64)
+_memmove = ctypes.memmove
+_ubytes = ctypes.c_ubyte
+
+
+class ProcExit(GuestTrap):
+    """The guest called WASI `proc_exit`: normal for a command, a trap for an infer call."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message, trap_code="exit")
+        self.status = status
+
+
+def trap_reason(text: str) -> str:
+    """The line of a wasmtime trap message that says why (it follows the backtrace, after "Caused by:")."""
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    if "Caused by:" in lines:
+        after = lines[lines.index("Caused by:") + 1 :]
+        if after:
+            return after[-1]
+    for line in lines:
+        if not line.startswith(("error while executing", "0:", "1:", "2:")) and not line[:1].isdigit():
+            return line
+    return lines[0] if lines else "trap"
+
+
+def _addr(obj: Any) -> int:
+    return ctypes.cast(obj, ctypes.c_void_p).value or 0
+
+
+class Instance:
+    """A Store and an instance of one guest. Not thread-safe: a Guest gives each thread its own.
+
+    After a trap the instance is `broken` and must be replaced; nothing of its state is trusted again.
+    """
+
+    def __init__(
+        self, loaded: Loaded, pre: wasmtime.InstancePre, sandbox: Sandbox, wasi: wasmtime.WasiConfig | None = None
+    ) -> None:
+        self.loaded = loaded
+        self.sandbox = sandbox
+        self.broken = False
+        engine = loaded.engine
+        store = wasmtime.Store(engine)
+        store.set_wasi(wasi if wasi is not None else sandbox.wasi_config(loaded.name))
+        if sandbox.memory_limit is not None:
+            store.set_limits(memory_size=sandbox.memory_limit)
+        self.store = store
+        self._ctx = _addr(store._context())
+        self._deadline = _engine.deadline_ticks(sandbox.timeout)
+        if sandbox.timeout is not None:
+            _engine.ensure_ticker(loaded.settings)
+        _set_deadline(self._ctx, self._deadline)
+        self._fuel = sandbox.fuel
+        self._trap = ctypes.c_void_p()
+        self._trap_addr = ctypes.addressof(self._trap)
+        self._args = (ffi.wasmtime_val_raw_t * 2)()
+        self._args_addr = ctypes.addressof(self._args)
+        try:
+            self.instance = pre.instantiate(store)
+        except (wasmtime.WasmtimeError, wasmtime.Trap) as e:
+            raise self._instantiate_error(e) from None
+        exports = self.instance.exports(store)
+        self._exports = exports
+        memory = exports.get("memory")
+        self.memory = memory if isinstance(memory, wasmtime.Memory) else None
+        self._mem_addr = ctypes.addressof(self.memory._memory) if self.memory is not None else 0
+        self._funcs: dict[str, wasmtime.Func] = {}
+        for name in ("infer", "edge_alloc", "edge_free", "edge_abi_version", "_initialize", "_start"):
+            f = exports.get(name)
+            if isinstance(f, wasmtime.Func):
+                self._funcs[name] = f
+        self._buf_ptr = 0
+        self._buf_cap = 0
+
+    def _instantiate_error(self, e: Exception) -> EdgeWasmError:
+        text = str(e).strip()
+        first = text.splitlines()[0] if text else type(e).__name__
+        if "exceeds memory limits" in text or "memory minimum size" in text:
+            return GuestOutOfMemory(
+                f"{self.loaded.name}: the module's initial memory does not fit its memory limit "
+                f"({self.sandbox.memory_limit} bytes): {first}"
+            )
+        if "unknown import" in text:
+            return ModuleLoadError(
+                f"{self.loaded.name}: {first}",
+                hint="the module imports something this host does not provide (WASI preview 1 and "
+                "wasi_ephemeral_nn are provided)",
+            )
+        return ModuleLoadError(f"{self.loaded.name}: cannot instantiate: {first}")
+
+    # -- calls ---------------------------------------------------------------------------------------------------
+
+    def _raw_call(self, func: wasmtime.Func, nargs: int) -> None:
+        """Call with the arguments already in `self._args`; results land there too. Raises on a trap."""
+        if self._fuel is not None:
+            _set_fuel(self._ctx, self._fuel)
+        if self.sandbox.timeout is not None:
+            _set_deadline(self._ctx, self._deadline)
+        err = _call_unchecked(self._ctx, ctypes.addressof(func._func), self._args_addr, nargs, self._trap_addr)
+        if err or self._trap.value:
+            self.broken = True
+            raise self._trap_error(err)
+
+    def call_export(self, name: str, *args: int) -> int:
+        """Call a function export with i32 arguments; returns the raw i64 slot (callers mask what they need)."""
+        func = self._funcs[name]
+        for i, a in enumerate(args):
+            self._args[i].i32 = a
+        self._raw_call(func, max(len(args), 1))
+        return int(self._args[0].i64)
+
+    def _trap_error(self, err: int | None) -> EdgeWasmError:
+        exc: Exception
+        if self._trap.value:
+            exc = wasmtime.Trap._from_ptr(ctypes.cast(self._trap.value, ctypes.POINTER(ffi.wasm_trap_t)))
+            self._trap.value = None
+        else:
+            exc = wasmtime.WasmtimeError._from_ptr(ctypes.cast(err, ctypes.POINTER(ffi.wasmtime_error_t)))
+        return self.classify(exc)
+
+    def classify(self, exc: Exception) -> EdgeWasmError:
+        """Turn a wasmtime trap or error into the edgewasm exception that says why."""
+        name = self.loaded.name
+        if isinstance(exc, wasmtime.ExitTrap):
+            return ProcExit(f"{name}: guest called proc_exit({exc.code}) during a call", exc.code)
+        first = trap_reason(str(exc))
+        code = exc.trap_code if isinstance(exc, wasmtime.Trap) else None
+        code_name = code.name if code is not None else None
+        if code == wasmtime.TrapCode.INTERRUPT:
+            return GuestTimeout(
+                f"{name}: guest call exceeded its timeout of {self.sandbox.timeout:g} s and was interrupted",
+                trap_code=code_name,
+            )
+        if code == wasmtime.TrapCode.OUT_OF_FUEL:
+            return GuestOutOfFuel(f"{name}: guest ran out of fuel ({self._fuel} units)", trap_code=code_name)
+        limit = self.sandbox.memory_limit
+        if limit is not None and self.memory is not None:
+            size = int(_memory_size(self._ctx, self._mem_addr))
+            # wasmtime does not say that a memory.grow was refused; a trap with memory within a tenth of the limit
+            # is how a refused grow looks (a Rust guest aborts with `unreachable`).
+            if size + max(WASM_PAGE, limit // 10) > limit:
+                return GuestOutOfMemory(
+                    f"{name}: guest ran out of linear memory: it trapped ({first}) holding {size / 2**20:.1f} MiB "
+                    f"of its {limit / 2**20:g} MiB limit",
+                    trap_code=code_name,
+                )
+        return GuestTrap(f"{name}: guest trapped: {first}", trap_code=code_name)
+
+    # -- the infer round trip ---------------------------------------------------------------------------------------
+
+    def _request_buffer(self, size: int) -> int:
+        if size <= self._buf_cap:
+            return self._buf_ptr
+        if self._buf_cap:
+            self.call_export("edge_free", self._buf_ptr, self._buf_cap)
+            self._buf_ptr = self._buf_cap = 0
+        cap = max(size, 4096)
+        ptr = self.call_export("edge_alloc", cap) & 0xFFFFFFFF
+        if ptr == 0:
+            raise GuestOutOfMemory(
+                f"{self.loaded.name}: edge_alloc({cap}) returned 0: the guest cannot hold a {size}-byte request",
+                hint="send a smaller request or raise memory_limit=",
+            )
+        if ptr + cap > int(_memory_size(self._ctx, self._mem_addr)):
+            self.broken = True
+            raise AbiError(f"{self.loaded.name}: edge_alloc returned a buffer outside its memory ({ptr:#x}+{cap})")
+        self._buf_ptr, self._buf_cap = ptr, cap
+        return ptr
+
+    def infer(self, segments: list[_codec.Segment], decode: Callable[[memoryview], Any]) -> Any:
+        total = 0
+        for seg in segments:
+            total += len(seg) if type(seg) is bytes else seg.nbytes  # type: ignore[union-attr]
+        ptr = self._request_buffer(total)
+        dst = (_memory_data(self._ctx, self._mem_addr) or 0) + ptr
+        for seg in segments:
+            if type(seg) is bytes:
+                n = len(seg)
+                _memmove(dst, seg, n)
+            else:
+                assert isinstance(seg, np.ndarray)
+                n = seg.nbytes
+                _memmove(dst, seg.ctypes.data, n)
+            dst += n
+        args = self._args
+        args[0].i32 = ptr
+        args[1].i32 = total
+        self._raw_call(self._funcs["infer"], 2)
+        result = args[0].i64 & 0xFFFFFFFFFFFFFFFF
+        out_ptr, out_len = result >> 32, result & 0xFFFFFFFF
+        # The call may have grown (and so moved) memory: read base and length again.
+        base = _memory_data(self._ctx, self._mem_addr) or 0
+        size = int(_memory_size(self._ctx, self._mem_addr))
+        if out_len > MAX_RESPONSE:
+            self.broken = True
+            raise AbiError(
+                f"{self.loaded.name}: infer returned an absurd response length ({out_len} bytes, limit "
+                f"{MAX_RESPONSE})",
+                hint="the guest must return (out_ptr << 32) | out_len",
+            )
+        if out_ptr + out_len > size:
+            self.broken = True
+            raise AbiError(
+                f"{self.loaded.name}: infer returned a response range outside its memory "
+                f"([{out_ptr:#x}, {out_ptr + out_len:#x}) but memory is {size:#x} bytes)",
+                hint="the guest must return (out_ptr << 32) | out_len of a buffer it owns",
+            )
+        view = memoryview((_ubytes * out_len).from_address(base + out_ptr)) if out_len else memoryview(b"")
+        try:
+            return decode(view)
+        finally:
+            view.release()
+            if out_len:
+                self.call_export("edge_free", out_ptr, out_len)
+
+
+def raw_bytes(view: memoryview) -> bytes:
+    return view.tobytes()

@@ -1,0 +1,175 @@
+"""From a source to a ready `wasmtime.Module`: the in-memory cache, then the disk cache, then the compiler."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+import wasmtime
+
+from . import _abi, _artifact, _host
+from ._cache import DiskCache, entry_key
+from ._engine import EngineSettings, engine_for
+from ._errors import ArtifactError, ModuleLoadError
+from ._source import Source, custom_needs, open_source
+
+
+@dataclasses.dataclass(frozen=True)
+class Loaded:
+    """A compiled module and what the host learnt about it."""
+
+    name: str
+    module: wasmtime.Module
+    settings: EngineSettings
+    verdict: _abi.Verdict
+    needs: frozenset[str]
+    module_sha256: str
+    #: "memory", "disk", "compiled" or "artifact": where the machine code came from.
+    origin: str
+    artifact: Path | None
+
+    @property
+    def engine(self) -> wasmtime.Engine:
+        return engine_for(self.settings)
+
+
+_memory: dict[tuple[str, EngineSettings], Loaded] = {}
+_memory_lock = threading.Lock()
+
+
+def _compile(source: Source, engine: wasmtime.Engine) -> wasmtime.Module:
+    try:
+        return wasmtime.Module(engine, source.wasm)
+    except wasmtime.WasmtimeError as e:
+        lines = [line.strip() for line in str(e).strip().splitlines() if line.strip()]
+        detail = "; ".join(lines[:3]) or "invalid module"
+        raise ModuleLoadError(
+            f"{source.name}: not a valid WebAssembly module: {detail}",
+            hint="rebuild the module; a truncated or corrupt file gives 'unexpected EOF'",
+        ) from None
+
+
+def _artifact_meta(source: Source, settings: EngineSettings, needs: frozenset[str]) -> dict[str, Any]:
+    return {
+        "module_sha256": source.sha256,
+        "engine": settings.key(),
+        "needs": sorted(needs),
+        "source": os.path.basename(source.name),
+    }
+
+
+def load_module(
+    module: str | os.PathLike[str] | bytes,
+    settings: EngineSettings,
+    cache: DiskCache | None,
+) -> Loaded:
+    """Load and check a module; `cache=None` compiles without touching the disk cache."""
+    source = open_source(module)
+    mem_key = (source.sha256, settings)
+    with _memory_lock:
+        hit = _memory.get(mem_key)
+    if hit is not None:
+        return dataclasses.replace(hit, origin="memory")
+    engine = engine_for(settings)
+    if source.kind == "cwasm":
+        loaded = _load_artifact(source, settings, engine)
+    else:
+        loaded = _load_wasm(source, settings, engine, cache)
+    with _memory_lock:
+        _memory[mem_key] = loaded
+    return loaded
+
+
+def _load_wasm(source: Source, settings: EngineSettings, engine: wasmtime.Engine, cache: DiskCache | None) -> Loaded:
+    needs = source.needs
+    if cache is None:
+        module = _compile(source, engine)
+        return _finish(source, settings, module, needs, "compiled", None)
+    key = entry_key(source.sha256, settings.key_json())
+    expect = {"module_sha256": source.sha256, "engine": settings.key()}
+    path = cache.lookup(key, expect)
+    if path is not None:
+        module = _deserialize(cache, path, engine)
+        if module is not None:
+            return _finish(source, settings, module, needs, "disk", path)
+    with cache.compiling(key):
+        # Another process may have filled the entry while we waited for the lock.
+        path = cache.lookup(key, expect)
+        if path is not None:
+            module = _deserialize(cache, path, engine)
+            if module is not None:
+                return _finish(source, settings, module, needs, "disk", path)
+        module = _compile(source, engine)
+        try:
+            path = cache.store(key, module.serialize(), _artifact_meta(source, settings, needs))
+        except OSError:
+            path = None  # an unwritable cache slows the next start, it does not fail this one
+    return _finish(source, settings, module, needs, "compiled", path)
+
+
+def _deserialize(cache: DiskCache, path: Path, engine: wasmtime.Engine) -> wasmtime.Module | None:
+    try:
+        return wasmtime.Module.deserialize_file(engine, str(path))
+    except wasmtime.WasmtimeError as e:
+        cache.discard(path, f"{path}: wasmtime refused it: {str(e).strip().splitlines()[0]}")
+        return None
+
+
+def _load_artifact(source: Source, settings: EngineSettings, engine: wasmtime.Engine) -> Loaded:
+    """A `.cwasm` given explicitly: never run unless it was built for exactly this host and these settings."""
+    assert source.path is not None, "artifacts are only read from files"
+    meta = _artifact.verify(source.path)
+    built_for: dict[str, Any] = meta.get("engine", {})
+    host = built_for.get("host", {})
+    here = _host.fingerprint()
+    for field, what in (("target", "target"), ("cpu", "CPU features"), ("wasmtime", "wasmtime version")):
+        if host.get(field) != here[field]:
+            raise ArtifactError(
+                f"{source.name} was compiled for another {what} ({host.get(field)}; this host: {here[field]}); "
+                "running it could crash with SIGILL",
+                hint="recompile the .wasm on this machine with `edgewasm compile`",
+            )
+    if built_for.get("settings") != dataclasses.asdict(settings):
+        raise ArtifactError(
+            f"{source.name} was compiled with other engine settings ({built_for.get('settings')})",
+            hint="recompile with `edgewasm compile` using the same options as `edgewasm run`",
+        )
+    try:
+        module = wasmtime.Module.deserialize_file(engine, str(source.path))
+    except wasmtime.WasmtimeError as e:
+        raise ArtifactError(f"{source.name}: wasmtime refused the artifact: {str(e).strip().splitlines()[0]}") from None
+    source = dataclasses.replace(source, sha256=str(meta.get("module_sha256", source.sha256)))
+    return _finish(source, settings, module, frozenset(meta.get("needs", [])), "artifact", source.path)
+
+
+def _finish(
+    source: Source,
+    settings: EngineSettings,
+    module: wasmtime.Module,
+    needs: frozenset[str],
+    origin: str,
+    artifact: Path | None,
+) -> Loaded:
+    verdict = _abi.check(module, source.name)
+    return Loaded(source.name, module, settings, verdict, needs, source.sha256, origin, artifact)
+
+
+def compile_to(module: str | os.PathLike[str] | bytes, output: Path, settings: EngineSettings) -> Loaded:
+    """Ahead-of-time compile to an explicit artifact file (`edgewasm compile`)."""
+    source = open_source(module)
+    if source.kind == "cwasm":
+        raise ModuleLoadError(f"{source.name} is already a compiled artifact", hint="pass the .wasm or .wat file")
+    engine = engine_for(settings)
+    compiled = _compile(source, engine)
+    loaded = _finish(source, settings, compiled, source.needs, "compiled", output)
+    _artifact.write_atomic(output, compiled.serialize(), _artifact_meta(source, settings, custom_needs(source.wasm)))
+    return loaded
+
+
+def forget() -> None:
+    """Drop the in-memory cache (tests and benchmarks measure cold paths with it)."""
+    with _memory_lock:
+        _memory.clear()
