@@ -15,6 +15,7 @@ set -euo pipefail
 #   name               | cargo package  | extra RUSTFLAGS                | extra cargo args (e.g. --features simd)
 GUESTS=(
   "hello               | hello          |                                |"
+  "wasinn_compat       | wasinn-compat  |                                |"
 )
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -85,8 +86,10 @@ for row in "${GUESTS[@]}"; do
   (cd "$HERE" && CARGO_ENCODED_RUSTFLAGS="${encoded%$'\x1f'}" CARGO_TARGET_DIR="$target_dir" \
     "$CARGO" build --release --offline --target "$TARGET" -p "$package" "${extra_args[@]+"${extra_args[@]}"}") \
     || die "cargo failed building $name (a crate missing from /usr/share/cargo/registry? apt-get install librust-<crate>-dev)"
+  # A cdylib (reactor) is named with underscores, a bin (command guest) keeps the package's name.
   artifact="$target_dir/$TARGET/release/${package//-/_}.wasm"
-  [[ -f $artifact ]] || die "cargo built no $artifact (is $package a cdylib?)"
+  [[ -f $artifact ]] || artifact="$target_dir/$TARGET/release/$package.wasm"
+  [[ -f $artifact ]] || die "cargo built no $artifact (is $package a cdylib or a bin?)"
   install -m 644 "$artifact" "$DEST/$name.wasm"
   built+=("$name")
 done
