@@ -12,7 +12,6 @@ import ctypes
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
 import wasmtime
 from wasmtime import _ffi as ffi
 
@@ -218,8 +217,7 @@ class Instance:
             if type(seg) is bytes:
                 n = len(seg)
                 _memmove(dst, seg, n)
-            else:
-                assert isinstance(seg, np.ndarray)
+            else:  # a C-contiguous little-endian array (see _codec)
                 n = seg.nbytes
                 _memmove(dst, seg.ctypes.data, n)
             dst += n

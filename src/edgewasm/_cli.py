@@ -1,0 +1,308 @@
+"""The `edgewasm` command line. Every user mistake ends in one line on stderr and a non-zero exit code."""
+
+from __future__ import annotations
+
+import base64
+import functools
+import json
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from ._cache import DiskCache
+from ._engine import EngineSettings
+from ._errors import EdgeWasmError, RequestError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: Exit code for an internal error (a bug in edgewasm, not the user's mistake).
+EXIT_INTERNAL = 70
+
+
+def _fail(message: str, code: int) -> None:
+    click.echo(f"edgewasm: error: {message}", err=True)
+    sys.exit(code)
+
+
+def _errors(func: F) -> F:
+    """One line per error; the traceback only with --debug."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        debug = bool(click.get_current_context().find_root().params.get("debug"))
+        try:
+            return func(*args, **kwargs)
+        except EdgeWasmError as e:
+            if debug:
+                raise
+            _fail(e.one_line(), e.exit_code)
+        except (click.ClickException, click.exceptions.Exit, click.Abort, SystemExit):
+            raise
+        except KeyboardInterrupt:
+            _fail("interrupted", 130)
+        except BrokenPipeError:
+            # The reader went away (`| head`): not an error worth a message.
+            sys.stderr.close()
+            sys.exit(0)
+        except Exception as e:
+            if debug:
+                raise
+            _fail(f"internal error: {type(e).__name__}: {e} (run with --debug for the traceback)", EXIT_INTERNAL)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _disk(ctx: click.Context) -> DiskCache:
+    directory = ctx.find_root().params.get("cache_dir")
+    return DiskCache(directory)
+
+
+def _cache(ctx: click.Context, no_cache: bool = False) -> DiskCache | bool:
+    if no_cache:
+        return False
+    directory = ctx.find_root().params.get("cache_dir")
+    return DiskCache(directory) if directory else True
+
+
+class _LazyGroup(click.Group):
+    """Subcommands whose modules import heavy libraries load only when invoked, so `run` starts fast."""
+
+    lazy = {"models": ("edgewasm.models._cli", "models")}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*super().list_commands(ctx), *self.lazy])
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in self.lazy:
+            import importlib
+
+            module, attr = self.lazy[name]
+            command: click.Command = getattr(importlib.import_module(module), attr)
+            return command
+        return super().get_command(ctx, name)
+
+
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--cache-dir", type=click.Path(file_okay=False), envvar="EDGEWASM_CACHE_DIR", help="artifact cache")
+@click.option("--debug", is_flag=True, help="show tracebacks")
+@click.version_option(package_name="edgewasm")
+def cli(cache_dir: str | None, debug: bool) -> None:
+    """Run WebAssembly inference guests, ahead-of-time compiled and sandboxed."""
+
+
+# -- run ---------------------------------------------------------------------------------------------------------------
+
+
+def _read_request(data: bytes, fmt: str) -> Any:
+    if fmt == "msgpack" or (fmt == "auto" and data[:1] not in b"{[\"0123456789-tfn \t\r\n"):
+        from . import _codec
+
+        try:
+            return _codec.decode(data)
+        except Exception as e:
+            what = "valid msgpack" if fmt == "msgpack" else "JSON or msgpack"
+            raise RequestError(f"request is not {what}: {e}", hint="send a JSON or msgpack request on stdin") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise RequestError(f"request is not UTF-8 JSON (byte {e.start})", hint="use --input msgpack") from None
+    if not text.strip():
+        raise RequestError("empty request on stdin", hint="pipe a JSON request: edgewasm run module.wasm < req.json")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        if e.pos >= len(text.rstrip()):
+            raise RequestError(
+                f"request JSON ends unexpectedly (unexpected EOF at byte {e.pos}): it was cut short",
+                hint="send the whole request",
+            ) from None
+        raise RequestError(f"request is not valid JSON: {e}", hint="check the request file") from None
+
+
+def _jsonable(obj: Any) -> Any:
+    if hasattr(obj, "tolist") and hasattr(obj, "dtype"):  # a numpy array from the response
+        return obj.tolist()
+    if isinstance(obj, (bytes, bytearray, memoryview)):
+        return {"$base64": base64.b64encode(bytes(obj)).decode()}
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    return obj
+
+
+def _parse_env(items: tuple[str, ...]) -> dict[str, str]:
+    env = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{item!r} is not KEY=VALUE", param_hint="--env")
+        env[key] = value
+    return env
+
+
+@cli.command()
+@click.argument("module", type=click.Path(dir_okay=False))
+@click.argument("guest_args", nargs=-1)
+@click.option("--image", type=click.Path(exists=True, dir_okay=False), help="send this JPEG/PNG as `image`")
+@click.option("--model-id", default="efficientnet-lite0", show_default=True, help="model_id sent with --image")
+@click.option("--top-k", type=click.IntRange(1, 1000), default=None, help="top_k sent with --image")
+@click.option("--request", "request_file", type=click.File("rb"), help="read the request from a file, not stdin")
+@click.option("--input", "input_fmt", type=click.Choice(["auto", "json", "msgpack"]), default="auto")
+@click.option("--output", "output_fmt", type=click.Choice(["json", "msgpack"]), default="json")
+@click.option("--timeout", type=float, default=30.0, show_default=True, help="seconds per call (0: none)")
+@click.option("--memory-limit", default="1GiB", show_default=True, help="guest memory, e.g. 256MiB (0: none)")
+@click.option("--fuel", type=click.IntRange(min=1), default=None, help="instruction budget per call")
+@click.option("--dir", "dirs", multiple=True, metavar="HOST::GUEST[:rw]", help="preopen a directory (read-only)")
+@click.option("--env", "env", multiple=True, metavar="KEY=VALUE", help="set a guest environment variable")
+@click.option("--models", "models_dir", type=click.Path(file_okay=False), help="model store to mount at /models")
+@click.option("--no-models", is_flag=True, help="never mount the model store")
+@click.option("--nn-preload", multiple=True, metavar="NAME:ENCODING:TARGET:PATH[:PATH]", help="WASI-NN model")
+@click.option("--no-cache", is_flag=True, help="compile without the artifact cache")
+@click.pass_context
+@_errors
+def run(
+    ctx: click.Context,
+    module: str,
+    guest_args: tuple[str, ...],
+    image: str | None,
+    model_id: str,
+    top_k: int | None,
+    request_file: Any,
+    input_fmt: str,
+    output_fmt: str,
+    timeout: float,
+    memory_limit: str,
+    fuel: int | None,
+    dirs: tuple[str, ...],
+    env: tuple[str, ...],
+    models_dir: str | None,
+    no_models: bool,
+    nn_preload: tuple[str, ...],
+    no_cache: bool,
+) -> None:
+    """Run MODULE (.wasm, .wat or .cwasm): an infer guest gets the request (JSON or msgpack on stdin) and
+    its answer is printed as JSON; a WASI command gets stdin, and its stdout and exit code are passed through."""
+    from ._guest import load
+
+    models: bool | str | None = False if no_models else models_dir
+    guest = load(
+        module,
+        timeout=timeout or None,
+        memory_limit=None if memory_limit in ("0", "") else memory_limit,
+        fuel=fuel,
+        dirs=list(dirs),
+        env=_parse_env(env),
+        args=guest_args,
+        models=models,
+        nn_preload=list(nn_preload),
+        cache=_cache(ctx, no_cache),
+        stderr=True,
+    )
+    if guest.kind == "command":
+        if image:
+            raise RequestError(f"{module} is a WASI command; --image is for infer guests", hint="pipe stdin instead")
+        stdin = request_file.read() if request_file else (b"" if sys.stdin.isatty() else sys.stdin.buffer.read())
+        result = guest.run(stdin)
+        sys.stdout.buffer.write(result.stdout)
+        sys.stdout.flush()
+        sys.exit(result.exit_code)
+    if image:
+        request: Any = {"model_id": model_id, "image": Path(image).read_bytes()}
+        if top_k is not None:
+            request["top_k"] = top_k
+    else:
+        if request_file is None and sys.stdin.isatty():
+            raise RequestError("no request", hint=f"pipe one: edgewasm run {module} < request.json, or use --image")
+        data = request_file.read() if request_file else sys.stdin.buffer.read()
+        request = _read_request(data, input_fmt)
+    reply = guest.infer(request)
+    if output_fmt == "msgpack":
+        import msgpack
+
+        sys.stdout.buffer.write(msgpack.packb(_jsonable(reply)))
+    else:
+        click.echo(json.dumps(_jsonable(reply), ensure_ascii=False))
+
+
+# -- compile, inspect, cache -------------------------------------------------------------------------------------------
+
+
+@cli.command("compile")
+@click.argument("module", type=click.Path(dir_okay=False))
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="artifact path (default: MODULE.cwasm)")
+@click.option("--opt-level", type=click.Choice(["none", "speed", "speed_and_size"]), default="speed")
+@click.option("--fuel", is_flag=True, help="compile with fuel metering (for `run --fuel`)")
+@_errors
+def compile_cmd(module: str, output: str | None, opt_level: str, fuel: bool) -> None:
+    """Compile MODULE ahead of time for this machine (like `wasmtime compile`)."""
+    from ._loader import compile_to
+
+    out = Path(output) if output else Path(module).with_suffix(".cwasm")
+    settings = EngineSettings(opt_level=opt_level, fuel=fuel)  # type: ignore[arg-type]
+    loaded = compile_to(module, out, settings)
+    click.echo(f"{out}: {loaded.verdict.kind} guest, {out.stat().st_size} bytes, for this host only")
+
+
+@cli.command()
+@click.argument("module", type=click.Path(dir_okay=False))
+@click.pass_context
+@_errors
+def inspect(ctx: click.Context, module: str) -> None:
+    """Show MODULE's imports, exports, ABI verdict and sizes."""
+    from ._abi import check, describe_exports
+    from ._errors import AbiError
+    from ._loader import load_module
+
+    loaded = load_module(module, EngineSettings(), _disk(ctx))
+    size = os.path.getsize(module)
+    click.echo(f"module:  {module} ({size} bytes, sha256 {loaded.module_sha256[:16]}...)")
+    if loaded.artifact is not None and loaded.artifact.exists():
+        click.echo(f"compiled: {loaded.artifact} ({loaded.artifact.stat().st_size} bytes, {loaded.origin})")
+    click.echo("imports:")
+    for imp in loaded.module.imports:
+        click.echo(f"  {imp.module}.{imp.name}")
+    click.echo("exports:")
+    for name, ty in describe_exports(loaded.module).items():
+        click.echo(f"  {name}: {ty}")
+    try:
+        verdict = check(loaded.module, module)
+        extra = ", uses WASI-NN" if verdict.imports_wasi_nn else ""
+        click.echo(f"abi:     {verdict.kind} (edgewasm ABI v1{extra})" if verdict.kind == "reactor" else
+                   f"abi:     WASI command (_start){extra}")
+    except AbiError as e:
+        click.echo(f"abi:     not runnable: {e.one_line()}")
+    if loaded.needs:
+        click.echo(f"needs:   {', '.join(sorted(loaded.needs))}")
+
+
+@cli.group()
+def cache() -> None:
+    """List or clear the artifact cache."""
+
+
+@cache.command("list")
+@click.pass_context
+@_errors
+def cache_list(ctx: click.Context) -> None:
+    disk = _disk(ctx)
+    entries = disk.entries()
+    click.echo(f"{disk.dir}: {len(entries)} artifacts, {sum(e.size for e in entries)} bytes")
+    for e in entries:
+        click.echo(f"  {e.path.name}  {e.size:>10}  {e.meta.get('source', '?')}")
+
+
+@cache.command("clear")
+@click.pass_context
+@_errors
+def cache_clear(ctx: click.Context) -> None:
+    disk = _disk(ctx)
+    click.echo(f"removed {disk.clear()} artifacts from {disk.dir}")
+
+
+def main() -> None:
+    cli(prog_name="edgewasm")
