@@ -1,0 +1,422 @@
+//! Image decoding and the classifier's preprocessing, implementing the "Preprocessing spec" of
+//! docs/models.md exactly: shorter side to 256 (rounded half up), centre crop 224, separable antialiased
+//! bicubic (a = -0.5, PIL's coefficients computed in f64), horizontal pass first, clamp 0..255 once at the
+//! end, then `(x - 127) / 128`. Output: f32 HWC `[224][224][3]`.
+//!
+//! Pixels travel as RGBX f32 (4 lanes per pixel, the 4th ignored) between the passes so that one pixel is
+//! one `f32x4` in the simd128 build; the scalar build runs the same arithmetic lane by lane.
+
+use std::fmt;
+
+/// Side of the square network input.
+pub const CROP: usize = 224;
+/// The shorter side after resizing.
+pub const RESIZE_SHORTER: usize = 256;
+/// Largest accepted width or height (a guard against requests that would exhaust guest memory).
+pub const MAX_DIM: usize = 8192;
+/// Normalisation constants from tensorflow/tpu's EfficientNet-Lite builder.
+pub const MEAN: f32 = 127.0;
+pub const STD: f32 = 128.0;
+
+/// Why an image was refused: a malformed request (sizes, values) or undecodable bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VisionError {
+    BadRequest(String),
+    Decode(String),
+}
+
+impl fmt::Display for VisionError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            VisionError::BadRequest(m) | VisionError::Decode(m) => f.write_str(m),
+        }
+    }
+}
+
+impl std::error::Error for VisionError {}
+
+/// A decoded 8-bit RGB image, row-major, 3 bytes per pixel.
+#[derive(Debug, Clone)]
+pub struct RgbImage {
+    pub width: usize,
+    pub height: usize,
+    pub data: Vec<u8>,
+}
+
+/// Checks `width x height x 3 == len` and the size limits.
+pub fn check_size(width: usize, height: usize, len: usize, what: &str) -> Result<(), VisionError> {
+    if width == 0 || height == 0 {
+        return Err(VisionError::BadRequest(format!("{}: image size {}x{} must be nonzero", what, width, height)));
+    }
+    if width > MAX_DIM || height > MAX_DIM {
+        return Err(VisionError::BadRequest(format!(
+            "{}: image size {}x{} exceeds the limit of {}x{}",
+            what, width, height, MAX_DIM, MAX_DIM
+        )));
+    }
+    if width * height * 3 != len {
+        return Err(VisionError::BadRequest(format!(
+            "{}: width * height * 3 = {} * {} * 3 = {} but {} values were given",
+            what,
+            width,
+            height,
+            width * height * 3,
+            len
+        )));
+    }
+    Ok(())
+}
+
+/// Decodes JPEG or PNG bytes to 8-bit RGB: gray is replicated, alpha dropped, 16-bit samples keep their
+/// high byte, EXIF orientation ignored (as the spec says).
+pub fn decode(bytes: &[u8]) -> Result<RgbImage, VisionError> {
+    use image::{DynamicImage, ImageFormat};
+    if bytes.is_empty() {
+        return Err(VisionError::Decode("image is empty (0 bytes)".to_string()));
+    }
+    let format = match image::guess_format(bytes) {
+        Ok(f @ ImageFormat::Jpeg) | Ok(f @ ImageFormat::Png) => f,
+        Ok(f) => return Err(VisionError::Decode(format!("unsupported image format {:?}: only JPEG and PNG are accepted", f))),
+        Err(_) => return Err(VisionError::Decode("image is neither JPEG nor PNG (unrecognised signature)".to_string())),
+    };
+    let mut reader = image::io::Reader::with_format(std::io::Cursor::new(bytes), format);
+    let mut limits = image::io::Limits::default();
+    limits.max_image_width = Some(MAX_DIM as u32);
+    limits.max_image_height = Some(MAX_DIM as u32);
+    limits.max_alloc = Some(512 * 1024 * 1024);
+    reader.limits(limits);
+    let img = reader.decode().map_err(|e| VisionError::Decode(format!("cannot decode {:?} image: {}", format, e)))?;
+    let (w, h) = (img.width() as usize, img.height() as usize);
+    if w == 0 || h == 0 || w > MAX_DIM || h > MAX_DIM {
+        return Err(VisionError::Decode(format!("image size {}x{} outside 1..{}", w, h, MAX_DIM)));
+    }
+    let n = w * h;
+    let mut data = vec![0u8; n * 3];
+    fn fill<T: Copy, F: Fn(&[T]) -> [u8; 3]>(src: &[T], ch: usize, out: &mut [u8], f: F) {
+        for (px, o) in src.chunks_exact(ch).zip(out.chunks_exact_mut(3)) {
+            o.copy_from_slice(&f(px));
+        }
+    }
+    match &img {
+        DynamicImage::ImageRgb8(b) => data.copy_from_slice(b.as_raw()),
+        DynamicImage::ImageRgba8(b) => fill(b.as_raw(), 4, &mut data, |p| [p[0], p[1], p[2]]),
+        DynamicImage::ImageLuma8(b) => fill(b.as_raw(), 1, &mut data, |p| [p[0], p[0], p[0]]),
+        DynamicImage::ImageLumaA8(b) => fill(b.as_raw(), 2, &mut data, |p| [p[0], p[0], p[0]]),
+        DynamicImage::ImageRgb16(b) => fill(b.as_raw(), 3, &mut data, |p| [(p[0] >> 8) as u8, (p[1] >> 8) as u8, (p[2] >> 8) as u8]),
+        DynamicImage::ImageRgba16(b) => fill(b.as_raw(), 4, &mut data, |p| [(p[0] >> 8) as u8, (p[1] >> 8) as u8, (p[2] >> 8) as u8]),
+        DynamicImage::ImageLuma16(b) => fill(b.as_raw(), 1, &mut data, |p| [(p[0] >> 8) as u8; 3]),
+        DynamicImage::ImageLumaA16(b) => fill(b.as_raw(), 2, &mut data, |p| [(p[0] >> 8) as u8; 3]),
+        other => data.copy_from_slice(other.to_rgb8().as_raw()),
+    }
+    Ok(RgbImage { width: w, height: h, data })
+}
+
+/// `(new_width, new_height)`: the shorter side becomes 256, the longer one is rounded half up.
+pub fn resized_size(width: usize, height: usize) -> (usize, usize) {
+    let s = RESIZE_SHORTER as u64;
+    let (w, h) = (width as u64, height as u64);
+    if width <= height {
+        (RESIZE_SHORTER, ((2 * h * s + w) / (2 * w)) as usize)
+    } else {
+        (((2 * w * s + h) / (2 * h)) as usize, RESIZE_SHORTER)
+    }
+}
+
+fn bicubic(x: f64) -> f64 {
+    let a = -0.5;
+    let x = x.abs();
+    if x < 1.0 {
+        ((a + 2.0) * x - (a + 3.0)) * x * x + 1.0
+    } else if x < 2.0 {
+        (((x - 5.0) * x + 8.0) * x - 4.0) * a
+    } else {
+        0.0
+    }
+}
+
+/// Resampling weights for output indices `first..first+count` of an `in_size -> out_size` resize:
+/// for output `o`, the input window starts at `starts[o]` and its weights are
+/// `weights[offs[o]..offs[o + 1]]` (normalised in f64, stored as f32).
+#[derive(Debug, Default, Clone)]
+pub struct AxisWeights {
+    pub starts: Vec<usize>,
+    pub offs: Vec<usize>,
+    pub weights: Vec<f32>,
+}
+
+impl AxisWeights {
+    pub fn compute(&mut self, in_size: usize, out_size: usize, first: usize, count: usize) {
+        self.starts.clear();
+        self.offs.clear();
+        self.weights.clear();
+        self.offs.push(0);
+        let scale = in_size as f64 / out_size as f64;
+        let filterscale = scale.max(1.0);
+        let support = 2.0 * filterscale;
+        let mut tmp: Vec<f64> = Vec::new();
+        for o in first..first + count {
+            let center = (o as f64 + 0.5) * scale;
+            let lo = ((center - support + 0.5).floor().max(0.0)) as usize;
+            let hi = ((center + support + 0.5).floor() as usize).min(in_size);
+            tmp.clear();
+            for i in lo..hi {
+                tmp.push(bicubic((i as f64 - center + 0.5) / filterscale));
+            }
+            let total: f64 = tmp.iter().sum();
+            for &w in &tmp {
+                self.weights.push(if total != 0.0 { (w / total) as f32 } else { w as f32 });
+            }
+            self.starts.push(lo);
+            self.offs.push(self.weights.len());
+        }
+    }
+
+    fn window(&self, o: usize) -> (usize, &[f32]) {
+        (self.starts[o], &self.weights[self.offs[o]..self.offs[o + 1]])
+    }
+}
+
+/// Reusable scratch space for the preprocessing of one image after another.
+#[derive(Debug, Default)]
+pub struct Preprocessor {
+    wx: AxisWeights,
+    wy: AxisWeights,
+    row: Vec<f32>,   // one input row as RGBX f32
+    horiz: Vec<f32>, // [rows touched][224][4]
+    vert: Vec<f32>,  // [224][4], one output row before normalisation
+}
+
+/// Source pixels: either 8-bit or float RGB, `width x height x 3`, row-major.
+#[derive(Debug, Clone, Copy)]
+pub enum Pixels<'a> {
+    U8(&'a [u8]),
+    F32(&'a [f32]),
+}
+
+impl Preprocessor {
+    pub fn new() -> Preprocessor {
+        Preprocessor::default()
+    }
+
+    /// Resize + crop + normalise `width x height` RGB pixels into `out` (f32 `[224][224][3]`).
+    pub fn run(&mut self, px: Pixels<'_>, width: usize, height: usize, out: &mut [f32]) -> Result<(), VisionError> {
+        let (len, what) = match px {
+            Pixels::U8(d) => (d.len(), "pixels"),
+            Pixels::F32(d) => (d.len(), "image_data"),
+        };
+        check_size(width, height, len, what)?;
+        if let Pixels::F32(d) = px {
+            if let Some(i) = d.iter().position(|v| !v.is_finite()) {
+                return Err(VisionError::BadRequest(format!("image_data[{}] is not a finite number", i)));
+            }
+        }
+        if out.len() != CROP * CROP * 3 {
+            return Err(VisionError::BadRequest(format!("output buffer has {} values, expected {}", out.len(), CROP * CROP * 3)));
+        }
+        let (new_w, new_h) = resized_size(width, height);
+        let left = (new_w - CROP) / 2;
+        let top = (new_h - CROP) / 2;
+        self.wx.compute(width, new_w, left, CROP);
+        self.wy.compute(height, new_h, top, CROP);
+        // Input rows some vertical window touches.
+        let y_lo = self.wy.starts[0];
+        let y_hi = (0..CROP).map(|o| self.wy.starts[o] + (self.wy.offs[o + 1] - self.wy.offs[o])).max().unwrap_or(y_lo);
+        let rows = y_hi - y_lo;
+        self.row.resize(width * 4, 0.0);
+        self.horiz.resize(rows * CROP * 4, 0.0);
+        self.vert.resize(CROP * 4, 0.0);
+        for y in y_lo..y_hi {
+            // Widen one row to RGBX f32.
+            match px {
+                Pixels::U8(d) => {
+                    for (o, p) in self.row.chunks_exact_mut(4).zip(d[y * width * 3..(y + 1) * width * 3].chunks_exact(3)) {
+                        o[0] = p[0] as f32;
+                        o[1] = p[1] as f32;
+                        o[2] = p[2] as f32;
+                        o[3] = 0.0;
+                    }
+                }
+                Pixels::F32(d) => {
+                    for (o, p) in self.row.chunks_exact_mut(4).zip(d[y * width * 3..(y + 1) * width * 3].chunks_exact(3)) {
+                        o[0] = p[0];
+                        o[1] = p[1];
+                        o[2] = p[2];
+                        o[3] = 0.0;
+                    }
+                }
+            }
+            let dst = &mut self.horiz[(y - y_lo) * CROP * 4..(y - y_lo + 1) * CROP * 4];
+            for x in 0..CROP {
+                let (start, ws) = self.wx.window(x);
+                imp::weighted_sum_px(&self.row[start * 4..(start + ws.len()) * 4], ws, &mut dst[x * 4..x * 4 + 4]);
+            }
+        }
+        for y in 0..CROP {
+            let (start, ws) = self.wy.window(y);
+            let base = (start - y_lo) * CROP * 4;
+            imp::weighted_sum_rows(&self.horiz[base..base + ws.len() * CROP * 4], CROP * 4, ws, &mut self.vert);
+            imp::clamp_normalise(&self.vert, &mut out[y * CROP * 3..(y + 1) * CROP * 3]);
+        }
+        Ok(())
+    }
+}
+
+/// Convenience: preprocess 8-bit RGB pixels into a new `[224][224][3]` vector.
+pub fn preprocess_u8(data: &[u8], width: usize, height: usize) -> Result<Vec<f32>, VisionError> {
+    let mut out = vec![0.0f32; CROP * CROP * 3];
+    Preprocessor::new().run(Pixels::U8(data), width, height, &mut out)?;
+    Ok(out)
+}
+
+#[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+mod imp {
+    use super::{MEAN, STD};
+
+    /// `dst[0..4] = sum_i ws[i] * src[4i..4i+4]`
+    #[inline]
+    pub fn weighted_sum_px(src: &[f32], ws: &[f32], dst: &mut [f32]) {
+        let mut acc = [0.0f32; 4];
+        for (p, &w) in src.chunks_exact(4).zip(ws) {
+            for l in 0..4 {
+                acc[l] += w * p[l];
+            }
+        }
+        dst[..4].copy_from_slice(&acc);
+    }
+
+    /// `dst[k] = sum_j ws[j] * src[j * stride + k]` for k < dst.len()
+    #[inline]
+    pub fn weighted_sum_rows(src: &[f32], stride: usize, ws: &[f32], dst: &mut [f32]) {
+        for v in dst.iter_mut() {
+            *v = 0.0;
+        }
+        for (j, &w) in ws.iter().enumerate() {
+            let row = &src[j * stride..j * stride + dst.len()];
+            for (d, &s) in dst.iter_mut().zip(row) {
+                *d += w * s;
+            }
+        }
+    }
+
+    /// RGBX row -> clamp to 0..255 -> (x - 127) / 128 -> RGB row.
+    #[inline]
+    pub fn clamp_normalise(src: &[f32], dst: &mut [f32]) {
+        for (p, o) in src.chunks_exact(4).zip(dst.chunks_exact_mut(3)) {
+            for l in 0..3 {
+                o[l] = (p[l].max(0.0).min(255.0) - MEAN) / STD;
+            }
+        }
+    }
+}
+
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+mod imp {
+    use super::{MEAN, STD};
+    use core::arch::wasm32::*;
+
+    #[inline]
+    pub fn weighted_sum_px(src: &[f32], ws: &[f32], dst: &mut [f32]) {
+        assert!(src.len() >= ws.len() * 4 && dst.len() >= 4);
+        let mut acc = f32x4_splat(0.0);
+        // SAFETY: bounds asserted above; wasm v128 loads/stores need no alignment.
+        unsafe {
+            for (i, &w) in ws.iter().enumerate() {
+                acc = f32x4_add(acc, f32x4_mul(f32x4_splat(w), v128_load(src.as_ptr().add(i * 4) as *const v128)));
+            }
+            v128_store(dst.as_mut_ptr() as *mut v128, acc);
+        }
+    }
+
+    #[inline]
+    pub fn weighted_sum_rows(src: &[f32], stride: usize, ws: &[f32], dst: &mut [f32]) {
+        let n = dst.len();
+        assert!(n % 4 == 0 && (ws.is_empty() || src.len() >= (ws.len() - 1) * stride + n));
+        // SAFETY: bounds asserted above.
+        unsafe {
+            let mut k = 0;
+            while k < n {
+                let mut acc = f32x4_splat(0.0);
+                for (j, &w) in ws.iter().enumerate() {
+                    acc = f32x4_add(acc, f32x4_mul(f32x4_splat(w), v128_load(src.as_ptr().add(j * stride + k) as *const v128)));
+                }
+                v128_store(dst.as_mut_ptr().add(k) as *mut v128, acc);
+                k += 4;
+            }
+        }
+    }
+
+    #[inline]
+    pub fn clamp_normalise(src: &[f32], dst: &mut [f32]) {
+        assert!(src.len() / 4 * 3 <= dst.len());
+        let z = f32x4_splat(0.0);
+        let hi = f32x4_splat(255.0);
+        let mean = f32x4_splat(MEAN);
+        let std = f32x4_splat(STD);
+        let mut t = [0.0f32; 4];
+        for (i, o) in dst.chunks_exact_mut(3).enumerate().take(src.len() / 4) {
+            // SAFETY: i * 4 + 4 <= src.len() by the `take` bound.
+            unsafe {
+                let v = v128_load(src.as_ptr().add(i * 4) as *const v128);
+                let v = f32x4_div(f32x4_sub(f32x4_min(f32x4_max(v, z), hi), mean), std);
+                v128_store(t.as_mut_ptr() as *mut v128, v);
+            }
+            o.copy_from_slice(&t[..3]);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_follow_the_spec() {
+        assert_eq!(resized_size(451, 300), (385, 256));
+        assert_eq!(resized_size(640, 427), (384, 256));
+        assert_eq!(resized_size(512, 512), (256, 256));
+        assert_eq!(resized_size(3, 2), (384, 256));
+    }
+
+    #[test]
+    fn weights_match_the_spec_vectors() {
+        let mut a = AxisWeights::default();
+        a.compute(451, 385, 80, 1);
+        assert_eq!(a.starts[0], 92);
+        let want = [-0.04921853, 0.26634524, 0.79836641, -0.00991559, -0.00557752];
+        assert_eq!(a.weights.len(), want.len());
+        for (g, w) in a.weights.iter().zip(want) {
+            assert!((*g as f64 - w).abs() < 1e-7, "{} vs {}", g, w);
+        }
+        a.compute(100, 256, 0, 1);
+        assert_eq!(a.starts[0], 0);
+        assert!((a.weights[0] as f64 - 1.09997696).abs() < 1e-7 && (a.weights[1] as f64 + 0.09997696).abs() < 1e-7);
+    }
+
+    #[test]
+    fn synthetic_image_matches_the_spec_values() {
+        let (w, h) = (451usize, 300usize);
+        let mut px = vec![0u8; w * h * 3];
+        for y in 0..h {
+            for x in 0..w {
+                for c in 0..3 {
+                    px[(y * w + x) * 3 + c] = ((7 * x + 13 * y + 101 * c) % 256) as u8;
+                }
+            }
+        }
+        let out = preprocess_u8(&px, w, h).unwrap();
+        let at = |y: usize, x: usize, c: usize| out[(y * CROP + x) * 3 + c] as f64;
+        for (y, x, c, v) in [(0, 0, 0, 0.05192363), (0, 0, 1, 0.85896266), (100, 37, 2, -0.09959018), (223, 223, 0, 0.92905402), (111, 200, 1, 0.88602388)] {
+            assert!((at(y, x, c) - v).abs() < 1e-4, "({},{},{}) {} vs {}", y, x, c, at(y, x, c), v);
+        }
+        let sum: f64 = out.iter().map(|&v| v as f64).sum();
+        assert!((sum - 588.2135183).abs() < 0.05, "sum {}", sum);
+    }
+
+    #[test]
+    fn bad_sizes_are_refused() {
+        assert!(matches!(preprocess_u8(&[0; 9], 2, 2), Err(VisionError::BadRequest(_))));
+        assert!(matches!(preprocess_u8(&[], 0, 5), Err(VisionError::BadRequest(_))));
+        assert!(matches!(preprocess_u8(&[0; 3], 9000, 1), Err(VisionError::BadRequest(_))));
+        assert!(matches!(decode(b"not an image"), Err(VisionError::Decode(_))));
+    }
+}
