@@ -8,6 +8,7 @@
 # Toolchain: Debian's Rust 1.63 (/usr/bin/cargo, /usr/bin/rustc, target wasm32-wasi) and Debian's vendored
 # crates (guest/.cargo/config.toml). EDGEWASM_RUST=rustup uses the rustup cargo/rustc on PATH with target
 # wasm32-wasip1 instead (not byte-identical to the committed modules, so --check insists on Debian's toolchain).
+# EDGEWASM_CARGO / EDGEWASM_RUSTC point at a Debian-built cargo/rustc installed elsewhere.
 set -euo pipefail
 
 # One row per output module wasm/<name>.wasm. Each row builds in its own target dir (guest/target/<name>), so
@@ -37,7 +38,8 @@ done
 
 case "${EDGEWASM_RUST:-debian}" in
   debian)
-    CARGO=/usr/bin/cargo RUSTC=/usr/bin/rustc RUSTDOC=/usr/bin/rustdoc TARGET=wasm32-wasi
+    CARGO="${EDGEWASM_CARGO:-/usr/bin/cargo}" RUSTC="${EDGEWASM_RUSTC:-/usr/bin/rustc}" TARGET=wasm32-wasi
+    RUSTDOC="$(dirname "$RUSTC")/rustdoc"
     [[ -x $CARGO && -x $RUSTC ]] \
       || die "Debian's Rust toolchain is missing: apt-get install rustc cargo libstd-rust-dev-wasm32"
     compgen -G "$("$RUSTC" --print sysroot)/lib/rustlib/$TARGET/lib/libstd-*.rlib" >/dev/null \
@@ -72,6 +74,12 @@ else
   mkdir -p "$DEST"
 fi
 
+names=()
+for row in "${GUESTS[@]}"; do names+=("$(trim "${row%%|*}")"); done
+for want in "${ONLY[@]+"${ONLY[@]}"}"; do
+  [[ " ${names[*]} " == *" $want "* ]] || die "no guest named $want (see the GUESTS table in guest/build.sh)"
+done
+
 built=()
 for row in "${GUESTS[@]}"; do
   IFS='|' read -r name package flags cargo_args <<<"$row"
@@ -93,7 +101,6 @@ for row in "${GUESTS[@]}"; do
   install -m 644 "$artifact" "$DEST/$name.wasm"
   built+=("$name")
 done
-[[ ${#built[@]} -gt 0 ]] || die "no guest named ${ONLY[*]} (see the GUESTS table in guest/build.sh)"
 
 if [[ $CHECK == 1 ]]; then
   differ=()
