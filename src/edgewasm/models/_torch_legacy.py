@@ -135,14 +135,14 @@ def _materialise(t: _PendingTensor, data: dict[str, npt.NDArray[Any]]) -> npt.ND
 def load_state_dict(source: str | Path | bytes) -> dict[str, npt.NDArray[Any]]:
     """Name -> numpy array (native-endian copy) for every entry of a legacy torch state-dict file."""
     raw = source if isinstance(source, bytes) else Path(source).read_bytes()
+    if raw[:2] == b"PK":
+        raise ModelStoreError(
+            "torch file is in the zip format (torch >= 1.6); only the legacy format is read"
+        )
     f = io.BytesIO(raw)
     try:
         magic = _load_plain(f)
         if magic != MAGIC_NUMBER:
-            if raw[:2] == b"PK":
-                raise ModelStoreError(
-                    "torch file is in the zip format (torch >= 1.6); only the legacy format is read"
-                )
             raise ModelStoreError("not a legacy torch file (bad magic number)")
         version = _load_plain(f)
         if version != PROTOCOL_VERSION:
