@@ -9,7 +9,7 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import click
 
@@ -71,7 +71,7 @@ def _cache(ctx: click.Context, no_cache: bool = False) -> DiskCache | bool:
 class _LazyGroup(click.Group):
     """Subcommands whose modules import heavy libraries load only when invoked, so `run` starts fast."""
 
-    lazy = {"models": ("edgewasm.models._cli", "models")}
+    lazy: ClassVar[dict[str, tuple[str, str]]] = {"models": ("edgewasm.models._cli", "models")}
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted([*super().list_commands(ctx), *self.lazy])
@@ -98,7 +98,7 @@ def cli(cache_dir: str | None, debug: bool) -> None:
 
 
 def _read_request(data: bytes, fmt: str) -> Any:
-    if fmt == "msgpack" or (fmt == "auto" and data[:1] not in b"{[\"0123456789-tfn \t\r\n"):
+    if fmt == "msgpack" or (fmt == "auto" and data[:1] not in b'{["0123456789-tfn \t\r\n'):
         from . import _codec
 
         try:
@@ -115,7 +115,7 @@ def _read_request(data: bytes, fmt: str) -> Any:
     try:
         return json.loads(text)
     except json.JSONDecodeError as e:
-        if e.pos >= len(text.rstrip()):
+        if e.pos >= len(text.rstrip()) or e.msg.startswith("Unterminated string"):
             raise RequestError(
                 f"request JSON ends unexpectedly (unexpected EOF at byte {e.pos}): it was cut short",
                 hint="send the whole request",
@@ -272,8 +272,11 @@ def inspect(ctx: click.Context, module: str) -> None:
     try:
         verdict = check(loaded.module, module)
         extra = ", uses WASI-NN" if verdict.imports_wasi_nn else ""
-        click.echo(f"abi:     {verdict.kind} (edgewasm ABI v1{extra})" if verdict.kind == "reactor" else
-                   f"abi:     WASI command (_start){extra}")
+        click.echo(
+            f"abi:     {verdict.kind} (edgewasm ABI v1{extra})"
+            if verdict.kind == "reactor"
+            else f"abi:     WASI command (_start){extra}"
+        )
     except AbiError as e:
         click.echo(f"abi:     not runnable: {e.one_line()}")
     if loaded.needs:

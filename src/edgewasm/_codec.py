@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 Segment = Union[bytes, "np.ndarray"]
 
 DTYPES = frozenset(
-    "bool int8 uint8 int16 uint16 int32 uint32 int64 uint64 float16 float32 float64".split()
+    ["bool", "int8", "uint8", "int16", "uint16", "int32", "uint32", "int64", "uint64", "float16", "float32", "float64"]
 )
 _ARRAY_KEYS = frozenset(("dtype", "shape", "data"))
 

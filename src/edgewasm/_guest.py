@@ -83,7 +83,7 @@ class Guest:
 
     @property
     def kind(self) -> str:
-        """"reactor" (serves `infer`) or "command" (a WASI program with `_start`, served by `run`)."""
+        """ "reactor" (serves `infer`) or "command" (a WASI program with `_start`, served by `run`)."""
         return self._loaded.verdict.kind
 
     @property

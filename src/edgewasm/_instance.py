@@ -155,7 +155,7 @@ class Instance:
             exc = wasmtime.Trap._from_ptr(ctypes.cast(self._trap.value, ctypes.POINTER(ffi.wasm_trap_t)))
             self._trap.value = None
         else:
-            exc = wasmtime.WasmtimeError._from_ptr(ctypes.cast(err, ctypes.POINTER(ffi.wasmtime_error_t)))
+            exc = wasmtime.WasmtimeError._from_ptr(ctypes.cast(err or 0, ctypes.POINTER(ffi.wasmtime_error_t)))
         return self.classify(exc)
 
     def classify(self, exc: Exception) -> EdgeWasmError:
@@ -218,8 +218,8 @@ class Instance:
                 n = len(seg)
                 _memmove(dst, seg, n)
             else:  # a C-contiguous little-endian array (see _codec)
-                n = seg.nbytes
-                _memmove(dst, seg.ctypes.data, n)
+                n = seg.nbytes  # type: ignore[union-attr]
+                _memmove(dst, seg.ctypes.data, n)  # type: ignore[union-attr]
             dst += n
         args = self._args
         args[0].i32 = ptr
@@ -233,8 +233,7 @@ class Instance:
         if out_len > MAX_RESPONSE:
             self.broken = True
             raise AbiError(
-                f"{self.loaded.name}: infer returned an absurd response length ({out_len} bytes, limit "
-                f"{MAX_RESPONSE})",
+                f"{self.loaded.name}: infer returned an absurd response length ({out_len} bytes, limit {MAX_RESPONSE})",
                 hint="the guest must return (out_ptr << 32) | out_len",
             )
         if out_ptr + out_len > size:

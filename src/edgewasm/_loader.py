@@ -90,18 +90,14 @@ def _load_wasm(source: Source, settings: EngineSettings, engine: wasmtime.Engine
         return _finish(source, settings, module, needs, "compiled", None)
     key = entry_key(source.sha256, settings.key_json())
     expect = {"module_sha256": source.sha256, "engine": settings.key()}
-    path = cache.lookup(key, expect)
-    if path is not None:
-        module = _deserialize(cache, path, engine)
-        if module is not None:
-            return _finish(source, settings, module, needs, "disk", path)
+    hit = _from_cache(cache, key, expect, engine)
+    if hit is not None:
+        return _finish(source, settings, hit[0], needs, "disk", hit[1])
     with cache.compiling(key):
         # Another process may have filled the entry while we waited for the lock.
-        path = cache.lookup(key, expect)
-        if path is not None:
-            module = _deserialize(cache, path, engine)
-            if module is not None:
-                return _finish(source, settings, module, needs, "disk", path)
+        hit = _from_cache(cache, key, expect, engine)
+        if hit is not None:
+            return _finish(source, settings, hit[0], needs, "disk", hit[1])
         module = _compile(source, engine)
         try:
             path = cache.store(key, module.serialize(), _artifact_meta(source, settings, needs))
@@ -110,9 +106,14 @@ def _load_wasm(source: Source, settings: EngineSettings, engine: wasmtime.Engine
     return _finish(source, settings, module, needs, "compiled", path)
 
 
-def _deserialize(cache: DiskCache, path: Path, engine: wasmtime.Engine) -> wasmtime.Module | None:
+def _from_cache(
+    cache: DiskCache, key: str, expect: dict[str, Any], engine: wasmtime.Engine
+) -> tuple[wasmtime.Module, Path] | None:
+    path = cache.lookup(key, expect)
+    if path is None:
+        return None
     try:
-        return wasmtime.Module.deserialize_file(engine, str(path))
+        return wasmtime.Module.deserialize_file(engine, str(path)), path
     except wasmtime.WasmtimeError as e:
         cache.discard(path, f"{path}: wasmtime refused it: {str(e).strip().splitlines()[0]}")
         return None

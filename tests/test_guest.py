@@ -1,0 +1,200 @@
+"""The host API against real guests: round trips, limits, sandbox, misbehaving guests, threads."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import edgewasm
+
+
+@pytest.fixture
+def echo(wasm_dir: Path) -> edgewasm.Guest:
+    return edgewasm.load(wasm_dir / "echo.wat", timeout=5.0)
+
+
+def test_echo_round_trip(echo: edgewasm.Guest) -> None:
+    req = {"model_id": "m", "values": [1.0, 2.0], "nested": {"a": [1, "two", None]}}
+    assert echo.infer(req) == req
+
+
+def test_numpy_round_trip_through_guest_memory(echo: edgewasm.Guest) -> None:
+    pixels = np.random.default_rng(0).integers(0, 256, (224, 224, 3), dtype=np.uint8)
+    reply = echo.infer({"pixels": pixels, "scale": np.float32(0.5)})
+    np.testing.assert_array_equal(reply["pixels"], pixels)
+    assert reply["scale"] == 0.5
+
+
+def test_raw_bytes_round_trip(echo: edgewasm.Guest) -> None:
+    blob = bytes(range(256)) * 1000
+    assert echo.infer_bytes(blob) == blob
+
+
+def test_request_buffer_grows_and_is_reused(echo: edgewasm.Guest) -> None:
+    for size in (10, 100_000, 50, 3_000_000, 7):
+        data = np.full(size, size % 251, np.uint8)
+        np.testing.assert_array_equal(echo.infer({"d": data})["d"], data)
+
+
+def test_many_calls_do_not_leak_guest_memory(echo: edgewasm.Guest) -> None:
+    big = {"d": np.zeros(200_000, np.uint8)}
+    echo.infer(big)
+    inst = echo._instance()
+    before = inst.memory.data_len(inst.store) if inst.memory else 0
+    for _ in range(300):
+        echo.infer(big)
+    assert (inst.memory.data_len(inst.store) if inst.memory else 0) == before
+
+
+def test_timeout_interrupts_an_endless_loop_and_the_guest_recovers(wasm_dir: Path) -> None:
+    spin = edgewasm.load(wasm_dir / "spin.wat", timeout=0.2)
+    for _ in range(2):  # a fresh instance after each interruption
+        start = time.monotonic()
+        with pytest.raises(edgewasm.GuestTimeout, match=r"timeout of 0\.2 s"):
+            spin.infer({"x": 1})
+        assert time.monotonic() - start < 3.0
+
+
+def test_memory_limit_stops_a_guest_that_grows_forever(wasm_dir: Path) -> None:
+    grow = edgewasm.load(wasm_dir / "grow.wat", memory_limit="32MiB")
+    with pytest.raises(edgewasm.GuestOutOfMemory, match=r"ran out of linear memory.*32 MiB limit"):
+        grow.infer({})
+
+
+def test_initial_memory_over_the_limit_fails_at_load(wasm_dir: Path) -> None:
+    with pytest.raises(edgewasm.GuestOutOfMemory, match="initial memory"):
+        edgewasm.load(wasm_dir / "echo.wat", memory_limit=65536)  # echo starts with 2 pages
+
+
+@pytest.mark.parametrize(
+    ("name", "error", "message"),
+    [
+        ("trap.wat", edgewasm.GuestTrap, "integer divide by zero"),
+        ("bad_range.wat", edgewasm.AbiError, "outside its memory"),
+        ("absurd_len.wat", edgewasm.AbiError, "absurd response length"),
+    ],
+)
+def test_misbehaving_guests_get_clear_errors(wasm_dir: Path, name: str, error: type, message: str) -> None:
+    guest = edgewasm.load(wasm_dir / name)
+    for _ in range(2):  # the host survives and the next call runs on a fresh instance
+        with pytest.raises(error, match=message):
+            guest.infer({"x": 1})
+
+
+def test_a_trap_replaces_the_instance() -> None:
+    body = """(module (memory (export "memory") 1)
+      (global $n (mut i32) (i32.const 0))
+      (func (export "edge_alloc") (param i32) (result i32) (i32.const 1024))
+      (func (export "edge_free") (param i32 i32))
+      ;; counts its calls; a request of msgpack `true` (0xc3) traps
+      (func (export "infer") (param $p i32) (param i32) (result i64)
+        (global.set $n (i32.add (global.get $n) (i32.const 1)))
+        (if (i32.eq (i32.load8_u (local.get $p)) (i32.const 0xc3)) (then unreachable))
+        (i32.store8 (i32.const 2048) (global.get $n))
+        (i64.or (i64.shl (i64.const 2048) (i64.const 32)) (i64.const 1))))"""
+    guest = edgewasm.load(body.encode())
+    assert [guest.infer(0), guest.infer(0)] == [1, 2]
+    with pytest.raises(edgewasm.GuestTrap, match="unreachable"):
+        guest.infer(True)
+    assert guest.infer(0) == 1  # a fresh instance: nothing of the trapped one survives
+
+
+def test_guest_reported_errors_become_exceptions() -> None:
+    # msgpack of {"error": {"kind": "bad_request", "message": "no"}}
+    import msgpack
+
+    payload = msgpack.packb({"error": {"kind": "bad_request", "message": "width is missing"}})
+    data = "".join(f"\\{b:02x}" for b in payload)
+    body = f"""(module (memory (export "memory") 1)
+      (data (i32.const 2048) "{data}")
+      (func (export "edge_alloc") (param i32) (result i32) (i32.const 1024))
+      (func (export "edge_free") (param i32 i32))
+      (func (export "infer") (param i32 i32) (result i64)
+        (i64.or (i64.shl (i64.const 2048) (i64.const 32)) (i64.const {len(payload)}))))"""
+    guest = edgewasm.load(body.encode())
+    with pytest.raises(edgewasm.GuestError, match="guest reported bad_request: width is missing") as info:
+        guest.infer({})
+    assert info.value.kind == "bad_request" and info.value.message == "width is missing"
+
+
+def test_fuel_limits_work_per_call(wasm_dir: Path) -> None:
+    spin = edgewasm.load(wasm_dir / "spin.wat", fuel=100_000)
+    with pytest.raises(edgewasm.GuestOutOfFuel):
+        spin.infer({})
+    echo = edgewasm.load(wasm_dir / "echo.wat", fuel=1_000_000)
+    for _ in range(3):  # the budget is per call, not per instance
+        assert echo.infer({"a": 1}) == {"a": 1}
+
+
+def test_threads_get_their_own_instances(echo: edgewasm.Guest) -> None:
+    errors: list[BaseException] = []
+
+    def work(k: int) -> None:
+        try:
+            for i in range(200):
+                arr = np.full(1000 + k, i % 256, np.uint8)
+                reply = echo.infer({"k": k, "i": i, "a": arr})
+                assert reply["k"] == k and reply["i"] == i
+                np.testing.assert_array_equal(reply["a"], arr)
+        except BaseException as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    assert len(echo._instances) >= 4
+
+
+def test_command_guest_stdin_stdout_exit_code(wasm_dir: Path) -> None:
+    cat = edgewasm.load(wasm_dir / "cat.wat")
+    assert cat.run(b"hello world").stdout == b"hello world"
+    result = cat.run(b"")
+    assert result.exit_code == 3 and result.stdout == b""
+    with pytest.raises(edgewasm.AbiError, match="not an infer guest"):
+        cat.infer({})
+
+
+def test_nothing_of_the_host_is_visible_by_default(wasm_dir: Path, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("SECRET_TOKEN", "s3cret")
+    (tmp_path / "hello.txt").write_text("hi")
+    files = edgewasm.load(wasm_dir / "files.wat")
+    result = files.run()
+    assert result.exit_code == 2  # no preopened directory at all
+    assert b"s3cret" not in result.stdout
+
+
+def test_dirs_are_read_only_unless_asked(wasm_dir: Path, tmp_path: Path) -> None:
+    (tmp_path / "hello.txt").write_text("hi there")
+    ro = edgewasm.load(wasm_dir / "files.wat", dirs={"/data": tmp_path}, env={"MODE": "test"})
+    result = ro.run()
+    assert result.stdout.startswith(b"MODE=test\0hi there")
+    assert result.exit_code == 3 and not (tmp_path / "written.txt").exists()
+    rw = edgewasm.load(wasm_dir / "files.wat", dirs=[f"{tmp_path}::/data:rw"])
+    assert rw.run().exit_code == 0
+    assert (tmp_path / "written.txt").exists()
+
+
+def test_bad_sandbox_settings_are_clear(wasm_dir: Path, tmp_path: Path) -> None:
+    with pytest.raises(edgewasm.SandboxError, match="not a directory"):
+        edgewasm.load(wasm_dir / "echo.wat", dirs={"/x": tmp_path / "missing"})
+    with pytest.raises(edgewasm.SandboxError, match="cannot read memory limit"):
+        edgewasm.load(wasm_dir / "echo.wat", memory_limit="lots")
+    with pytest.raises(edgewasm.SandboxError, match="timeout"):
+        edgewasm.load(wasm_dir / "echo.wat", timeout=-1)
+
+
+def test_memory_limit_units() -> None:
+    from edgewasm._sandbox import parse_size
+
+    assert parse_size("256MiB") == 256 << 20
+    assert parse_size("1 GiB") == 1 << 30
+    assert parse_size("4096pages") == 4096 * 65536
+    assert parse_size(1234) == 1234
+    assert parse_size(None) is None
