@@ -160,13 +160,17 @@ fn pack(ptr: *const u8, len: usize) -> i64 {
 }
 
 /// Encodes the handler's outcome; an answer that fails to encode becomes an `internal` error map.
-fn respond<Resp: Serialize>(result: Result<Resp, GuestError>) -> i64 {
+fn encode_result<Resp: Serialize>(result: Result<Resp, GuestError>) -> Option<OutBuf> {
     let encoded = match &result {
         Ok(resp) => encode(resp).map_err(|e| GuestError::internal(format!("response does not encode: {}", e))),
         Err(err) => Err(err.clone()),
     };
-    let buf = encoded.or_else(|err| encode(&ErrorEnvelope { error: &err }));
-    match buf.ok().and_then(OutBuf::into_raw) {
+    encoded.or_else(|err| encode(&ErrorEnvelope { error: &err })).ok()
+}
+
+/// Hands the encoded outcome to the host; when not even the error map fits in memory, a static one.
+fn respond<Resp: Serialize>(result: Result<Resp, GuestError>) -> i64 {
+    match encode_result(result).and_then(OutBuf::into_raw) {
         Some((ptr, len)) => pack(ptr, len),
         None => pack(OOM_RESPONSE.as_ptr(), OOM_RESPONSE.len()),
     }
@@ -227,6 +231,47 @@ mod tests {
         let bytes = unsafe { std::slice::from_raw_parts(p, n) }.to_vec();
         unsafe { dealloc(p, layout(n).unwrap()) };
         assert_eq!(bytes, b"\x81\xa5error\x82\xa4kind\xabbad_request\xa7message\xa1x".to_vec());
+    }
+
+    fn take(buf: OutBuf) -> Vec<u8> {
+        let (p, n) = buf.into_raw().unwrap();
+        let bytes = unsafe { std::slice::from_raw_parts(p, n) }.to_vec();
+        unsafe { dealloc(p, layout(n).unwrap()) };
+        bytes
+    }
+
+    /// A response whose serialization fails, as a buggy `Serialize` impl would.
+    struct Unencodable;
+    impl Serialize for Unencodable {
+        fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+            Err(serde::ser::Error::custom("no wire form"))
+        }
+    }
+
+    #[test]
+    fn unencodable_response_becomes_an_internal_error_map() {
+        let bytes = take(encode_result(Ok(Unencodable)).unwrap());
+        let v: std::collections::BTreeMap<String, GuestError> = rmp_serde::from_slice(&bytes).unwrap();
+        assert_eq!(v["error"].kind, "internal");
+        assert!(v["error"].message.contains("no wire form"), "{}", v["error"].message);
+    }
+
+    #[test]
+    fn handler_error_and_bad_request_are_error_maps() {
+        let bytes = take(encode_result::<()>(Err(GuestError::not_found("no model m"))).unwrap());
+        let v: std::collections::BTreeMap<String, GuestError> = rmp_serde::from_slice(&bytes).unwrap();
+        assert_eq!(v["error"], GuestError::not_found("no model m"));
+        let err = decode::<std::collections::BTreeMap<String, u8>>(b"\xc1").unwrap_err();
+        assert_eq!(err.kind, "bad_request");
+    }
+
+    #[test]
+    fn structs_encode_as_named_maps() {
+        #[derive(Serialize)]
+        struct R {
+            label: &'static str,
+        }
+        assert_eq!(take(encode_result(Ok(R { label: "cat" })).unwrap()), b"\x81\xa5label\xa3cat".to_vec());
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! [`export_infer!`] exports `infer`, which decodes the msgpack request, calls your handler and encodes its
 //! answer (or the error map of a [`GuestError`]):
 //!
-//! ```ignore
+//! ```
 //! use edgewasm_guest::{export_infer, GuestError};
 //! #[derive(serde::Deserialize)] struct Req { name: String }
 //! #[derive(serde::Serialize)] struct Resp { greeting: String }

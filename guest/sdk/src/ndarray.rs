@@ -198,15 +198,18 @@ mod tests {
 
     #[test]
     fn unaligned_data_is_copied() {
-        let mut raw = vec![0u8; 9];
-        raw[1..5].copy_from_slice(&1.25f32.to_le_bytes());
-        raw[5..9].copy_from_slice(&3.0f32.to_le_bytes());
-        let data = &raw[1..9];
+        let mut words = [0u32; 3]; // 4-byte aligned, so byte 1 is not
+        // SAFETY: 12 initialised bytes of a [u32; 3].
+        let bytes = unsafe { std::slice::from_raw_parts_mut(words.as_mut_ptr() as *mut u8, 12) };
+        bytes[1..5].copy_from_slice(&1.25f32.to_le_bytes());
+        bytes[5..9].copy_from_slice(&3.0f32.to_le_bytes());
+        let data = &bytes[1..9];
+        assert_ne!(data.as_ptr().align_offset(4), 0);
         let v = f32_view("float32", &[2], data).unwrap();
-        if data.as_ptr().align_offset(4) != 0 {
-            assert!(matches!(v, Cow::Owned(_)));
-        }
+        assert!(matches!(v, Cow::Owned(_)));
         assert_eq!(&*v, &[1.25, 3.0]);
+        let aligned = f32_view("float32", &[1], &bytes[4..8]).unwrap();
+        assert!(matches!(aligned, Cow::Borrowed(_)));
     }
 
     #[test]

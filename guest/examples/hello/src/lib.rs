@@ -8,6 +8,9 @@ use serde::{Deserialize, Serialize};
 struct Request {
     name: Option<String>,
     values: Option<NdArray>,
+    /// Shows what a panic does: the call traps (panic = "abort"), the host raises GuestTrap.
+    #[serde(default)]
+    panic: bool,
 }
 
 #[derive(Serialize)]
@@ -19,6 +22,9 @@ struct Response {
 }
 
 fn hello(req: Request) -> Result<Response, GuestError> {
+    if req.panic {
+        panic!("hello was asked to panic");
+    }
     let name = req.name.ok_or_else(|| GuestError::bad_request("missing `name`"))?;
     let (sum, count, doubled) = match &req.values {
         None => (0.0, 0, None),
