@@ -247,19 +247,11 @@ def test_install_is_idempotent_and_force_replaces(model_store: Path, tmp_path: P
     assert not (store / ID / "openvino").exists()
     assert sorted(p.name for p in store.iterdir()) == [ID]  # no temporary directories left behind
     # conversion is deterministic: the EWT and ONNX hash the same as in the session's install
-    assert (
-        read_manifest(ID, store)["files"]["weights.ewt"]
-        == read_manifest(ID, model_store)["files"]["weights.ewt"]
-    )
-    assert (
-        read_manifest(ID, store)["files"]["model.onnx"]
-        == read_manifest(ID, model_store)["files"]["model.onnx"]
-    )
+    assert read_manifest(ID, store)["files"]["weights.ewt"] == read_manifest(ID, model_store)["files"]["weights.ewt"]
+    assert read_manifest(ID, store)["files"]["model.onnx"] == read_manifest(ID, model_store)["files"]["model.onnx"]
 
 
-def test_failed_install_leaves_nothing(
-    model_store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_failed_install_leaves_nothing(model_store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     real_convert = _convert.convert
 
     def convert_then_fail(out_dir: Path, **kwargs: Any) -> dict[str, Any]:
@@ -336,10 +328,7 @@ def test_cli(model_store: Path, tmp_path: Path) -> None:
     result = runner.invoke(models_cli, ["list", "--store", str(store)], env=env)
     assert result.exit_code == 0 and result.output.startswith(f"{ID}\t1\t")
     result = runner.invoke(models_cli, ["verify", "--store", str(store)], env=env)
-    assert (
-        result.exit_code == 0
-        and result.output == f"{ID}: ok ({len(read_manifest(ID, store)['files'])} files)\n"
-    )
+    assert result.exit_code == 0 and result.output == f"{ID}: ok ({len(read_manifest(ID, store)['files'])} files)\n"
     result = runner.invoke(models_cli, ["path", ID], env={_store.ENV_VAR: str(store)})
     assert result.exit_code == 0 and result.output == f"{store / ID}\n"
     (store / ID / "model.onnx").write_bytes(b"x")
@@ -352,14 +341,9 @@ def test_cli(model_store: Path, tmp_path: Path) -> None:
     result = runner.invoke(models_cli, ["remove", ID, "--store", str(store)], env=env)
     assert result.exit_code == 0
     result = runner.invoke(models_cli, ["path", ID, "--store", str(store)], env=env)
-    assert (
-        result.exit_code == 1 and len(result.output.splitlines()) == 1 and "models install" in result.output
-    )
+    assert result.exit_code == 1 and len(result.output.splitlines()) == 1 and "models install" in result.output
     result = runner.invoke(models_cli, ["install", "nope", "--store", str(store)], env=env)
-    assert (
-        result.exit_code == 1
-        and result.output == "Error: unknown model 'nope'; available: efficientnet-lite0\n"
-    )
+    assert result.exit_code == 1 and result.output == "Error: unknown model 'nope'; available: efficientnet-lite0\n"
 
 
 def test_cli_unwritable_store(tmp_path: Path) -> None:

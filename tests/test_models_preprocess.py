@@ -44,9 +44,7 @@ def test_resized_size_rejects_empty() -> None:
      (300, 256, 16, 17, [-0.04556151, 0.23323168, 0.81792294, 0.00293027, -0.00852338]),
      (100, 256, 0, 0, [1.09997696, -0.09997696])],
 )  # fmt: skip
-def test_weight_vectors_of_the_spec(
-    in_size: int, out_size: int, o: int, lo: int, weights: list[float]
-) -> None:
+def test_weight_vectors_of_the_spec(in_size: int, out_size: int, o: int, lo: int, weights: list[float]) -> None:
     row = resize_weights(in_size, out_size, o, 1)[0]
     nz = np.flatnonzero(row)
     assert nz[0] == lo and nz[-1] == lo + len(weights) - 1

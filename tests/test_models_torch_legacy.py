@@ -66,9 +66,7 @@ class _Evil:
 
 def test_foreign_globals_are_refused_and_not_run(tmp_path: Path) -> None:
     marker = tmp_path / "pwned"
-    header = b"".join(
-        pickle.dumps(x, protocol=2) for x in (MAGIC_NUMBER, PROTOCOL_VERSION, {"little_endian": True})
-    )
+    header = b"".join(pickle.dumps(x, protocol=2) for x in (MAGIC_NUMBER, PROTOCOL_VERSION, {"little_endian": True}))
     evil = header + pickle.dumps({"w": _Evil(marker)}, protocol=2) + pickle.dumps([], protocol=2)
     with pytest.raises(ModelStoreError, match=r"refusing to load (posix|os|nt)\.mkdir"):
         load_state_dict(evil)

@@ -46,9 +46,7 @@ def _stages() -> list[Block]:
     blocks: list[Block] = []
     for repeats, kernel, stride, expand, cin, cout in table:
         for r in range(repeats):
-            blocks.append(
-                Block(len(blocks), kernel, stride if r == 0 else 1, expand, cin if r == 0 else cout, cout)
-            )
+            blocks.append(Block(len(blocks), kernel, stride if r == 0 else 1, expand, cin if r == 0 else cout, cout))
     return blocks
 
 
@@ -71,9 +69,7 @@ def _fold(sd: dict[str, npt.NDArray[Any]], conv: str, bn: str) -> tuple[F32, F32
         mean = sd[f"{bn}.running_mean"].astype(np.float64)
         var = sd[f"{bn}.running_var"].astype(np.float64)
     except KeyError as exc:
-        raise ModelStoreError(
-            f"state dict lacks {exc.args[0]}: not an EfficientNet-Lite0 checkpoint"
-        ) from exc
+        raise ModelStoreError(f"state dict lacks {exc.args[0]}: not an EfficientNet-Lite0 checkpoint") from exc
     scale = gamma / np.sqrt(var + BN_EPS)
     wf = w * scale.reshape((-1,) + (1,) * (w.ndim - 1))
     bf = beta - mean * scale
@@ -107,9 +103,7 @@ def fold_state_dict(sd: dict[str, npt.NDArray[Any]]) -> dict[str, F32]:
 
 def _expect(arr: npt.NDArray[Any], shape: tuple[int, ...], name: str) -> None:
     if arr.shape != shape:
-        raise ModelStoreError(
-            f"{name} has shape {arr.shape}, expected {shape}: not an EfficientNet-Lite0 checkpoint"
-        )
+        raise ModelStoreError(f"{name} has shape {arr.shape}, expected {shape}: not an EfficientNet-Lite0 checkpoint")
 
 
 def to_nhwc_layout(folded: dict[str, F32]) -> dict[str, F32]:

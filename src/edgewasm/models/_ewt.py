@@ -68,9 +68,7 @@ class EwtFile:
 def decode(raw: bytes) -> EwtFile:
     """Parse and check an EWT file (the same checks a guest should make)."""
     if len(raw) < 8 or raw[:4] != MAGIC:
-        raise ModelStoreError(
-            "not an EWT weight file (bad magic); reinstall with: edgewasm models install --force"
-        )
+        raise ModelStoreError("not an EWT weight file (bad magic); reinstall with: edgewasm models install --force")
     (header_len,) = struct.unpack_from("<I", raw, 4)
     if 8 + header_len > len(raw):
         raise ModelStoreError("truncated EWT file; reinstall with: edgewasm models install --force")
@@ -88,16 +86,9 @@ def decode(raw: bytes) -> EwtFile:
             elif parts[0] == "tensor":
                 name, dtype, offset, nbytes, dims = parts[1], parts[2], int(parts[3]), int(parts[4]), parts[5]
                 shape = tuple(int(d) for d in dims.split("x"))
-                if (
-                    dtype != "f32"
-                    or offset % ALIGN
-                    or offset + nbytes > len(raw)
-                    or nbytes != 4 * int(np.prod(shape))
-                ):
+                if dtype != "f32" or offset % ALIGN or offset + nbytes > len(raw) or nbytes != 4 * int(np.prod(shape)):
                     raise ValueError("bad tensor line")
-                out.tensors[name] = np.frombuffer(raw, dtype="<f4", count=nbytes // 4, offset=offset).reshape(
-                    shape
-                )
+                out.tensors[name] = np.frombuffer(raw, dtype="<f4", count=nbytes // 4, offset=offset).reshape(shape)
             else:
                 raise ValueError("unknown line")
         except (ValueError, IndexError) as exc:

@@ -52,9 +52,7 @@ def build_onnx(folded: Mapping[str, npt.NDArray[np.float32]], model_id: str, ver
         nodes.append(helper.make_node("Conv", [x, w, b], [y], name=f"{name}/Conv", pads=pads, **attrs))
         if not act:
             return y
-        nodes.append(
-            helper.make_node("Clip", [y, "relu6_min", "relu6_max"], [f"{name}.relu6"], name=f"{name}/Relu6")
-        )
+        nodes.append(helper.make_node("Clip", [y, "relu6_min", "relu6_max"], [f"{name}.relu6"], name=f"{name}/Relu6"))
         return f"{name}.relu6"
 
     h = conv(INPUT_NAME, "stem", 3, 2)

@@ -97,9 +97,7 @@ def read_manifest(model_id: str, store: str | os.PathLike[str] | None = None) ->
             f"{entry / MANIFEST} is unreadable; reinstall: edgewasm models install --force {model_id}"
         ) from exc
     if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), dict):
-        raise ModelStoreError(
-            f"{entry / MANIFEST} is malformed; reinstall: edgewasm models install --force {model_id}"
-        )
+        raise ModelStoreError(f"{entry / MANIFEST} is malformed; reinstall: edgewasm models install --force {model_id}")
     return manifest
 
 
@@ -131,9 +129,7 @@ def list_models(store: str | os.PathLike[str] | None = None) -> list[dict[str, A
         try:
             manifest = json.loads((entry / MANIFEST).read_text(encoding="utf-8"))
             size = sum(int(f["size"]) for f in manifest["files"].values())
-            out.append(
-                {"id": manifest["id"], "version": manifest["version"], "path": str(entry), "size": size}
-            )
+            out.append({"id": manifest["id"], "version": manifest["version"], "path": str(entry), "size": size})
         except (OSError, ValueError, KeyError, TypeError):
             out.append({"id": entry.name, "version": None, "path": str(entry), "size": None})
     return out
@@ -163,9 +159,7 @@ def install(
     try:
         provenance = _convert.convert(tmp, openvino=openvino)
         manifest = _manifest(tmp, provenance)
-        (tmp / MANIFEST).write_text(
-            json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
-        )
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
         _fsync_tree(tmp)
         old: Path | None = None
         if entry.exists():

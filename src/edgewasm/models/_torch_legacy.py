@@ -73,9 +73,7 @@ def _rebuild_tensor_v2(
 ) -> _PendingTensor:
     if not isinstance(storage, _StorageRef):
         raise ModelStoreError("unsupported torch file: a tensor is not backed by a storage")
-    return _PendingTensor(
-        storage, int(storage_offset), tuple(int(s) for s in size), tuple(int(s) for s in stride)
-    )
+    return _PendingTensor(storage, int(storage_offset), tuple(int(s) for s in size), tuple(int(s) for s in stride))
 
 
 class _RestrictedUnpickler(pickle.Unpickler):
@@ -92,9 +90,7 @@ class _RestrictedUnpickler(pickle.Unpickler):
             return _rebuild_tensor_v2
         if module == "torch" and name in _STORAGE_DTYPES:
             return _StorageType(name, _STORAGE_DTYPES[name])
-        raise ModelStoreError(
-            f"refusing to load {module}.{name} from a torch file (only plain state dicts are read)"
-        )
+        raise ModelStoreError(f"refusing to load {module}.{name} from a torch file (only plain state dicts are read)")
 
     def persistent_load(self, pid: Any) -> Any:
         if not (isinstance(pid, tuple) and len(pid) == 6 and pid[0] == "storage"):
@@ -136,9 +132,7 @@ def load_state_dict(source: str | Path | bytes) -> dict[str, npt.NDArray[Any]]:
     """Name -> numpy array (native-endian copy) for every entry of a legacy torch state-dict file."""
     raw = source if isinstance(source, bytes) else Path(source).read_bytes()
     if raw[:2] == b"PK":
-        raise ModelStoreError(
-            "torch file is in the zip format (torch >= 1.6); only the legacy format is read"
-        )
+        raise ModelStoreError("torch file is in the zip format (torch >= 1.6); only the legacy format is read")
     f = io.BytesIO(raw)
     try:
         magic = _load_plain(f)
@@ -173,12 +167,8 @@ def load_state_dict(source: str | Path | bytes) -> dict[str, npt.NDArray[Any]]:
         if count < 0 or pos + nbytes > len(raw):
             raise ModelStoreError(f"truncated torch file: storage {key} is cut short")
         if count != ref.size:
-            raise ModelStoreError(
-                f"corrupt torch file: storage {key} holds {count} elements, expected {ref.size}"
-            )
-        data[key] = np.frombuffer(raw, dtype=ref.dtype, count=count, offset=pos).astype(
-            ref.dtype.newbyteorder("=")
-        )
+            raise ModelStoreError(f"corrupt torch file: storage {key} holds {count} elements, expected {ref.size}")
+        data[key] = np.frombuffer(raw, dtype=ref.dtype, count=count, offset=pos).astype(ref.dtype.newbyteorder("="))
         pos += nbytes
     if pos != len(raw):
         raise ModelStoreError(f"torch file has {len(raw) - pos} unexpected bytes after the last storage")
