@@ -38,8 +38,10 @@ def model_dir(model_id: str) -> Path:
         raise ValueError(f"bad model id {model_id!r}: use letters, digits, '.', '_' and '-'")
     path_of = _store_path_of()
     if path_of is not None:
-        found = Path(path_of(model_id))
-        return found if found.suffix == "" else found.parent
+        try:
+            return Path(path_of(model_id))
+        except Exception as exc:  # ModelStoreError: unknown or not installed, with the command that fixes it
+            raise ValueError(str(exc)) from None
     return store_dir() / model_id
 
 
