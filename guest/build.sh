@@ -16,6 +16,7 @@ set -euo pipefail
 #   name               | cargo package  | extra RUSTFLAGS                | extra cargo args (e.g. --features simd)
 GUESTS=(
   "hello               | hello          |                                |"
+  "wasinn_classifier   | wasinn-classifier | -C target-feature=+simd128  |"
   "wasinn_compat       | wasinn-compat  |                                |"
 )
 
