@@ -18,6 +18,8 @@ GUESTS=(
   "hello               | hello          |                                |"
   "wasinn_classifier   | wasinn-classifier | -C target-feature=+simd128  |"
   "wasinn_compat       | wasinn-compat  |                                |"
+  "classifier          | classifier     | -C target-feature=+simd128     |"
+  "classifier_scalar   | classifier     |                                |"
 )
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
