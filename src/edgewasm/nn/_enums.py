@@ -50,9 +50,7 @@ def encoding_from_name(name: str) -> GraphEncoding:
     try:
         return _ENCODING_NAMES[name.strip().lower()]
     except KeyError:
-        raise ValueError(
-            f"unknown encoding {name!r} (expected one of OpenVINO, ONNX, TensorflowLite/TFLite)"
-        ) from None
+        raise ValueError(f"unknown encoding {name!r} (expected one of OpenVINO, ONNX, TensorflowLite/TFLite)") from None
 
 
 def target_from_name(name: str) -> ExecutionTarget:
@@ -83,9 +81,7 @@ LEGACY_TENSOR_TYPES: dict[int, np.dtype[np.generic]] = {
 }
 
 
-def resolve_tensor_type(
-    code: int, n_elements: int, data_len: int, numbering: Numbering
-) -> np.dtype[np.generic]:
+def resolve_tensor_type(code: int, n_elements: int, data_len: int, numbering: Numbering) -> np.dtype[np.generic]:
     """The element type of a guest tensor, from the type byte and (in "auto" mode) the data length.
 
     The two numberings disagree only on codes 2 (f64 / u8) and 3 (u8 / i32), and the element sizes

@@ -40,9 +40,7 @@ def _key(preload: Preload, options: BackendOptions) -> _Key:
     return (preload.encoding, preload.target, options, *stats)
 
 
-def get_or_load(
-    preload: Preload, backend_for: Callable[[GraphEncoding], Backend], options: BackendOptions
-) -> Graph:
+def get_or_load(preload: Preload, backend_for: Callable[[GraphEncoding], Backend], options: BackendOptions) -> Graph:
     """The graph of a preload, loading it (once) if needed; NnError for a missing backend or a bad model."""
     backend = backend_for(preload.encoding)  # invalid_encoding, not cached: installing the extra fixes it
     key = _key(preload, options)

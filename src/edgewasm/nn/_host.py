@@ -140,8 +140,7 @@ class WasiNN:
         if sum(sizes) > MAX_MODEL_BYTES:
             raise NnError(NnErrno.TOO_LARGE, f"model blobs total {sum(sizes)} bytes")
         blobs = [
-            mem.read_bytes(p, n, f"graph builder {i}")
-            for i, (p, n) in enumerate(zip(pairs[::2], sizes, strict=True))
+            mem.read_bytes(p, n, f"graph builder {i}") for i, (p, n) in enumerate(zip(pairs[::2], sizes, strict=True))
         ]
         graph = backend.load(blobs, ExecutionTarget(target))
         handle = self._graphs.insert(graph)
@@ -170,9 +169,7 @@ class WasiNN:
         mem.write_u32(gout, handle, "graph out pointer")
         return 0
 
-    def _load_by_name_with_config(
-        self, mem: GuestMemory, nptr: int, nlen: int, cptr: int, clen: int, gout: int
-    ) -> int:
+    def _load_by_name_with_config(self, mem: GuestMemory, nptr: int, nlen: int, cptr: int, clen: int, gout: int) -> int:
         clen = u32(clen)
         if clen > MAX_CONFIG:
             raise NnError(NnErrno.INVALID_ARGUMENT, f"config of {clen} bytes")

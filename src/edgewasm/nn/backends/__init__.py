@@ -30,9 +30,7 @@ def supported_encodings() -> tuple[GraphEncoding, ...]:
     return tuple(_BACKENDS)
 
 
-def get_backend(
-    encoding: GraphEncoding, options: BackendOptions, cache: dict[GraphEncoding, Backend]
-) -> Backend:
+def get_backend(encoding: GraphEncoding, options: BackendOptions, cache: dict[GraphEncoding, Backend]) -> Backend:
     """The backend for an encoding, imported on first use; invalid_encoding when absent.
 
     A missing package is logged once per process, naming the extra that installs it.

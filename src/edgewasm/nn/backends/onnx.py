@@ -47,9 +47,7 @@ class OnnxContext(Context):
 class OnnxGraph(Graph):
     def __init__(self, session: ort.InferenceSession) -> None:
         self.session = session
-        self.inputs = tuple(
-            InputSpec(i.name, _dims(i.shape), _ORT_TYPES.get(i.type)) for i in session.get_inputs()
-        )
+        self.inputs = tuple(InputSpec(i.name, _dims(i.shape), _ORT_TYPES.get(i.type)) for i in session.get_inputs())
         self.output_names = [o.name for o in session.get_outputs()]
 
     def new_context(self) -> Context:

@@ -88,6 +88,8 @@ class OpenVinoBackend(Backend):
         config: dict[str, Any] = {}
         if device == "CPU":
             config["INFERENCE_NUM_THREADS"] = self._options.threads
+            if self._options.openvino_precision:
+                config["INFERENCE_PRECISION_HINT"] = self._options.openvino_precision
         try:
             return OpenVinoGraph(self._core.compile_model(model, device, config), keepalive)
         except Exception as exc:
