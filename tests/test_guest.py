@@ -132,9 +132,13 @@ def test_fuel_limits_work_per_call(wasm_dir: Path) -> None:
 
 def test_threads_get_their_own_instances(echo: edgewasm.Guest) -> None:
     errors: list[BaseException] = []
+    seen: list[object] = []
+    barrier = threading.Barrier(4)
 
     def work(k: int) -> None:
         try:
+            seen.append(echo._instance())
+            barrier.wait(timeout=30)
             for i in range(200):
                 arr = np.full(1000 + k, i % 256, np.uint8)
                 reply = echo.infer({"k": k, "i": i, "a": arr})
@@ -149,7 +153,7 @@ def test_threads_get_their_own_instances(echo: edgewasm.Guest) -> None:
     for t in threads:
         t.join()
     assert not errors, errors
-    assert len(echo._instances) >= 4
+    assert len({id(inst) for inst in seen}) == 4
 
 
 def test_command_guest_stdin_stdout_exit_code(wasm_dir: Path) -> None:

@@ -6,7 +6,7 @@ See docs/abi.md. The checks run on the module's export types, before any instanc
 from __future__ import annotations
 
 import dataclasses
-from typing import Literal
+from typing import Any, Literal
 
 import wasmtime
 
@@ -44,6 +44,14 @@ class Verdict:
     has_initialize: bool
     has_version: bool
     imports_wasi_nn: bool
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Verdict:
+        """A verdict recorded in an artifact's trailer; checking export types again costs more than loading."""
+        kind = data.get("kind")
+        if kind not in ("reactor", "command"):
+            raise ValueError(f"bad guest kind {kind!r}")
+        return cls(kind, bool(data["has_initialize"]), bool(data["has_version"]), bool(data["imports_wasi_nn"]))
 
 
 def _signature(ty: wasmtime.FuncType) -> tuple[tuple[str, ...], tuple[str, ...]]:

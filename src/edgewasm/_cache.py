@@ -46,8 +46,8 @@ class DiskCache:
     def path_for(self, key: str) -> Path:
         return self.dir / f"{key}{SUFFIX}"
 
-    def lookup(self, key: str, expect: dict[str, Any]) -> Path | None:
-        """The verified artifact for `key`, or None. A corrupt or mismatched one is removed, with a warning."""
+    def lookup(self, key: str, expect: dict[str, Any]) -> tuple[Path, dict[str, Any]] | None:
+        """The verified artifact for `key` and its metadata, or None. A bad one is removed, with a warning."""
         path = self.path_for(key)
         if not path.exists():
             return None
@@ -59,7 +59,7 @@ class DiskCache:
         except ArtifactError as e:
             self.discard(path, e.one_line())
             return None
-        return path
+        return path, meta
 
     def discard(self, path: Path, reason: str) -> None:
         warnings.warn(f"edgewasm: discarding cached artifact: {reason}; it will be rebuilt", CacheWarning, stacklevel=3)

@@ -9,6 +9,8 @@ numpy is imported only when an array is seen: a request can hold an array only i
 
 from __future__ import annotations
 
+import functools
+import math
 import struct
 import sys
 from typing import TYPE_CHECKING, Any, Union
@@ -48,15 +50,28 @@ def _scalar_default(obj: Any) -> Any:
     raise TypeError(f"cannot send a {type(obj).__name__} to a guest")
 
 
-def _as_wire_array(arr: np.ndarray) -> np.ndarray:
-    if arr.dtype.name not in DTYPES:
-        raise RequestError(
-            f"cannot send an array of dtype {arr.dtype}",
-            hint=f"convert it to one of: {', '.join(sorted(DTYPES))}",
-        )
-    if arr.dtype.byteorder == ">":
-        arr = arr.astype(arr.dtype.newbyteorder("<"))
-    return arr if arr.flags.c_contiguous else arr.copy(order="C")
+@functools.cache
+def _dtypes() -> tuple[dict[Any, str], dict[str, Any]]:
+    """dtype -> wire name and back, little-endian. `dtype.name` is a slow Python property; a dict is not."""
+    import numpy as np
+
+    by_name = {name: np.dtype(name).newbyteorder("<") for name in DTYPES}
+    return {dt: name for name, dt in by_name.items()}, by_name
+
+
+def _as_wire_array(arr: np.ndarray) -> tuple[np.ndarray, str]:
+    names = _dtypes()[0]
+    name = names.get(arr.dtype)
+    if name is None:
+        if arr.dtype.byteorder == ">" and arr.dtype.name in DTYPES:
+            arr = arr.astype(arr.dtype.newbyteorder("<"))
+            name = arr.dtype.name
+        else:
+            raise RequestError(
+                f"cannot send an array of dtype {arr.dtype}",
+                hint=f"convert it to one of: {', '.join(sorted(DTYPES))}",
+            )
+    return (arr if arr.flags.c_contiguous else arr.copy(order="C")), name
 
 
 def _bin_header(n: int) -> bytes:
@@ -65,6 +80,20 @@ def _bin_header(n: int) -> bytes:
     if n < 0x10000:
         return struct.pack(">BH", 0xC5, n)
     return struct.pack(">BI", 0xC6, n)
+
+
+@functools.lru_cache(maxsize=256)
+def _array_header(dtype: str, shape: tuple[int, ...], nbytes: int) -> bytes:
+    """Everything of an array's map before its data; the same few shapes recur, so it is built once each."""
+    return (
+        b"\x83"
+        + msgpack.packb("dtype")
+        + msgpack.packb(dtype)
+        + msgpack.packb("shape")
+        + msgpack.packb(list(shape))
+        + msgpack.packb("data")
+        + _bin_header(nbytes)
+    )
 
 
 class _Writer:
@@ -79,16 +108,9 @@ class _Writer:
 
     def value(self, obj: Any) -> None:
         if _is_array(obj):
-            arr = _as_wire_array(obj)
-            p = self.packer
-            p.pack_map_header(3)
-            p.pack("dtype")
-            p.pack(arr.dtype.name)
-            p.pack("shape")
-            p.pack(list(arr.shape))
-            p.pack("data")
+            arr, dtype = _as_wire_array(obj)
             self._flush()
-            self.segments.append(_bin_header(arr.nbytes))
+            self.segments.append(_array_header(dtype, arr.shape, arr.nbytes))
             if arr.nbytes:
                 self.segments.append(arr)
         elif isinstance(obj, dict):
@@ -131,22 +153,27 @@ def encode(obj: Any) -> list[Segment]:
 
 
 def _array_hook(obj: dict[Any, Any]) -> Any:
-    if len(obj) == 3 and obj.keys() == _ARRAY_KEYS:
+    if len(obj) != 3:
+        return obj
+    try:
         dtype, shape, data = obj["dtype"], obj["shape"], obj["data"]
-        if (
-            isinstance(dtype, str)
-            and dtype in DTYPES
-            and isinstance(data, bytes)
-            and isinstance(shape, list)
-            and all(isinstance(d, int) and d >= 0 for d in shape)
-        ):
-            import numpy as np
-
-            dt = np.dtype(dtype).newbyteorder("<")
-            count = int(np.prod(shape, dtype=np.int64)) if shape else 1
-            if count * dt.itemsize == len(data):
-                return np.frombuffer(data, dtype=dt).reshape(shape)
+        dt = _dtypes()[1][dtype]
+    except (KeyError, TypeError):  # not an array map, or an unhashable/unknown dtype
+        return obj
+    if type(data) is bytes and type(shape) is list:
+        try:
+            if math.prod(shape) * dt.itemsize == len(data) and min(shape, default=0) >= 0:
+                return _numpy().ndarray(shape, dt, data)  # a read-only view of the decoded bytes
+        except (TypeError, ValueError):  # dims that are not non-negative ints
+            return obj
     return obj
+
+
+@functools.cache
+def _numpy() -> Any:
+    import numpy
+
+    return numpy
 
 
 def decode(buf: Any) -> Any:

@@ -7,10 +7,11 @@ are part of an artifact's cache key, including those wasmtime accepts silently o
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import threading
 import time
-from typing import Literal
+from typing import Any, Literal
 
 import wasmtime
 from wasmtime import _ffi as ffi
@@ -40,12 +41,12 @@ class EngineSettings:
     debug_info: bool = False
     pooling: bool = True
 
-    def key(self) -> dict[str, object]:
+    def key(self) -> dict[str, Any]:
         """The settings and the host, as they enter a cache key."""
-        return {"settings": dataclasses.asdict(self), "host": _host.fingerprint()}
+        return json.loads(self.key_json())  # type: ignore[no-any-return]
 
     def key_json(self) -> str:
-        return json.dumps(self.key(), sort_keys=True, separators=(",", ":"))
+        return _key_json(self)
 
     def to_config(self) -> wasmtime.Config:
         cfg = wasmtime.Config()
@@ -65,9 +66,15 @@ class EngineSettings:
 
 
 #: Instances alive at once per engine under the pooling allocator (a store per thread per guest).
-POOL_INSTANCES = 64
+POOL_INSTANCES = 1000
 #: Largest linear memory a pooled instance may grow to.
 POOL_MAX_MEMORY = 4 << 30
+
+
+@functools.cache
+def _key_json(settings: EngineSettings) -> str:
+    key = {"settings": dataclasses.asdict(settings), "host": _host.fingerprint()}
+    return json.dumps(key, sort_keys=True, separators=(",", ":"))
 
 
 def _enable_pooling(cfg: wasmtime.Config) -> None:

@@ -7,10 +7,10 @@ away and the next call gets a fresh one.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import os
 import threading
+import weakref
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -70,7 +70,8 @@ class Guest:
             ) from None
         self._local = threading.local()
         self._lock = threading.Lock()
-        self._instances: list[Instance] = []
+        # Weak: an instance lives as long as its thread's reference; close() breaks the ones still alive.
+        self._instances: weakref.WeakSet[Instance] = weakref.WeakSet()
         self._closed = False
         if self.kind == "reactor":
             self._instance()  # fail at load, not at the first call, and be ready for it
@@ -113,7 +114,7 @@ class Guest:
             inst.broken = True
             raise
         with self._lock:
-            self._instances.append(inst)
+            self._instances.add(inst)
         return inst
 
     def _instance(self) -> Instance:
@@ -121,17 +122,15 @@ class Guest:
         if inst is None or inst.broken:
             if self._closed:
                 raise ModuleLoadError(f"{self.name}: guest is closed")
-            if inst is not None:
-                self._drop(inst)
+            inst = None  # release the broken one (and its pool slot) before making another
             inst = self._new_instance()
             self._local.inst = inst
         return inst
 
-    def _drop(self, inst: Instance) -> None:
-        with self._lock, contextlib.suppress(ValueError):
-            self._instances.remove(inst)
-
     def _reactor(self) -> Instance:
+        inst: Instance | None = getattr(self._local, "inst", None)
+        if inst is not None and not inst.broken:
+            return inst  # the hot path: this thread's live instance
         if self.kind != "reactor":
             raise AbiError(f"{self.name} is a WASI command (_start), not an infer guest", hint="use run() instead")
         return self._instance()
@@ -158,6 +157,8 @@ class Guest:
         """Drop every instance (their memory returns to the pool)."""
         with self._lock:
             self._closed = True
+            for inst in list(self._instances):
+                inst.broken = True
             self._instances.clear()
         self._local = threading.local()
 

@@ -39,6 +39,8 @@ _memory_size = _proto("wasmtime_memory_data_size", _sz, _vp, _vp)
 _set_deadline = _proto("wasmtime_context_set_epoch_deadline", None, _vp, _u64)
 _set_fuel = _proto("wasmtime_context_set_fuel", _vp, _vp, _u64)
 _memmove = ctypes.memmove
+_addressof = ctypes.addressof
+_c_char = ctypes.c_char
 _ubytes = ctypes.c_ubyte
 
 
@@ -109,8 +111,16 @@ class Instance:
             f = exports.get(name)
             if isinstance(f, wasmtime.Func):
                 self._funcs[name] = f
+        # Addresses of the wasmtime_func_t structs, passed straight to the C call (the Funcs keep them alive).
+        self._faddr = {name: ctypes.addressof(f._func) for name, f in self._funcs.items()}
+        if loaded.verdict.kind == "reactor" and not {"infer", "edge_alloc", "edge_free"} <= self._faddr.keys():
+            raise AbiError(f"{loaded.name}: the instance lacks the ABI v1 exports its module declared")
+        self._per_call = sandbox.fuel is not None or sandbox.timeout is not None
         self._buf_ptr = 0
         self._buf_cap = 0
+        # A view of all of guest memory, rebuilt whenever its base or length changes (growth may move it).
+        self._view_at = (0, -1)
+        self._view = memoryview(b"")
 
     def _instantiate_error(self, e: Exception) -> EdgeWasmError:
         text = str(e).strip()
@@ -119,6 +129,11 @@ class Instance:
             return GuestOutOfMemory(
                 f"{self.loaded.name}: the module's initial memory does not fit its memory limit "
                 f"({self.sandbox.memory_limit} bytes): {first}"
+            )
+        if "concurrent limit" in text:
+            return ModuleLoadError(
+                f"{self.loaded.name}: too many live instances ({first})",
+                hint="close() guests you no longer need; every thread of every guest holds one instance",
             )
         if "unknown import" in text:
             return ModuleLoadError(
@@ -130,23 +145,23 @@ class Instance:
 
     # -- calls ---------------------------------------------------------------------------------------------------
 
-    def _raw_call(self, func: wasmtime.Func, nargs: int) -> None:
+    def _raw_call(self, func_addr: int, nargs: int) -> None:
         """Call with the arguments already in `self._args`; results land there too. Raises on a trap."""
-        if self._fuel is not None:
-            _set_fuel(self._ctx, self._fuel)
-        if self.sandbox.timeout is not None:
-            _set_deadline(self._ctx, self._deadline)
-        err = _call_unchecked(self._ctx, ctypes.addressof(func._func), self._args_addr, nargs, self._trap_addr)
+        if self._per_call:
+            if self._fuel is not None:
+                _set_fuel(self._ctx, self._fuel)
+            if self.sandbox.timeout is not None:
+                _set_deadline(self._ctx, self._deadline)
+        err = _call_unchecked(self._ctx, func_addr, self._args_addr, nargs, self._trap_addr)
         if err or self._trap.value:
             self.broken = True
             raise self._trap_error(err)
 
     def call_export(self, name: str, *args: int) -> int:
         """Call a function export with i32 arguments; returns the raw i64 slot (callers mask what they need)."""
-        func = self._funcs[name]
         for i, a in enumerate(args):
             self._args[i].i32 = a
-        self._raw_call(func, max(len(args), 1))
+        self._raw_call(self._faddr[name], max(len(args), 1))
         return int(self._args[0].i64)
 
     def _trap_error(self, err: int | None) -> EdgeWasmError:
@@ -211,7 +226,7 @@ class Instance:
         total = 0
         for seg in segments:
             total += len(seg) if type(seg) is bytes else seg.nbytes  # type: ignore[union-attr]
-        ptr = self._request_buffer(total)
+        ptr = self._buf_ptr if total <= self._buf_cap else self._request_buffer(total)
         dst = (_memory_data(self._ctx, self._mem_addr) or 0) + ptr
         for seg in segments:
             if type(seg) is bytes:
@@ -219,12 +234,14 @@ class Instance:
                 _memmove(dst, seg, n)
             else:  # a C-contiguous little-endian array (see _codec)
                 n = seg.nbytes  # type: ignore[union-attr]
-                _memmove(dst, seg.ctypes.data, n)  # type: ignore[union-attr]
+                # c_char.from_buffer is 4x cheaper than ndarray.ctypes, but needs a writable array.
+                src = _addressof(_c_char.from_buffer(seg)) if seg.flags.writeable else seg.ctypes.data  # type: ignore[union-attr]
+                _memmove(dst, src, n)
             dst += n
         args = self._args
         args[0].i32 = ptr
         args[1].i32 = total
-        self._raw_call(self._funcs["infer"], 2)
+        self._raw_call(self._faddr["infer"], 2)
         result = args[0].i64 & 0xFFFFFFFFFFFFFFFF
         out_ptr, out_len = result >> 32, result & 0xFFFFFFFF
         # The call may have grown (and so moved) memory: read base and length again.
@@ -243,13 +260,18 @@ class Instance:
                 f"([{out_ptr:#x}, {out_ptr + out_len:#x}) but memory is {size:#x} bytes)",
                 hint="the guest must return (out_ptr << 32) | out_len of a buffer it owns",
             )
-        view = memoryview((_ubytes * out_len).from_address(base + out_ptr)) if out_len else memoryview(b"")
+        if self._view_at != (base, size):
+            self._view = memoryview((_ubytes * size).from_address(base)) if size else memoryview(b"")
+            self._view_at = (base, size)
+        view = self._view[out_ptr : out_ptr + out_len]
         try:
             return decode(view)
         finally:
             view.release()
             if out_len:
-                self.call_export("edge_free", out_ptr, out_len)
+                args[0].i32 = out_ptr
+                args[1].i32 = out_len
+                self._raw_call(self._faddr["edge_free"], 2)
 
 
 def raw_bytes(view: memoryview) -> bytes:

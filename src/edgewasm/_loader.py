@@ -52,12 +52,15 @@ def _compile(source: Source, engine: wasmtime.Engine) -> wasmtime.Module:
         ) from None
 
 
-def _artifact_meta(source: Source, settings: EngineSettings, needs: frozenset[str]) -> dict[str, Any]:
+def _artifact_meta(
+    source: Source, settings: EngineSettings, needs: frozenset[str], verdict: _abi.Verdict
+) -> dict[str, Any]:
     return {
         "module_sha256": source.sha256,
         "engine": settings.key(),
         "needs": sorted(needs),
         "source": os.path.basename(source.name),
+        "verdict": dataclasses.asdict(verdict),
     }
 
 
@@ -92,31 +95,36 @@ def _load_wasm(source: Source, settings: EngineSettings, engine: wasmtime.Engine
     expect = {"module_sha256": source.sha256, "engine": settings.key()}
     hit = _from_cache(cache, key, expect, engine)
     if hit is not None:
-        return _finish(source, settings, hit[0], needs, "disk", hit[1])
+        return _finish(source, settings, hit[0], needs, "disk", hit[1], hit[2])
     with cache.compiling(key):
         # Another process may have filled the entry while we waited for the lock.
         hit = _from_cache(cache, key, expect, engine)
         if hit is not None:
-            return _finish(source, settings, hit[0], needs, "disk", hit[1])
+            return _finish(source, settings, hit[0], needs, "disk", hit[1], hit[2])
         module = _compile(source, engine)
+        loaded = _finish(source, settings, module, needs, "compiled", None)
         try:
-            path = cache.store(key, module.serialize(), _artifact_meta(source, settings, needs))
+            path = cache.store(key, module.serialize(), _artifact_meta(source, settings, needs, loaded.verdict))
         except OSError:
-            path = None  # an unwritable cache slows the next start, it does not fail this one
-    return _finish(source, settings, module, needs, "compiled", path)
+            return loaded  # an unwritable cache slows the next start, it does not fail this one
+    return dataclasses.replace(loaded, artifact=path)
 
 
 def _from_cache(
     cache: DiskCache, key: str, expect: dict[str, Any], engine: wasmtime.Engine
-) -> tuple[wasmtime.Module, Path] | None:
-    path = cache.lookup(key, expect)
-    if path is None:
+) -> tuple[wasmtime.Module, Path, _abi.Verdict] | None:
+    found = cache.lookup(key, expect)
+    if found is None:
         return None
+    path, meta = found
     try:
-        return wasmtime.Module.deserialize_file(engine, str(path)), path
+        verdict = _abi.Verdict.from_dict(meta["verdict"])
+        return wasmtime.Module.deserialize_file(engine, str(path)), path, verdict
+    except (KeyError, TypeError, ValueError) as e:
+        cache.discard(path, f"{path}: unreadable metadata ({e})")
     except wasmtime.WasmtimeError as e:
         cache.discard(path, f"{path}: wasmtime refused it: {str(e).strip().splitlines()[0]}")
-        return None
+    return None
 
 
 def _load_artifact(source: Source, settings: EngineSettings, engine: wasmtime.Engine) -> Loaded:
@@ -153,8 +161,10 @@ def _finish(
     needs: frozenset[str],
     origin: str,
     artifact: Path | None,
+    verdict: _abi.Verdict | None = None,
 ) -> Loaded:
-    verdict = _abi.check(module, source.name)
+    if verdict is None:
+        verdict = _abi.check(module, source.name)
     return Loaded(source.name, module, settings, verdict, needs, source.sha256, origin, artifact)
 
 
@@ -166,7 +176,8 @@ def compile_to(module: str | os.PathLike[str] | bytes, output: Path, settings: E
     engine = engine_for(settings)
     compiled = _compile(source, engine)
     loaded = _finish(source, settings, compiled, source.needs, "compiled", output)
-    _artifact.write_atomic(output, compiled.serialize(), _artifact_meta(source, settings, custom_needs(source.wasm)))
+    meta = _artifact_meta(source, settings, custom_needs(source.wasm), loaded.verdict)
+    _artifact.write_atomic(output, compiled.serialize(), meta)
     return loaded
 
 
