@@ -229,13 +229,13 @@ class Instance:
         ptr = self._buf_ptr if total <= self._buf_cap else self._request_buffer(total)
         dst = (_memory_data(self._ctx, self._mem_addr) or 0) + ptr
         for seg in segments:
-            if type(seg) is bytes:
+            if isinstance(seg, bytes):
                 n = len(seg)
                 _memmove(dst, seg, n)
             else:  # a C-contiguous little-endian array (see _codec)
-                n = seg.nbytes  # type: ignore[union-attr]
+                n = seg.nbytes
                 # c_char.from_buffer is 4x cheaper than ndarray.ctypes, but needs a writable array.
-                src = _addressof(_c_char.from_buffer(seg)) if seg.flags.writeable else seg.ctypes.data  # type: ignore[union-attr]
+                src = _addressof(_c_char.from_buffer(seg)) if seg.flags.writeable else seg.ctypes.data  # type: ignore[arg-type]
                 _memmove(dst, src, n)
             dst += n
         args = self._args
