@@ -1,10 +1,14 @@
-"""The model store's error type (the lead re-parents ``ModelsError`` under ``edgewasm.EdgeWasmError``)."""
+"""The model store's errors, part of edgewasm's one exception hierarchy."""
 
 from __future__ import annotations
 
+from .._errors import EdgeWasmError
 
-class ModelsError(Exception):
+
+class ModelsError(EdgeWasmError):
     """Base of the errors raised by ``edgewasm.models``; messages are one line and say what to do."""
+
+    exit_code = 2
 
 
 class ModelStoreError(ModelsError):

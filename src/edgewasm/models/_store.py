@@ -15,24 +15,20 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from .._paths import MODELS_ENV, models_dir
 from . import _convert
 from ._errors import ModelStoreError
 from ._preprocess import CROP, FILTER_NAME, MEAN, RESIZE_SHORTER, STD
 
-ENV_VAR = "EDGEWASM_MODELS"
+ENV_VAR = MODELS_ENV
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = 1
 KNOWN_MODELS = (_convert.MODEL_ID,)
 
 
 def default_store() -> Path:
-    """``$EDGEWASM_MODELS`` if set, else the per-user data directory."""
-    env = os.environ.get(ENV_VAR)
-    if env:
-        return Path(env).expanduser()
-    import platformdirs
-
-    return Path(platformdirs.user_data_dir("edgewasm")) / "models"
+    """``$EDGEWASM_MODELS`` if set, else the per-user data directory (the same place the host mounts)."""
+    return models_dir()
 
 
 def _root(store: str | os.PathLike[str] | None) -> Path:
