@@ -1,0 +1,40 @@
+# edgewasm: common tasks. `make setup` once, then `make demo` and `make test`.
+PYTHON ?= python3
+EXTRAS ?= dev,models,onnx,openvino,tflite,plots
+
+.PHONY: setup toolchain test lint guest guest-check models demo bench bench-report clean
+
+setup:                ## install edgewasm with every extra, then fetch and convert the model
+	$(PYTHON) -m pip install -e '.[$(EXTRAS)]'
+	$(PYTHON) -m edgewasm models install
+
+toolchain:            ## Debian's Rust for wasm32-wasi and the vendored crates the guests use (root)
+	apt-get install -y --no-install-recommends rustc cargo libstd-rust-dev-wasm32 \
+	  librust-serde-dev librust-serde-bytes-dev librust-rmp-serde-dev \
+	  librust-image-dev librust-jpeg-decoder-dev librust-png-dev
+
+test:                 ## the whole test suite (unit, CLI in real processes, guests, benchmarks run once)
+	$(PYTHON) -m pytest -q
+
+lint:
+	ruff check src tests bench
+	mypy
+
+guest:                ## rebuild every Rust guest into wasm/
+	bash guest/build.sh
+
+guest-check:          ## rebuild into a temp dir and fail if wasm/ differs (reproducible builds)
+	bash guest/build.sh --check
+
+models:
+	$(PYTHON) -m edgewasm models install
+
+demo: models          ## classify the bundled cat photo inside the sandbox
+	edgewasm run wasm/classifier.wasm --image examples/cat.jpg
+
+bench:                ## benchmarks, quick by default; BENCH_FLAGS=--thorough for longer runs
+	$(PYTHON) -m pytest bench -q -p no:cacheprovider --benchmark-json=bench/results/latest.json $(BENCH_FLAGS)
+	$(PYTHON) bench/report.py bench/results/latest.json
+
+clean:
+	rm -rf build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache guest/target
