@@ -247,3 +247,42 @@ def test_backends_are_imported_only_when_asked() -> None:
     """)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert out.stdout.strip() == "[] ['onnxruntime']", out.stdout + out.stderr
+
+
+def test_guest_request_forms_and_errors(model_store: Path, reference: Any) -> None:  # noqa: F811
+    """image bytes, image_data floats and tensors reach the same answer; bad requests are error maps."""
+    import io
+
+    from PIL import Image
+
+    pixels, hwc, logits = reference["coffee"]
+    want = int(np.argmax(logits))
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, format="PNG")
+    h, w, _ = pixels.shape
+    with edgewasm.load(WASM / "wasinn_classifier.wasm", models=str(model_store), nn_preload=[MODEL_ID]) as guest:
+        by_image = guest.infer({"image": buf.getvalue()})
+        assert by_image["class_id"] == want and by_image["stages_ms"]["decode"] > 0
+        floats = pixels.astype(np.float32).ravel().tolist()
+        assert guest.infer({"image_data": floats, "width": w, "height": h})["class_id"] == want
+        echoed = guest.infer({"tensor": hwc, "return_tensor": True, "top_k": 3})
+        np.testing.assert_array_equal(echoed["tensor"], hwc)
+        assert len(echoed["top5"]) == 3
+        bad = hwc.copy()
+        bad[5, 6, 1] = np.nan
+        cases: list[tuple[dict[str, Any], str, str]] = [
+            ({"tensor": bad}, "bad_request", "tensor[3379] is not a finite number"),
+            ({"tensor": hwc.astype(np.float64)}, "bad_request", "float32"),
+            ({"tensor": hwc[:100]}, "bad_request", "[224, 224, 3]"),
+            ({"pixels": pixels, "tensor": hwc}, "bad_request", "only one"),
+            ({"image": b"not an image"}, "decode", ""),
+            ({"image_data": floats, "width": w}, "bad_request", "width and height"),
+            ({"tensor": hwc, "top_k": 0}, "bad_request", "top_k"),
+            ({"tensor": hwc, "model_id": "../etc"}, "bad_request", "model id"),
+            ({"tensor": hwc, "model_id": "resnet-50"}, "not_found", "resnet-50"),
+        ]
+        for request, kind, words in cases:
+            with pytest.raises(edgewasm.GuestError) as err:
+                guest.infer(request)
+            assert err.value.kind == kind and words in err.value.message, (request.keys(), err.value)
+        assert guest.infer({"tensor": hwc})["class_id"] == want  # still serving
