@@ -278,6 +278,7 @@ def test_guest_request_forms_and_errors(model_store: Path, reference: Any) -> No
             ({"image": b"not an image"}, "decode", ""),
             ({"image_data": floats, "width": w}, "bad_request", "width and height"),
             ({"tensor": hwc, "top_k": 0}, "bad_request", "top_k"),
+            ({"tensor": hwc, "top_k": 1001}, "bad_request", "top_k must be 1..1000"),
             ({"tensor": hwc, "model_id": "../etc"}, "bad_request", "model id"),
             ({"tensor": hwc, "model_id": "resnet-50"}, "not_found", "resnet-50"),
         ]

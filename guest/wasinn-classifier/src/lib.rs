@@ -34,15 +34,15 @@ struct Request<'a> {
     #[serde(default)]
     image_data: Option<Vec<f32>>,
     #[serde(default)]
-    width: Option<u64>,
+    width: Option<i64>,
     #[serde(default)]
-    height: Option<u64>,
+    height: Option<i64>,
     #[serde(default, borrow)]
     tensor: Option<NdArrayRef<'a>>,
     #[serde(default, borrow)]
     model_id: Option<&'a str>,
     #[serde(default)]
-    top_k: Option<u64>,
+    top_k: Option<i64>,
     #[serde(default)]
     return_logits: bool,
     #[serde(default)]
@@ -55,7 +55,7 @@ struct Request<'a> {
 struct Top {
     class_id: u32,
     label: String,
-    confidence: f32,
+    confidence: f64,
 }
 
 #[derive(Serialize)]
@@ -69,7 +69,7 @@ struct Stages {
 #[derive(Serialize)]
 struct Response {
     label: String,
-    confidence: f32,
+    confidence: f64,
     class_id: u32,
     latency_ms: f64,
     model_version: String,
@@ -122,6 +122,17 @@ fn vision_error(e: VisionError) -> GuestError {
     match e {
         VisionError::BadRequest(m) => GuestError::bad_request(m),
         VisionError::Decode(m) => GuestError::decode(m),
+    }
+}
+
+/// An image_data dimension: present and 1..=MAX_DIM.
+fn dim(v: Option<i64>, name: &str) -> Result<usize, GuestError> {
+    match v {
+        None => Err(GuestError::bad_request(format!("image_data needs width and height ({} is missing)", name))),
+        Some(x) if x <= 0 || x > vision::MAX_DIM as i64 => {
+            Err(GuestError::bad_request(format!("{} must be 1..{}, got {}", name, vision::MAX_DIM, x)))
+        }
+        Some(x) => Ok(x as usize),
     }
 }
 
@@ -226,10 +237,7 @@ fn preprocess(req: &Request<'_>, state: &mut State) -> Result<(f64, f64, bool), 
         let data = px.as_u8()?;
         pre.run(Pixels::U8(data), px.shape[1] as usize, px.shape[0] as usize, hwc).map_err(vision_error)?;
     } else if let Some(values) = &req.image_data {
-        let (w, h) = match (req.width, req.height) {
-            (Some(w), Some(h)) => (w as usize, h as usize),
-            _ => return Err(GuestError::bad_request("image_data needs width and height")),
-        };
+        let (w, h) = (dim(req.width, "width")?, dim(req.height, "height")?);
         pre.run(Pixels::F32(values), w, h, hwc).map_err(vision_error)?;
     } else if let Some(t) = &req.tensor {
         if t.shape != [CROP as u64, CROP as u64, 3] {
@@ -295,11 +303,10 @@ fn classify(bytes: &[u8]) -> Result<Response, GuestError> {
         "bytes" => LoadMode::Bytes,
         other => return Err(GuestError::bad_request(format!("load must be \"name\" or \"bytes\", not {:?}", other))),
     };
-    let top_k = match req.top_k {
-        None => 5,
-        Some(k) if k >= 1 => k as usize,
-        Some(_) => return Err(GuestError::bad_request("top_k must be at least 1")),
-    };
+    let top_k = req.top_k.unwrap_or(5);
+    if top_k < 1 {
+        return Err(GuestError::bad_request(format!("top_k must be 1..1000, got {}", top_k)));
+    }
     STATE.with(|cell| {
         let mut state = cell.borrow_mut();
         let (decode_ms, mut preprocess_ms, nchw_ready) = preprocess(&req, &mut state)?;
@@ -337,10 +344,13 @@ fn classify(bytes: &[u8]) -> Result<Response, GuestError> {
         let sum: f64 = exps.iter().sum();
         let mut order: Vec<usize> = (0..logits.len()).collect();
         order.sort_by(|&a, &b| logits[b].partial_cmp(&logits[a]).unwrap_or(std::cmp::Ordering::Equal).then(a.cmp(&b)));
+        if top_k as usize > order.len() {
+            return Err(GuestError::bad_request(format!("top_k must be 1..{}, got {}", order.len(), top_k)));
+        }
         let top: Vec<Top> = order
             .iter()
-            .take(top_k.min(order.len()))
-            .map(|&c| Top { class_id: c as u32, label: model.labels[c].clone(), confidence: (exps[c] / sum) as f32 })
+            .take(top_k as usize)
+            .map(|&c| Top { class_id: c as u32, label: model.labels[c].clone(), confidence: exps[c] / sum })
             .collect();
         let best = &top[0];
         let logits_out = if req.return_logits { Some(NdArray::from_f32_vec(logits.clone())) } else { None };
