@@ -15,7 +15,7 @@ set -euo pipefail
 # rows of the same package with different flags never invalidate each other.
 #   name               | cargo package  | extra RUSTFLAGS                | extra cargo args (e.g. --features simd)
 GUESTS=(
-  "hello               | hello          |                                |"
+  "hello               | hello          | -C target-feature=+bulk-memory |"
   "wasinn_classifier   | wasinn-classifier | -C target-feature=+simd128  |"
   "wasinn_compat       | wasinn-compat  |                                |"
   "classifier          | classifier     | -C target-feature=+simd128     |"
