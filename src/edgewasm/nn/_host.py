@@ -214,8 +214,11 @@ class WasiNN:
         dims = mem.read_u32s(dims_ptr, dims_len, "tensor dimensions")
         dtype = resolve_tensor_type(type_code, math.prod(dims), data_len, self._numbering)
         check_input(c.graph.inputs[index], index, dims, dtype)
-        view = mem.view(data_ptr, data_len, "tensor data")
-        copy = view.view(dtype).reshape(dims).copy() if self._copy_inputs else None
+        if self._copy_inputs:
+            copy: np.ndarray | None = mem.view(data_ptr, data_len, "tensor data").view(dtype).reshape(dims).copy()
+        else:
+            mem.check(data_ptr, data_len, "tensor data")  # read in place at compute
+            copy = None
         with c.lock:
             c.inputs[index] = _Input(u32(data_ptr), data_len, dims, dtype, copy)
             c.outputs = None
@@ -230,7 +233,7 @@ class WasiNN:
             arrays = [self._input_array(mem, c.inputs[i], i) for i in range(len(c.graph.inputs))]
             outputs = c.backend_ctx.compute(arrays)
             del arrays  # the views of guest memory die with this call
-            c.outputs = [np.ascontiguousarray(o, dtype=o.dtype.newbyteorder("<")) for o in outputs]
+            c.outputs = [_raw_output(o, i) for i, o in enumerate(outputs)]
         return 0
 
     @staticmethod
@@ -260,6 +263,14 @@ class WasiNN:
         mem.write_array(optr, arr, "output buffer")
         mem.write_u32(wptr, arr.nbytes, "bytes-written pointer")
         return 0
+
+
+def _raw_output(array: np.ndarray, index: int) -> np.ndarray:
+    """An output as the guest will get it: C order, little-endian; numeric types only (an object array's
+    bytes would be host pointers)."""
+    if array.dtype.kind not in "biuf":
+        raise NnError(NnErrno.RUNTIME_ERROR, f"output {index} has type {array.dtype}, which has no raw bytes form")
+    return np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<"))
 
 
 def _guard(name: str, impl: Callable[..., int], needs_memory: bool) -> Callable[..., int]:

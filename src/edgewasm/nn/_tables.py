@@ -28,7 +28,9 @@ class HandleTable(Generic[T]):
                     f"too many live {self._kind} handles ({self._limit}); release some first",
                 )
             handle = self._next
-            self._next = (self._next + 1) & 0xFFFFFFFF
+            while handle in self._items:  # only after 2**32 handles: skip the ones still live
+                handle = (handle + 1) & 0xFFFFFFFF
+            self._next = (handle + 1) & 0xFFFFFFFF
             self._items[handle] = item
             return handle
 
