@@ -68,8 +68,9 @@ def _group(benchmark: Any, path: Path) -> None:
 
 def test_cold_compile(benchmark: Any, guest_path: Path) -> None:
     _group(benchmark, guest_path)
-    guest = benchmark.pedantic(_ready, (guest_path, False), rounds=5 if guest_path.stem == "hello" else 3,
-                               warmup_rounds=1)  # fmt: skip
+    guest = benchmark.pedantic(
+        _ready, (guest_path, False), rounds=5 if guest_path.stem == "hello" else 3, warmup_rounds=1
+    )
     assert guest.origin == "compiled"
 
 

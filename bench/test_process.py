@@ -110,8 +110,14 @@ def test_proc_python_floor(benchmark: Any, n_rounds: Any) -> None:
 
 @pytest.mark.benchmark(group="process-command")
 def test_proc_wasmtime_cli_compile(benchmark: Any, n_rounds: Any, cat_wasm: Path, wasmtime_bin: Path) -> None:
-    _measure(benchmark, n_rounds(5, 20), [str(wasmtime_bin), "run", "-C", "cache=n", str(cat_wasm)], _echoed, STDIN,
-             footprint={"wasmtime (CLI binary)": wasmtime_bin.stat().st_size, "module": cat_wasm.stat().st_size})  # fmt: skip
+    _measure(
+        benchmark,
+        n_rounds(5, 20),
+        [str(wasmtime_bin), "run", "-C", "cache=n", str(cat_wasm)],
+        _echoed,
+        STDIN,
+        footprint={"wasmtime (CLI binary)": wasmtime_bin.stat().st_size, "module": cat_wasm.stat().st_size},
+    )
 
 
 @pytest.mark.benchmark(group="process-command")
@@ -121,22 +127,40 @@ def test_proc_wasmtime_cli_precompiled(
     cwasm = tmp_path / "cat.cwasm"
     made = run_measured([str(wasmtime_bin), "compile", str(cat_wasm), "-o", str(cwasm)])
     assert made.returncode == 0, made.stderr.decode(errors="replace")
-    _measure(benchmark, n_rounds(5, 20), [str(wasmtime_bin), "run", "--allow-precompiled", str(cwasm)], _echoed, STDIN,
-             footprint={"wasmtime (CLI binary)": wasmtime_bin.stat().st_size, "artifact": cwasm.stat().st_size})  # fmt: skip
+    _measure(
+        benchmark,
+        n_rounds(5, 20),
+        [str(wasmtime_bin), "run", "--allow-precompiled", str(cwasm)],
+        _echoed,
+        STDIN,
+        footprint={"wasmtime (CLI binary)": wasmtime_bin.stat().st_size, "artifact": cwasm.stat().st_size},
+    )
 
 
 @pytest.mark.benchmark(group="process-command")
 def test_proc_edgewasm_warm(benchmark: Any, n_rounds: Any, cat_wasm: Path) -> None:
     argv = [PY, "-m", "edgewasm", "run", str(cat_wasm)]
     assert run_measured(argv, STDIN).returncode == 0  # fill the cache
-    _measure(benchmark, n_rounds(5, 20), argv, _echoed, STDIN,
-             footprint={**package_bytes(*EDGEWASM_PACKAGES), "module": cat_wasm.stat().st_size})  # fmt: skip
+    _measure(
+        benchmark,
+        n_rounds(5, 20),
+        argv,
+        _echoed,
+        STDIN,
+        footprint={**package_bytes(*EDGEWASM_PACKAGES), "module": cat_wasm.stat().st_size},
+    )
 
 
 @pytest.mark.benchmark(group="process-command")
 def test_proc_edgewasm_cold(benchmark: Any, n_rounds: Any, cat_wasm: Path, tmp_path: Path) -> None:
-    _measure(benchmark, n_rounds(5, 20), [PY, "-m", "edgewasm", "run", str(cat_wasm)], _echoed, STDIN,
-             env_for_round=_fresh_cache(tmp_path))  # fmt: skip
+    _measure(
+        benchmark,
+        n_rounds(5, 20),
+        [PY, "-m", "edgewasm", "run", str(cat_wasm)],
+        _echoed,
+        STDIN,
+        env_for_round=_fresh_cache(tmp_path),
+    )
 
 
 # -- the cat photo, answered -----------------------------------------------------------------------------------------
@@ -157,24 +181,40 @@ def test_proc_python_ort(benchmark: Any, n_rounds: Any, model_entry: Path) -> No
     need("onnxruntime", "onnx")
     need("PIL", "dev")
     argv = [PY, str(ROOT / "bench" / "ort_classify.py"), str(model_entry), str(CAT_JPG)]
-    _measure(benchmark, n_rounds(3, 10), argv, _tiger_cat,
-             footprint={**package_bytes("onnxruntime", "numpy", "PIL"),
-                        "model.onnx": (model_entry / "model.onnx").stat().st_size})  # fmt: skip
+    _measure(
+        benchmark,
+        n_rounds(3, 10),
+        argv,
+        _tiger_cat,
+        footprint={
+            **package_bytes("onnxruntime", "numpy", "PIL"),
+            "model.onnx": (model_entry / "model.onnx").stat().st_size,
+        },
+    )
 
 
 @pytest.mark.benchmark(group="process-classify")
 def test_proc_edgewasm_classifier_warm(benchmark: Any, n_rounds: Any, model_entry: Path) -> None:
     argv = _classify_argv("classifier.wasm")
     assert run_measured(argv).returncode == 0  # fill the cache
-    _measure(benchmark, n_rounds(3, 10), argv, _tiger_cat,
-             footprint={**package_bytes(*EDGEWASM_PACKAGES), "module": (WASM / "classifier.wasm").stat().st_size,
-                        "weights.ewt": (model_entry / "weights.ewt").stat().st_size})  # fmt: skip
+    _measure(
+        benchmark,
+        n_rounds(3, 10),
+        argv,
+        _tiger_cat,
+        footprint={
+            **package_bytes(*EDGEWASM_PACKAGES),
+            "module": (WASM / "classifier.wasm").stat().st_size,
+            "weights.ewt": (model_entry / "weights.ewt").stat().st_size,
+        },
+    )
 
 
 @pytest.mark.benchmark(group="process-classify")
 def test_proc_edgewasm_classifier_cold(benchmark: Any, n_rounds: Any, model_entry: Path, tmp_path: Path) -> None:
-    _measure(benchmark, n_rounds(3, 10), _classify_argv("classifier.wasm"), _tiger_cat,
-             env_for_round=_fresh_cache(tmp_path))  # fmt: skip
+    _measure(
+        benchmark, n_rounds(3, 10), _classify_argv("classifier.wasm"), _tiger_cat, env_for_round=_fresh_cache(tmp_path)
+    )
 
 
 @pytest.mark.benchmark(group="process-classify")
@@ -183,10 +223,17 @@ def test_proc_edgewasm_wasinn_onnx_warm(benchmark: Any, n_rounds: Any, model_ent
     argv = _classify_argv("wasinn_classifier.wasm", "--nn-preload", f"{MODEL_ID}:store:{MODEL_ID}:onnx")
     first = run_measured(argv)
     assert first.returncode == 0, first.stderr.decode(errors="replace")  # fill the cache
-    _measure(benchmark, n_rounds(3, 10), argv, _tiger_cat,
-             footprint={**package_bytes(*EDGEWASM_PACKAGES, "onnxruntime"),
-                        "module": (WASM / "wasinn_classifier.wasm").stat().st_size,
-                        "model.onnx": (model_entry / "model.onnx").stat().st_size})  # fmt: skip
+    _measure(
+        benchmark,
+        n_rounds(3, 10),
+        argv,
+        _tiger_cat,
+        footprint={
+            **package_bytes(*EDGEWASM_PACKAGES, "onnxruntime"),
+            "module": (WASM / "wasinn_classifier.wasm").stat().st_size,
+            "model.onnx": (model_entry / "model.onnx").stat().st_size,
+        },
+    )
 
 
 def test_footprint_helpers() -> None:
