@@ -279,3 +279,15 @@ def test_imports_wasi_nn_detection() -> None:
     root = Path(__file__).resolve().parent.parent / "wasm"
     assert imports_wasi_nn(wasmtime.Module.from_file(engine, str(root / "nn_probe.wat")))
     assert not imports_wasi_nn(wasmtime.Module(engine, "(module)"))
+
+
+def test_misuse_command_through_edgewasm_load(tiny_model: Path) -> None:
+    """The core host wires WASI-NN from `nn_preload`: a command guest's misuses get their errnos, then it infers."""
+    import edgewasm
+
+    module = Path(__file__).resolve().parent.parent / "wasm" / "nn_misuse_cmd.wat"
+    with edgewasm.load(module, nn_preload=[f"default:ONNX:CPU:{tiny_model}"]) as guest:
+        for _ in range(2):  # a fresh instance per run, the preloaded graph shared
+            assert guest.run().exit_code == 0
+    with edgewasm.load(module) as guest:  # no preload: step 6 (load_by_name "default") fails
+        assert guest.run().exit_code == 6
