@@ -128,7 +128,14 @@ pub fn depthwise(inp: &[f32], s: &DwShape, wts: &[f32], bias: &[f32], out: &mut 
             // SAFETY: every (iy, ix) = (iy0 + ky, ix0 + kx) with ky in ky0..ky1, kx in kx0..kx1 is inside the
             // input, and o + c <= out.len().
             unsafe {
-                imp::dw_pixel(inp.as_ptr(), s, iy0, ix0, (ky0, ky1, kx0, kx1), wts.as_ptr(), bias.as_ptr(), out.as_mut_ptr().add(o));
+                let full = ky0 == 0 && kx0 == 0 && ky1 == s.k && kx1 == s.k;
+                let (ip, wp, bp, op) = (inp.as_ptr(), wts.as_ptr(), bias.as_ptr(), out.as_mut_ptr().add(o));
+                match (full, s.k) {
+                    // Interior pixels with the common kernel sizes: every tap unrolled, no bounds logic.
+                    (true, 3) => imp::dw_pixel_full::<3>(ip, s, iy0 as usize, ix0 as usize, wp, bp, op),
+                    (true, 5) => imp::dw_pixel_full::<5>(ip, s, iy0 as usize, ix0 as usize, wp, bp, op),
+                    _ => imp::dw_pixel(ip, s, iy0, ix0, (ky0, ky1, kx0, kx1), wp, bp, op),
+                }
             }
         }
     }
@@ -240,6 +247,11 @@ mod imp {
     }
 
     #[inline(always)]
+    pub unsafe fn dw_pixel_full<const K: usize>(inp: *const f32, s: &DwShape, iy0: usize, ix0: usize, w: *const f32, b: *const f32, out: *mut f32) {
+        dw_pixel(inp, s, iy0 as isize, ix0 as isize, (0, K, 0, K), w, b, out)
+    }
+
+    #[inline(always)]
     pub unsafe fn dw_pixel(inp: *const f32, s: &DwShape, iy0: isize, ix0: isize, r: (usize, usize, usize, usize), w: *const f32, b: *const f32, out: *mut f32) {
         let (ky0, ky1, kx0, kx1) = r;
         let c = s.c;
@@ -330,21 +342,36 @@ mod imp {
         let a3 = a.add(3 * lda);
         let mut wp = w;
         let mut kk = 0;
+        // One k step: two weight vectors against four broadcast activations. The loop is unrolled 4x:
+        // wasmtime puts an epoch (timeout) check on every loop back-edge, and fewer back-edges are cheaper.
+        macro_rules! step {
+            ($k:expr, $wp:expr) => {{
+                let w0 = ld($wp);
+                let w1 = ld($wp.add(4));
+                let x0 = v128_load32_splat(a0.add($k) as *const u32);
+                c00 = f32x4_add(c00, f32x4_mul(x0, w0));
+                c01 = f32x4_add(c01, f32x4_mul(x0, w1));
+                let x1 = v128_load32_splat(a1.add($k) as *const u32);
+                c10 = f32x4_add(c10, f32x4_mul(x1, w0));
+                c11 = f32x4_add(c11, f32x4_mul(x1, w1));
+                let x2 = v128_load32_splat(a2.add($k) as *const u32);
+                c20 = f32x4_add(c20, f32x4_mul(x2, w0));
+                c21 = f32x4_add(c21, f32x4_mul(x2, w1));
+                let x3 = v128_load32_splat(a3.add($k) as *const u32);
+                c30 = f32x4_add(c30, f32x4_mul(x3, w0));
+                c31 = f32x4_add(c31, f32x4_mul(x3, w1));
+            }};
+        }
+        while kk + 4 <= lda {
+            step!(kk, wp);
+            step!(kk + 1, wp.add(NR));
+            step!(kk + 2, wp.add(2 * NR));
+            step!(kk + 3, wp.add(3 * NR));
+            wp = wp.add(4 * NR);
+            kk += 4;
+        }
         while kk < lda {
-            let w0 = ld(wp);
-            let w1 = ld(wp.add(4));
-            let x0 = v128_load32_splat(a0.add(kk) as *const u32);
-            c00 = f32x4_add(c00, f32x4_mul(x0, w0));
-            c01 = f32x4_add(c01, f32x4_mul(x0, w1));
-            let x1 = v128_load32_splat(a1.add(kk) as *const u32);
-            c10 = f32x4_add(c10, f32x4_mul(x1, w0));
-            c11 = f32x4_add(c11, f32x4_mul(x1, w1));
-            let x2 = v128_load32_splat(a2.add(kk) as *const u32);
-            c20 = f32x4_add(c20, f32x4_mul(x2, w0));
-            c21 = f32x4_add(c21, f32x4_mul(x2, w1));
-            let x3 = v128_load32_splat(a3.add(kk) as *const u32);
-            c30 = f32x4_add(c30, f32x4_mul(x3, w0));
-            c31 = f32x4_add(c31, f32x4_mul(x3, w1));
+            step!(kk, wp);
             wp = wp.add(NR);
             kk += 1;
         }
@@ -360,13 +387,64 @@ mod imp {
         let mut c0 = ld(b);
         let mut c1 = ld(b.add(4));
         let mut wp = w;
-        for kk in 0..k {
-            let x = v128_load32_splat(a.add(kk) as *const u32);
-            c0 = f32x4_add(c0, f32x4_mul(x, ld(wp)));
-            c1 = f32x4_add(c1, f32x4_mul(x, ld(wp.add(4))));
+        let mut kk = 0;
+        macro_rules! step {
+            ($k:expr, $wp:expr) => {{
+                let x = v128_load32_splat(a.add($k) as *const u32);
+                c0 = f32x4_add(c0, f32x4_mul(x, ld($wp)));
+                c1 = f32x4_add(c1, f32x4_mul(x, ld($wp.add(4))));
+            }};
+        }
+        while kk + 4 <= k {
+            step!(kk, wp);
+            step!(kk + 1, wp.add(NR));
+            step!(kk + 2, wp.add(2 * NR));
+            step!(kk + 3, wp.add(3 * NR));
+            wp = wp.add(4 * NR);
+            kk += 4;
+        }
+        while kk < k {
+            step!(kk, wp);
             wp = wp.add(NR);
+            kk += 1;
         }
         finish(c0, c1, out, res, nw, ep);
+    }
+
+    /// All K x K taps inside the image: the tap loops have constant bounds and unroll completely.
+    #[inline(always)]
+    pub unsafe fn dw_pixel_full<const K: usize>(inp: *const f32, s: &DwShape, iy0: usize, ix0: usize, w: *const f32, b: *const f32, out: *mut f32) {
+        let c = s.c;
+        let z = f32x4_splat(0.0);
+        let six = f32x4_splat(6.0);
+        let base = inp.add((iy0 * s.w + ix0) * c);
+        let row_stride = s.w * c;
+        let mut ch = 0;
+        while ch + 16 <= c {
+            // Four independent accumulators: the add chains, not the loads, bound this loop.
+            let mut s0 = ld(b.add(ch));
+            let mut s1 = ld(b.add(ch + 4));
+            let mut s2 = ld(b.add(ch + 8));
+            let mut s3 = ld(b.add(ch + 12));
+            for ky in 0..K {
+                for kx in 0..K {
+                    let ip = base.add(ky * row_stride + kx * c + ch);
+                    let wp = w.add((ky * K + kx) * c + ch);
+                    s0 = f32x4_add(s0, f32x4_mul(ld(ip), ld(wp)));
+                    s1 = f32x4_add(s1, f32x4_mul(ld(ip.add(4)), ld(wp.add(4))));
+                    s2 = f32x4_add(s2, f32x4_mul(ld(ip.add(8)), ld(wp.add(8))));
+                    s3 = f32x4_add(s3, f32x4_mul(ld(ip.add(12)), ld(wp.add(12))));
+                }
+            }
+            st(out.add(ch), f32x4_pmin(f32x4_pmax(s0, z), six));
+            st(out.add(ch + 4), f32x4_pmin(f32x4_pmax(s1, z), six));
+            st(out.add(ch + 8), f32x4_pmin(f32x4_pmax(s2, z), six));
+            st(out.add(ch + 12), f32x4_pmin(f32x4_pmax(s3, z), six));
+            ch += 16;
+        }
+        if ch < c {
+            dw_pixel(inp, s, iy0 as isize, ix0 as isize, (0, K, 0, K), w, b, out);
+        }
     }
 
     #[inline(always)]

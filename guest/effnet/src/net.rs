@@ -37,6 +37,8 @@ pub struct Network {
     cols: Vec<f32>,
     pooled: Vec<f32>,
     logits: Vec<f32>,
+    /// Milliseconds spent per layer kind in the last forward pass: stem, expand, depthwise, project, head+pool+fc.
+    pub profile: [f64; 5],
 }
 
 impl Network {
@@ -97,6 +99,7 @@ impl Network {
             cols: vec![0.0; oh * ow * stem_k * stem_k * 3],
             pooled: vec![0.0; hs[1]],
             logits: vec![0.0; fs[1]],
+            profile: [0.0; 5],
             head,
             fc,
         })
@@ -118,9 +121,17 @@ impl Network {
         if input.len() != need {
             return Err(EwtError(format!("input has {} values, the network expects {}x{}x3 = {}", input.len(), self.in_h, self.in_w, need)));
         }
+        let mut prof = [0.0f64; 5];
+        let mut clock = std::time::Instant::now();
+        let mut lap = |slot: usize, prof: &mut [f64; 5]| {
+            let now = std::time::Instant::now();
+            prof[slot] += (now - clock).as_secs_f64() * 1e3;
+            clock = now;
+        };
         let (oh, ow, pt, pl) = self.stem_shape;
         im2col(input, self.in_h, self.in_w, 3, self.stem_k, 2, oh, ow, pt, pl, &mut self.cols);
         gemm(&self.cols, oh * ow, &self.stem, &mut self.buf_x, None, Epilogue::Relu6);
+        lap(0, &mut prof);
         for b in &self.blocks {
             let s = &b.dw;
             let pixels_in = s.h * s.w;
@@ -129,22 +140,27 @@ impl Network {
             let dw_in: &[f32] = match &b.expand {
                 Some(g) => {
                     gemm(&self.buf_x, pixels_in, g, &mut self.buf_e, None, Epilogue::Relu6);
+                    lap(1, &mut prof);
                     &self.buf_e
                 }
                 None => &self.buf_x,
             };
             depthwise(dw_in, s, &b.dw_w, &b.dw_b, &mut self.buf_d);
+            lap(2, &mut prof);
             // project: d -> e (free now), adding x when the block is residual; then e becomes the next x.
             if b.spec.residual() {
                 gemm(&self.buf_d, pixels_out, &b.project, &mut self.buf_e, Some(&self.buf_x), Epilogue::Residual);
             } else {
                 gemm(&self.buf_d, pixels_out, &b.project, &mut self.buf_e, None, Epilogue::Linear);
             }
+            lap(3, &mut prof);
             std::mem::swap(&mut self.buf_x, &mut self.buf_e);
         }
         gemm(&self.buf_x, self.final_pixels, &self.head, &mut self.buf_e, None, Epilogue::Relu6);
         mean_pool(&self.buf_e, self.final_pixels, self.head.cout, &mut self.pooled);
         gemm(&self.pooled, 1, &self.fc, &mut self.logits, None, Epilogue::Linear);
+        lap(4, &mut prof);
+        self.profile = prof;
         Ok(&self.logits)
     }
 }

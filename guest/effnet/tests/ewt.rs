@@ -1,0 +1,72 @@
+//! The EWT loader refuses wrong, truncated and inconsistent files with a clear message.
+
+use effnet::Ewt;
+
+/// A tiny but complete network: one block (expand 1, 3x3, 2 -> 2 channels), head 2 -> 3, 4 classes.
+fn file(mutate: &dyn Fn(&mut Vec<String>)) -> Vec<u8> {
+    let tensors: Vec<(&str, Vec<usize>)> = vec![
+        ("stem.w", vec![3, 3, 3, 2]),
+        ("stem.b", vec![2]),
+        ("blocks.0.dw.w", vec![3, 3, 2]),
+        ("blocks.0.dw.b", vec![2]),
+        ("blocks.0.project.w", vec![2, 2]),
+        ("blocks.0.project.b", vec![2]),
+        ("head.w", vec![2, 3]),
+        ("head.b", vec![3]),
+        ("fc.w", vec![3, 4]),
+        ("fc.b", vec![4]),
+    ];
+    let data_start = 4096;
+    let mut lines = vec!["meta id tiny".to_string(), "meta version 7".to_string(), "meta classes 4".to_string(), "block 0 3 1 1 2 2".to_string()];
+    let mut off = data_start;
+    let mut end = off;
+    for (name, shape) in &tensors {
+        let n: usize = shape.iter().product();
+        let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
+        lines.push(format!("tensor {} f32 {} {} {}", name, off, n * 4, dims.join("x")));
+        end = off + n * 4;
+        off += (n * 4 + 63) / 64 * 64;
+    }
+    mutate(&mut lines);
+    let header = lines.join("\n") + "\n";
+    let mut out = b"EWT1".to_vec();
+    out.extend_from_slice(&(header.len() as u32).to_le_bytes());
+    out.extend_from_slice(header.as_bytes());
+    out.resize(end, 0);
+    for (i, chunk) in out[data_start..].chunks_exact_mut(4).enumerate() {
+        chunk.copy_from_slice(&((i % 7) as f32 * 0.1).to_le_bytes());
+    }
+    out
+}
+
+fn err(bytes: Vec<u8>) -> String {
+    Ewt::parse(bytes).err().expect("should be refused").to_string()
+}
+
+#[test]
+fn a_good_file_loads_and_runs() {
+    let ewt = Ewt::parse(file(&|_| {})).unwrap();
+    assert_eq!(ewt.meta("version"), Some("7"));
+    let mut net = effnet::Network::new(&ewt, 9, 8).unwrap();
+    let logits = net.forward(&vec![0.5; 9 * 8 * 3]).unwrap();
+    assert_eq!(logits.len(), 4);
+    assert!(logits.iter().all(|v| v.is_finite()));
+    assert!(net.forward(&[0.0; 5]).is_err());
+}
+
+#[test]
+fn wrong_files_are_refused() {
+    assert!(err(b"GIF89a...".to_vec()).contains("not an EWT"));
+    assert!(err(vec![]).contains("too short"));
+    let mut t = file(&|_| {});
+    t.truncate(t.len() - 10);
+    assert!(err(t).contains("truncated"));
+    let mut t = file(&|_| {});
+    t.truncate(100);
+    assert!(err(t).contains("truncated"));
+    assert!(err(file(&|l| l.retain(|x| !x.contains("fc.b")))).contains("lacks tensor fc.b"));
+    assert!(err(file(&|l| l[3] = "block 0 5 1 1 2 2".to_string())).contains("blocks.0.dw.w"));
+    assert!(err(file(&|l| l[2] = "meta classes 5".to_string())).contains("classes"));
+    assert!(err(file(&|l| l[3] = "block 0 3 3 1 2 2".to_string())).contains("stride"));
+    assert!(err(file(&|l| l.retain(|x| !x.starts_with("block")))).contains("block table"));
+}

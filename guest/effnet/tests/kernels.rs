@@ -1,0 +1,97 @@
+//! The kernels against naive loops, on awkward sizes (row and channel tails, borders, both strides).
+//! `cargo test` runs the scalar kernels natively; under a wasm runner with +simd128 it checks the SIMD ones.
+
+use effnet::kernels::{depthwise, gemm, DwShape, Epilogue, PackedGemm};
+use effnet::net::same_pad;
+
+struct Lcg(u64);
+impl Lcg {
+    fn next(&mut self) -> f32 {
+        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        ((self.0 >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+    }
+    fn vec(&mut self, n: usize) -> Vec<f32> {
+        (0..n).map(|_| self.next()).collect()
+    }
+}
+
+fn close(a: &[f32], b: &[f32], tol: f32) {
+    assert_eq!(a.len(), b.len());
+    for (i, (x, y)) in a.iter().zip(b).enumerate() {
+        assert!((x - y).abs() <= tol * (1.0 + y.abs()), "index {}: {} vs {}", i, x, y);
+    }
+}
+
+#[test]
+fn gemm_matches_naive() {
+    let mut r = Lcg(1);
+    for &(rows, cin, cout) in &[(1, 1, 1), (7, 5, 3), (49, 320, 1280), (13, 27, 32), (9, 96, 24), (4, 16, 13), (33, 40, 17)] {
+        let a = r.vec(rows * cin);
+        let w = r.vec(cin * cout);
+        let b = r.vec(cout);
+        let res = r.vec(rows * cout);
+        let g = PackedGemm::new(&w, &b, cin, cout);
+        for ep in [Epilogue::Linear, Epilogue::Relu6, Epilogue::Residual] {
+            let mut want = vec![0.0f32; rows * cout];
+            for m in 0..rows {
+                for n in 0..cout {
+                    let mut acc = b[n] as f64;
+                    for k in 0..cin {
+                        acc += a[m * cin + k] as f64 * w[k * cout + n] as f64;
+                    }
+                    let v = acc as f32;
+                    want[m * cout + n] = match ep {
+                        Epilogue::Linear => v,
+                        Epilogue::Relu6 => v.max(0.0).min(6.0),
+                        Epilogue::Residual => v + res[m * cout + n],
+                    };
+                }
+            }
+            let mut got = vec![f32::NAN; rows * cout];
+            gemm(&a, rows, &g, &mut got, if ep == Epilogue::Residual { Some(&res) } else { None }, ep);
+            close(&got, &want, 1e-4);
+        }
+    }
+}
+
+#[test]
+fn depthwise_matches_naive() {
+    let mut r = Lcg(2);
+    for &(h, w, c, k, stride) in &[(7, 7, 16, 3, 1), (8, 9, 20, 3, 2), (14, 14, 48, 5, 1), (15, 11, 32, 5, 2), (3, 2, 5, 5, 1), (112, 112, 32, 3, 1)] {
+        let inp = r.vec(h * w * c);
+        let wts = r.vec(k * k * c);
+        let bias = r.vec(c);
+        let (oh, pt) = same_pad(h, k, stride);
+        let (ow, pl) = same_pad(w, k, stride);
+        let s = DwShape { h, w, c, k, stride, oh, ow, pad_top: pt, pad_left: pl };
+        let mut want = vec![0.0f32; oh * ow * c];
+        for oy in 0..oh {
+            for ox in 0..ow {
+                for ch in 0..c {
+                    let mut acc = bias[ch] as f64;
+                    for ky in 0..k {
+                        for kx in 0..k {
+                            let iy = (oy * stride + ky) as isize - pt as isize;
+                            let ix = (ox * stride + kx) as isize - pl as isize;
+                            if iy >= 0 && ix >= 0 && (iy as usize) < h && (ix as usize) < w {
+                                acc += inp[(iy as usize * w + ix as usize) * c + ch] as f64 * wts[(ky * k + kx) * c + ch] as f64;
+                            }
+                        }
+                    }
+                    want[(oy * ow + ox) * c + ch] = (acc as f32).max(0.0).min(6.0);
+                }
+            }
+        }
+        let mut got = vec![f32::NAN; oh * ow * c];
+        depthwise(&inp, &s, &wts, &bias, &mut got);
+        close(&got, &want, 1e-5);
+    }
+}
+
+#[test]
+fn tf_same_padding() {
+    assert_eq!(same_pad(224, 3, 2), (112, 0));
+    assert_eq!(same_pad(112, 3, 2), (56, 0));
+    assert_eq!(same_pad(56, 5, 2), (28, 1));
+    assert_eq!(same_pad(14, 5, 1), (14, 2));
+}
