@@ -16,6 +16,7 @@ import pytest
 import wasmtime
 
 from edgewasm.nn import NnErrno, WasiNN, imports_wasi_nn
+from edgewasm.nn._host import _store_key
 from test_nn_support import RawGuest, tiny_expected, tiny_onnx
 
 E = NnErrno
@@ -141,7 +142,7 @@ def test_unexpected_host_error_is_an_errno_not_an_exception(
     def boom(_: object) -> list[np.ndarray]:
         raise ZeroDivisionError("backend bug")
 
-    monkeypatch.setattr(nn._contexts.get(ctx).backend_ctx, "compute", boom)
+    monkeypatch.setattr(nn._stores[_store_key(g.store)].contexts.get(ctx).backend_ctx, "compute", boom)
     with caplog.at_level(logging.ERROR, logger="edgewasm.nn"):
         assert g.call("compute", ctx) == E.RUNTIME_ERROR
     assert any("unexpected host error" in r.getMessage() and r.exc_info for r in caplog.records)
@@ -291,3 +292,31 @@ def test_misuse_command_through_edgewasm_load(tiny_model: Path) -> None:
             assert guest.run().exit_code == 0
     with edgewasm.load(module) as guest:  # no preload: step 6 (load_by_name "default") fails
         assert guest.run().exit_code == 6
+
+
+def test_handles_are_per_store_and_released(tiny_model: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Each store has its own handles (from 0); release/bind drop them; an unbounded churn evicts the oldest."""
+    import gc
+
+    nn = WasiNN([f"default:ONNX:CPU:{tiny_model}"], max_stores=3)
+    a, ctx_a = _probe_context(nn)
+    b, ctx_b = _probe_context(nn)
+    assert ctx_a == ctx_b == 0  # the same number, different contexts
+    assert _set_x(a, ctx_a, X) == 0
+    assert b.call("compute", ctx_b) == E.INVALID_ARGUMENT  # b's context 0 has no input: a's is not visible
+    assert b.call("finalize_execution_context", 1) == E.INVALID_ARGUMENT
+    nn.release(a.store)
+    assert a.call("compute", ctx_a) == E.INVALID_ARGUMENT  # released
+    assert b.call("finalize_execution_context", ctx_b) == 0
+    c, _ = _probe_context(nn)
+    nn.bind(c.store)
+    keys = set(nn._stores)
+    del c
+    gc.collect()
+    assert len(nn._stores) == len(keys) - 1  # collected with its Store
+    with caplog.at_level(logging.WARNING, logger="edgewasm.nn"):
+        guests = [_probe_context(nn)[0] for _ in range(5)]
+    assert len(nn._stores) == 3
+    assert sum("release/bind" in r.getMessage() for r in caplog.records) == 1
+    _roundtrip = guests[-1]
+    assert _set_x(_roundtrip, 0, X) == 0 and _roundtrip.call("compute", 0) == 0

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import math
 import struct
 import threading
+import weakref
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
@@ -45,6 +48,16 @@ class _Input:
     copy: np.ndarray | None  # set when the host copies inputs at set_input (copy_inputs=True)
 
 
+class _StoreState:
+    """The handles of one wasmtime store (its instances): like wasmtime and WasmEdge, handles are per instance."""
+
+    def __init__(self, max_graphs: int, max_contexts: int) -> None:
+        self.graphs: HandleTable[Graph] = HandleTable("graph", max_graphs)
+        self.contexts: HandleTable[_ExecContext] = HandleTable("execution context", max_contexts)
+        self.named: dict[str, int] = {}  # preload name -> its live graph handle
+        self.lock = threading.Lock()
+
+
 @dataclass
 class _ExecContext:
     graph: Graph
@@ -57,8 +70,11 @@ class _ExecContext:
 class WasiNN:
     """The WASI-NN host state: preloaded models, backends, and this object's graph and context handles.
 
-    One `WasiNN` may be defined into several linkers and serve instances in several threads; its handle
-    tables are locked. Handles are per `WasiNN`, so guests sharing one can see each other's handles.
+    One `WasiNN` may be defined into several linkers and serve instances in several stores and threads. Graph
+    and context handles are per store (keyed by the calling store), so an instance sees only its own; each
+    store may hold `max_graphs` graphs and `max_contexts` contexts. Call `release(store)` when discarding an
+    instance, or `bind(store)` once to have it done when the Store is collected; past `max_stores` live
+    namespaces the least recently used one is dropped. Preloaded models are shared by everyone.
 
     Inputs are read zero-copy: `set_input` validates the tensor and remembers where it is, and `compute`
     hands the backend numpy views of guest memory (taken at the memory's current base). The guest must keep
@@ -75,6 +91,7 @@ class WasiNN:
         copy_inputs: bool = False,
         max_graphs: int = 64,
         max_contexts: int = 256,
+        max_stores: int = 256,
     ) -> None:
         self._options = options or BackendOptions()
         self._numbering: Numbering = tensor_numbering
@@ -86,10 +103,11 @@ class WasiNN:
                 raise ValueError(f"two --nn-preload entries are named {pre.name!r}")
             self._preloads[pre.name] = pre
         self._backends: dict[GraphEncoding, Backend] = {}
-        self._graphs: HandleTable[Graph] = HandleTable("graph", max_graphs)
-        self._contexts: HandleTable[_ExecContext] = HandleTable("execution context", max_contexts)
-        self._named: dict[str, int] = {}  # preload name -> its live graph handle
-        self._named_lock = threading.Lock()
+        self._limits = (max_graphs, max_contexts)
+        self._max_stores = max_stores
+        self._stores: OrderedDict[int, _StoreState] = OrderedDict()  # by wasmtime context address, LRU order
+        self._stores_lock = threading.Lock()
+        self._evict_warned = False
 
     @property
     def preloads(self) -> tuple[Preload, ...]:
@@ -113,14 +131,52 @@ class WasiNN:
         i32 = wasmtime.ValType.i32()
         for name, nparams, impl, needs_memory in table:
             ty = wasmtime.FuncType([i32] * nparams, [i32])
-            linker.define_func(MODULE, name, ty, _guard(name, impl, needs_memory), access_caller=True)
+            linker.define_func(MODULE, name, ty, _guard(name, impl, needs_memory, self._state), access_caller=True)
+
+    # ---- per-store handle namespaces ----------------------------------------------------------------------
+
+    def bind(self, store: wasmtime.Store) -> None:
+        """Release this store's graphs and contexts automatically when the Store object is collected."""
+        weakref.finalize(store, self._release_key, _store_key(store))
+
+    def release(self, store: wasmtime.Store) -> None:
+        """Drop every graph and context handle that instances in `store` created (call it when the host discards
+        an instance; `bind` does it on garbage collection)."""
+        self._release_key(_store_key(store))
+
+    def _release_key(self, key: int) -> None:
+        with self._stores_lock:
+            self._stores.pop(key, None)
+
+    def _state(self, caller: wasmtime.Caller) -> _StoreState:
+        """The calling store's handle tables (created on its first WASI-NN call)."""
+        key = _store_key(caller)
+        with self._stores_lock:
+            state = self._stores.get(key)
+            if state is None:
+                state = self._stores[key] = _StoreState(*self._limits)
+                if len(self._stores) > self._max_stores:
+                    # a host that never releases stores: forget the least recently used one
+                    self._stores.popitem(last=False)
+                    if not self._evict_warned:
+                        self._evict_warned = True
+                        log.warning(
+                            "wasi-nn: more than %d stores hold handles (is the host calling release/bind?); "
+                            "dropping the least recently used",
+                            self._max_stores,
+                        )
+            else:
+                self._stores.move_to_end(key)
+            return state
 
     # ---- graphs -------------------------------------------------------------------------------------
 
     def _backend(self, encoding: GraphEncoding) -> Backend:
         return get_backend(encoding, self._options, self._backends)
 
-    def _load(self, mem: GuestMemory, bptr: int, count: int, encoding: int, target: int, gout: int) -> int:
+    def _load(
+        self, st: _StoreState, mem: GuestMemory, bptr: int, count: int, encoding: int, target: int, gout: int
+    ) -> int:
         count, encoding, target = u32(count), u32(encoding), u32(target)
         mem.check(gout, 4, "graph out pointer")
         if count > MAX_BUILDERS:
@@ -143,11 +199,11 @@ class WasiNN:
             mem.read_bytes(p, n, f"graph builder {i}") for i, (p, n) in enumerate(zip(pairs[::2], sizes, strict=True))
         ]
         graph = backend.load(blobs, ExecutionTarget(target))
-        handle = self._graphs.insert(graph)
+        handle = st.graphs.insert(graph)
         mem.write_u32(gout, handle, "graph out pointer")
         return 0
 
-    def _load_by_name(self, mem: GuestMemory, nptr: int, nlen: int, gout: int) -> int:
+    def _load_by_name(self, st: _StoreState, mem: GuestMemory, nptr: int, nlen: int, gout: int) -> int:
         nlen = u32(nlen)
         if nlen > MAX_NAME:
             raise NnError(NnErrno.INVALID_ARGUMENT, f"graph name of {nlen} bytes")
@@ -161,46 +217,48 @@ class WasiNN:
         if preload is None:
             raise NnError(NnErrno.NOT_FOUND, f"no preloaded graph named {name!r}")
         graph = _graphcache.get_or_load(preload, self._backend, self._options)
-        with self._named_lock:
-            handle = self._named.get(name)
+        with st.lock:
+            handle = st.named.get(name)
             if handle is None:
-                handle = self._graphs.insert(graph)
-                self._named[name] = handle
+                handle = st.graphs.insert(graph)
+                st.named[name] = handle
         mem.write_u32(gout, handle, "graph out pointer")
         return 0
 
-    def _load_by_name_with_config(self, mem: GuestMemory, nptr: int, nlen: int, cptr: int, clen: int, gout: int) -> int:
+    def _load_by_name_with_config(
+        self, st: _StoreState, mem: GuestMemory, nptr: int, nlen: int, cptr: int, clen: int, gout: int
+    ) -> int:
         clen = u32(clen)
         if clen > MAX_CONFIG:
             raise NnError(NnErrno.INVALID_ARGUMENT, f"config of {clen} bytes")
         mem.check(cptr, clen, "config")  # opaque (WasmEdge's GGML options); our backends take none
-        return self._load_by_name(mem, nptr, nlen, gout)
+        return self._load_by_name(st, mem, nptr, nlen, gout)
 
-    def _unload(self, graph: int) -> int:
+    def _unload(self, st: _StoreState, graph: int) -> int:
         handle = u32(graph)
-        self._graphs.remove(handle)
-        with self._named_lock:
-            for name, h in list(self._named.items()):
+        st.graphs.remove(handle)
+        with st.lock:
+            for name, h in list(st.named.items()):
                 if h == handle:
-                    del self._named[name]
+                    del st.named[name]
         return 0
 
     # ---- execution contexts -------------------------------------------------------------------------
 
-    def _init_execution_context(self, mem: GuestMemory, graph: int, cout: int) -> int:
-        g = self._graphs.get(graph)
+    def _init_execution_context(self, st: _StoreState, mem: GuestMemory, graph: int, cout: int) -> int:
+        g = st.graphs.get(graph)
         mem.check(cout, 4, "context out pointer")
         ctx = _ExecContext(g, g.new_context())
-        handle = self._contexts.insert(ctx)
+        handle = st.contexts.insert(ctx)
         mem.write_u32(cout, handle, "context out pointer")
         return 0
 
-    def _finalize_execution_context(self, ctx: int) -> int:
-        self._contexts.remove(ctx)
+    def _finalize_execution_context(self, st: _StoreState, ctx: int) -> int:
+        st.contexts.remove(ctx)
         return 0
 
-    def _set_input(self, mem: GuestMemory, ctx: int, index: int, tptr: int) -> int:
-        c = self._contexts.get(ctx)
+    def _set_input(self, st: _StoreState, mem: GuestMemory, ctx: int, index: int, tptr: int) -> int:
+        c = st.contexts.get(ctx)
         index = u32(index)
         raw = mem.read_bytes(tptr, 20, "tensor")
         dims_ptr, dims_len = struct.unpack_from("<II", raw, 0)
@@ -224,8 +282,8 @@ class WasiNN:
             c.outputs = None
         return 0
 
-    def _compute(self, mem: GuestMemory, ctx: int) -> int:
-        c = self._contexts.get(ctx)
+    def _compute(self, st: _StoreState, mem: GuestMemory, ctx: int) -> int:
+        c = st.contexts.get(ctx)
         with c.lock:
             missing = [i for i in range(len(c.graph.inputs)) if i not in c.inputs]
             if missing:
@@ -243,8 +301,10 @@ class WasiNN:
         # re-checked: the guest may have shrunk nothing, but a different instance may be computing
         return mem.view(inp.ptr, inp.nbytes, f"input {index} data").view(inp.dtype).reshape(inp.dims)
 
-    def _get_output(self, mem: GuestMemory, ctx: int, index: int, optr: int, omax: int, wptr: int) -> int:
-        c = self._contexts.get(ctx)
+    def _get_output(
+        self, st: _StoreState, mem: GuestMemory, ctx: int, index: int, optr: int, omax: int, wptr: int
+    ) -> int:
+        c = st.contexts.get(ctx)
         index, omax = u32(index), u32(omax)
         with c.lock:
             outputs = c.outputs
@@ -273,7 +333,14 @@ def _raw_output(array: np.ndarray, index: int) -> np.ndarray:
     return np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<"))
 
 
-def _guard(name: str, impl: Callable[..., int], needs_memory: bool) -> Callable[..., int]:
+def _store_key(store: wasmtime.Store | wasmtime.Caller) -> int:
+    """A store's identity: the address of its wasmtime context (the same through a Caller of that store)."""
+    return ctypes.cast(store._context(), ctypes.c_void_p).value or 0
+
+
+def _guard(
+    name: str, impl: Callable[..., int], needs_memory: bool, state_of: Callable[[wasmtime.Caller], _StoreState]
+) -> Callable[..., int]:
     """Wrap an implementation so that it always returns an errno and never raises into wasmtime.
 
     wasmtime-py re-raises a callback's exception through a global slot that is not thread-safe, so every
@@ -283,9 +350,10 @@ def _guard(name: str, impl: Callable[..., int], needs_memory: bool) -> Callable[
 
     def callback(caller: wasmtime.Caller, *args: int) -> int:
         try:
+            state = state_of(caller)
             if needs_memory:
-                return impl(GuestMemory(caller), *args)
-            return impl(*args)
+                return impl(state, GuestMemory(caller), *args)
+            return impl(state, *args)
         except NnError as exc:
             log.debug("wasi-nn %s -> %s", name, exc)
             return int(exc.errno)
