@@ -32,8 +32,12 @@ models:
 demo: models          ## classify the bundled cat photo inside the sandbox
 	edgewasm run wasm/classifier.wasm --image examples/cat.jpg
 
-bench:                ## benchmarks, quick by default; BENCH_FLAGS=--thorough for longer runs
+bench:                ## benchmarks (a few minutes), then docs/benchmarks.md; BENCH_FLAGS=--thorough for longer runs
+	mkdir -p bench/results
 	$(PYTHON) -m pytest bench -q -p no:cacheprovider --benchmark-json=bench/results/latest.json $(BENCH_FLAGS)
+	$(PYTHON) bench/report.py bench/results/latest.json
+
+bench-report:         ## rewrite docs/benchmarks.md and docs/img/*.png from bench/results/latest.json
 	$(PYTHON) bench/report.py bench/results/latest.json
 
 clean:

@@ -19,20 +19,33 @@ class Ran:
     stdout: bytes
     stderr: bytes
     returncode: int
-    peak_rss_kib: int
 
 
 def run_measured(argv: Sequence[str], stdin: bytes = b"", env: Mapping[str, str] | None = None) -> Ran:
-    """Run a process to the end; its own peak RSS comes from `os.wait4` (not RUSAGE_CHILDREN, a running max)."""
+    """Run a process to the end with `stdin` from a file (no pipe threads in the timed path)."""
     with tempfile.TemporaryFile() as fin, tempfile.TemporaryFile() as fout, tempfile.TemporaryFile() as ferr:
         fin.write(stdin)
         fin.seek(0)
-        proc = subprocess.Popen(list(argv), stdin=fin, stdout=fout, stderr=ferr, env=dict(env) if env else None)
-        _, status, usage = os.wait4(proc.pid, 0)
-        proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here: keep Popen from waiting again
+        rc = subprocess.call(list(argv), stdin=fin, stdout=fout, stderr=ferr, env=dict(env) if env else None)
         fout.seek(0)
         ferr.seek(0)
-        return Ran(fout.read(), ferr.read(), proc.returncode, int(usage.ru_maxrss))
+        return Ran(fout.read(), ferr.read(), rc)
+
+
+#: GNU time reports a child's peak RSS. `wait4` from this (large) process would not: a forked child's RSS
+#: high-water mark starts at its parent's size, and exec keeps it.
+GNU_TIME = Path("/usr/bin/time")
+
+
+def peak_rss_kib(argv: Sequence[str], stdin: bytes = b"", env: Mapping[str, str] | None = None) -> int | None:
+    """The peak resident memory of one run of `argv` (KiB), measured by GNU time; None without it."""
+    if not GNU_TIME.is_file():
+        return None
+    ran = run_measured([str(GNU_TIME), "-f", "edgewasm-bench-rss %M", *argv], stdin, env)
+    for line in reversed(ran.stderr.decode(errors="replace").splitlines()):
+        if line.startswith("edgewasm-bench-rss "):
+            return int(line.split()[1])
+    return None
 
 
 def wasmtime_cli(workdir: Path) -> Path | None:

