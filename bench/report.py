@@ -299,6 +299,7 @@ def section_process(res: Results) -> list[str]:
     ]
     cmd = [
         ("test_proc_python_floor", "`python -c pass` (the floor of any Python process)"),
+        ("test_proc_python_import_edgewasm", "`python -c 'import edgewasm, edgewasm._cli'` (interpreter + imports)"),
         ("test_proc_wasmtime_cli_compile", "wasmtime CLI, compiling every time (`-C cache=n`)"),
         ("test_proc_wasmtime_cli_precompiled", "wasmtime CLI, precompiled `.cwasm` (`wasmtime compile`)"),
         ("test_proc_edgewasm_warm", "`edgewasm run cat.wasm`, cache warm"),
@@ -432,6 +433,32 @@ def section_tensor(res: Results) -> list[str]:
     ]
     out += compare_table(res, names, "test_tensor_ort_answer")
     out.append("")
+    rows = []
+    for v in ("wasinn-onnx", "wasinn-openvino", "pure", "scalar"):
+        b = res.get(f"test_tensor_guest[{v}]")
+        if b is None or "stages_ms" not in b.extra:
+            continue
+        st = b.extra["stages_ms"]
+        host = b.extra.get("host_ms")
+        rows.append(
+            [
+                VARIANT_NAMES[v],
+                fmt_ms(b.median * 1e3),
+                *(fmt_ms(float(st.get(k, 0))) for k in STAGES[1:]),
+                "—" if host is None else fmt_ms(float(host)),
+            ]
+        )
+    ort = res.get("test_tensor_ort_run")
+    if rows:
+        out += [
+            "Where the time goes (medians, ms): the guest's own stage clocks, and (median per round) what is left "
+            "of the wall time for the host (encode the request, copy 602 KB in, call, copy the reply out, decode "
+            "it). For the WASI-NN guests, `inference` is set_input + compute + get_output through the host's "
+            "WASI-NN, which runs the same ONNX Runtime / OpenVINO `run`"
+            + (f" (ONNX Runtime `run` alone from Python: {fmt_ms(ort.median * 1e3)} ms)." if ort else "."),
+            "",
+        ]
+        out += [*table(["guest", "wall", *STAGES[1:], "host and call"], rows), ""]
     pure, wonnx = res.get("test_tensor_guest[pure]"), res.get("test_tensor_guest[wasinn-onnx]")
     if pure and wonnx:
         r, lo, hi = ratio_range(pure, wonnx)
@@ -565,6 +592,7 @@ def plots(res: Results, stacks: dict[str, dict[str, float]], img: Path) -> str |
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.4))
     cmd = [
         ("python -c pass", "test_proc_python_floor"),
+        ("python + imports", "test_proc_python_import_edgewasm"),
         ("wasmtime CLI, compile", "test_proc_wasmtime_cli_compile"),
         ("wasmtime CLI, .cwasm", "test_proc_wasmtime_cli_precompiled"),
         ("edgewasm, warm", "test_proc_edgewasm_warm"),

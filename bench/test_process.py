@@ -107,6 +107,16 @@ def test_proc_python_floor(benchmark: Any, n_rounds: Any) -> None:
 
 
 @pytest.mark.benchmark(group="process-command")
+def test_proc_python_import_edgewasm(benchmark: Any, n_rounds: Any) -> None:
+    """The interpreter plus edgewasm's imports (wasmtime, numpy, msgpack, click): what `edgewasm run` pays first."""
+
+    def ok(ran: Ran) -> None:
+        assert ran.returncode == 0, ran.stderr.decode(errors="replace")
+
+    _measure(benchmark, n_rounds(5, 20), [PY, "-c", "import edgewasm, edgewasm._cli"], ok)
+
+
+@pytest.mark.benchmark(group="process-command")
 def test_proc_wasmtime_cli_compile(benchmark: Any, n_rounds: Any, cat_wasm: Path, wasmtime_bin: Path) -> None:
     _measure(
         benchmark,
