@@ -69,9 +69,10 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-@pytest.fixture(scope="module")
-def nn(tiny_model: Path) -> WasiNN:
-    return WasiNN([f"default:ONNX:CPU:{tiny_model}"])
+@pytest.fixture(scope="module", params=[True, False], ids=["unchecked-calls", "define_func"])
+def nn(tiny_model: Path, request: pytest.FixtureRequest) -> WasiNN:
+    """Both ways of registering the host functions: wasmtime's unchecked C API (default) and Linker.define_func."""
+    return WasiNN([f"default:ONNX:CPU:{tiny_model}"], fast_calls=request.param)
 
 
 @pytest.fixture(scope="module")
@@ -320,3 +321,20 @@ def test_handles_are_per_store_and_released(tiny_model: Path, caplog: pytest.Log
     assert sum("release/bind" in r.getMessage() for r in caplog.records) == 1
     _roundtrip = guests[-1]
     assert _set_x(_roundtrip, 0, X) == 0 and _roundtrip.call("compute", 0) == 0
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_keyboard_interrupt_still_stops_the_guest(
+    tiny_model: Path, fast: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only KeyboardInterrupt/SystemExit cross a callback: re-raised at the outer call, as wasmtime-py does."""
+    nn = WasiNN([f"default:ONNX:CPU:{tiny_model}"], fast_calls=fast)
+
+    def interrupted(*_: object) -> int:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(nn, "_unload", interrupted)
+    g = RawGuest(nn, "nn_probe.wat")
+    with pytest.raises(KeyboardInterrupt):
+        g.call("unload", 0)
+    assert g.call("finalize_execution_context", 0) == E.INVALID_ARGUMENT  # the instance still answers

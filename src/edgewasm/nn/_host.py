@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import wasmtime
 
-from . import _graphcache
+from . import _fastcall, _graphcache
 from ._enums import ExecutionTarget, GraphEncoding, Numbering, resolve_tensor_type
 from ._errno import NnErrno, NnError
 from ._guestmem import GuestMemory, u32
@@ -92,10 +92,12 @@ class WasiNN:
         max_graphs: int = 64,
         max_contexts: int = 256,
         max_stores: int = 256,
+        fast_calls: bool = True,
     ) -> None:
         self._options = options or BackendOptions()
         self._numbering: Numbering = tensor_numbering
         self._copy_inputs = copy_inputs
+        self._fast_calls = fast_calls
         self._preloads: dict[str, Preload] = {}
         for p in preloads:
             pre = parse_preload(p) if isinstance(p, str) else p
@@ -128,10 +130,15 @@ class WasiNN:
             ("unload", 1, self._unload, False),
             ("finalize_execution_context", 1, self._finalize_execution_context, False),
         ]
+        fast = self._fast_calls and _fastcall.available()
         i32 = wasmtime.ValType.i32()
         for name, nparams, impl, needs_memory in table:
-            ty = wasmtime.FuncType([i32] * nparams, [i32])
-            linker.define_func(MODULE, name, ty, _guard(name, impl, needs_memory, self._state), access_caller=True)
+            callback = _guard(name, impl, needs_memory, self._state)
+            if fast:
+                _fastcall.define(linker, MODULE, name, nparams, callback)
+            else:
+                ty = wasmtime.FuncType([i32] * nparams, [i32])
+                linker.define_func(MODULE, name, ty, callback, access_caller=True)
 
     # ---- per-store handle namespaces ----------------------------------------------------------------------
 
