@@ -640,19 +640,19 @@ def plots(res: Results, stacks: dict[str, dict[str, float]], img: Path) -> str |
         "inference": "#6baed6",
         "other": "#bdbdbd",
     }
+    from matplotlib.patches import Patch
+
     for i, (_, st) in enumerate(rows):
         left = 0.0
         for k, c in colors.items():
             w = float(st.get(k, 0.0))
-            ax.barh(i, w, left=left, color=c, label=k if i == 2 or (i == 0 and k != "decode") else None)
+            ax.barh(i, w, left=left, color=c)
             left += w
         ax.text(left, i, f" {left:.0f} ms", va="center", fontsize=8)
     ax.set_yticks(range(len(rows)), [r[0] for r in rows])
     ax.invert_yaxis()
     ax.set_xlabel("ms (load + one request's stages; 'other' = postprocess, the article's remainder)")
-    handles, labs = ax.get_legend_handles_labels()
-    uniq = dict(zip(labs, handles, strict=True))
-    ax.legend(uniq.values(), uniq.keys(), loc="lower right", fontsize=8)
+    ax.legend(handles=[Patch(color=c, label=k) for k, c in colors.items()], loc="lower right", fontsize=8)
     ax.set_title("The cat photo, stage by stage (medians)")
     fig.tight_layout()
     fig.savefig(img / "stages.png")
@@ -723,8 +723,8 @@ def _hbars(ax: Any, present: list[tuple[str, Bench]], title: str, log: bool = Tr
     lo = [max(m - b.q1 * 1e3, 0) for m, (_, b) in zip(med, present, strict=True)]
     hi = [max(b.q3 * 1e3 - m, 0) for m, (_, b) in zip(med, present, strict=True)]
     ax.barh(list(ys), med, xerr=[lo, hi], color="#6baed6", capsize=3)
-    for y, m in zip(ys, med, strict=True):
-        ax.text(m, y, f"  {fmt_t(m / 1e3)}", va="center", fontsize=8)
+    for y, m, (_, b) in zip(ys, med, present, strict=True):
+        ax.text(max(m, b.q3 * 1e3) * (1.15 if log else 1.0), y, f"  {fmt_t(m / 1e3)}", va="center", fontsize=8)
     ax.set_yticks(list(ys), [lab for lab, _ in present])
     ax.invert_yaxis()
     if log:
