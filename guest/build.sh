@@ -11,8 +11,9 @@
 # EDGEWASM_CARGO / EDGEWASM_RUSTC point at a Debian-built cargo/rustc installed elsewhere.
 set -euo pipefail
 
-# One row per output module wasm/<name>.wasm. Each row builds in its own target dir (guest/target/<name>), so
-# rows of the same package with different flags never invalidate each other.
+# One row per output module wasm/<name>.wasm. Rows build in one target dir per set of extra RUSTFLAGS and cargo
+# args (guest/target/<slug of them>): two builds of one package with different flags never invalidate each other,
+# and rows with the same flags share their compiled dependencies.
 #   name               | cargo package  | extra RUSTFLAGS                | extra cargo args (e.g. --features simd)
 GUESTS=(
   "hello               | hello          | -C target-feature=+bulk-memory |"
@@ -92,7 +93,9 @@ for row in "${GUESTS[@]}"; do
   read -r -a extra_flags <<<"$flags"
   encoded="$(printf '%s\x1f' "${REMAP[@]}" "${extra_flags[@]+"${extra_flags[@]}"}")"
   read -r -a extra_args <<<"$cargo_args"
-  target_dir="$HERE/target/$name"
+  slug="$(printf '%s' "$flags $cargo_args" | tr -cs 'A-Za-z0-9_.' '-')"
+  slug="${slug#-}" slug="${slug%-}"
+  target_dir="$HERE/target/${slug:-default}"
   echo "guest/build.sh: building $name (package $package${flags:+, RUSTFLAGS $flags}${cargo_args:+, $cargo_args})" >&2
   (cd "$HERE" && CARGO_ENCODED_RUSTFLAGS="${encoded%$'\x1f'}" CARGO_TARGET_DIR="$target_dir" \
     "$CARGO" build --release --offline --target "$TARGET" -p "$package" "${extra_args[@]+"${extra_args[@]}"}") \
