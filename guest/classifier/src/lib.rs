@@ -24,8 +24,8 @@ const SIDE: usize = vision::CROP;
 
 #[derive(Deserialize)]
 struct Request<'a> {
-    #[serde(default, borrow, with = "serde_bytes")]
-    image: Option<&'a [u8]>,
+    #[serde(default, borrow)]
+    image: Option<Bin<'a>>,
     #[serde(default, borrow)]
     pixels: Option<NdArrayRef<'a>>,
     #[serde(default)]
@@ -44,6 +44,25 @@ struct Request<'a> {
     return_logits: Option<bool>,
     #[serde(default)]
     return_tensor: Option<bool>,
+}
+
+/// Image bytes: a msgpack `bin`, borrowed from the request. A string is refused (serde_bytes would take it).
+struct Bin<'a>(&'a [u8]);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Bin<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = &'de [u8];
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("JPEG or PNG bytes (msgpack bin)")
+            }
+            fn visit_borrowed_bytes<E: serde::de::Error>(self, v: &'de [u8]) -> Result<Self::Value, E> {
+                Ok(v)
+            }
+        }
+        d.deserialize_bytes(V).map(Bin)
+    }
 }
 
 #[derive(Serialize)]
@@ -174,7 +193,7 @@ fn pick_input(req: Request<'_>) -> Result<Input<'_>, GuestError> {
         _ => return Err(GuestError::bad_request("give only one of image, pixels, image_data, tensor")),
     }
     if let Some(b) = req.image {
-        return Ok(Input::Image(b));
+        return Ok(Input::Image(b.0));
     }
     if let Some(p) = req.pixels {
         return Ok(Input::Pixels(p));
