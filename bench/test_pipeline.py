@@ -182,8 +182,63 @@ def test_load_python_ort(benchmark: Any, n_rounds: Any, model_entry: Path) -> No
 # -- the same tensor: end to end through each guest vs ONNX Runtime direct ---------------------------------------
 
 
+@pytest.fixture(scope="module")
+def maybe_ort(model_entry: Path) -> tuple[Any, list[str]] | None:
+    """ONNX Runtime for the paired measurements, or None when it is not installed (the guests still run)."""
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return None
+    return ort_classify.load(model_entry)  # type: ignore[no-any-return]
+
+
+def _paired(g: edgewasm.Guest, ort: tuple[Any, list[str]], tensor: np.ndarray, rounds: int) -> dict[str, Any]:
+    """Guest and ONNX Runtime alternated round by round (order swapped every round), so both see the same machine:
+    on a shared 2-core box, load from other processes drifts between two separately timed benchmarks."""
+    session, labels = ort
+    guest_ms, infer_ms, run_ms, answer_ms = [], [], [], []
+
+    def ort_answer() -> None:
+        t0 = time.perf_counter()
+        nchw = np.ascontiguousarray(tensor.transpose(2, 0, 1)[None])
+        t1 = time.perf_counter()
+        logits = ort_classify.infer(session, nchw)
+        t2 = time.perf_counter()
+        ort_classify.postprocess(logits, labels)
+        t3 = time.perf_counter()
+        run_ms.append((t2 - t1) * 1e3)
+        answer_ms.append((t3 - t0) * 1e3)
+
+    def guest_answer() -> None:
+        t0 = time.perf_counter()
+        reply = g.infer({"tensor": tensor})
+        guest_ms.append((time.perf_counter() - t0) * 1e3)
+        infer_ms.append(float(reply["stages_ms"]["inference"]))
+
+    for i in range(rounds):
+        first, second = (guest_answer, ort_answer) if i % 2 == 0 else (ort_answer, guest_answer)
+        first()
+        second()
+    med = statistics.median
+    return {
+        "rounds": rounds,
+        "guest_ms": med(guest_ms),
+        "guest_inference_ms": med(infer_ms),
+        "ort_run_ms": med(run_ms),
+        "ort_answer_ms": med(answer_ms),
+        "end_to_end_ratio": med(g_ / a for g_, a in zip(guest_ms, answer_ms, strict=True)),
+        "inference_ratio": med(i_ / r for i_, r in zip(infer_ms, run_ms, strict=True)),
+    }
+
+
 @pytest.mark.benchmark(group="infer-tensor")
-def test_tensor_guest(benchmark: Any, n_rounds: Any, guest: tuple[str, edgewasm.Guest], tensor: np.ndarray) -> None:
+def test_tensor_guest(
+    benchmark: Any,
+    n_rounds: Any,
+    guest: tuple[str, edgewasm.Guest],
+    tensor: np.ndarray,
+    maybe_ort: tuple[Any, list[str]] | None,
+) -> None:
     variant, g = guest
     rows: list[dict[str, float]] = []
 
@@ -201,6 +256,9 @@ def test_tensor_guest(benchmark: Any, n_rounds: Any, guest: tuple[str, edgewasm.
     assert reply["class_id"] in CAT_CLASSES
     # host_ms: per round, the wall time of guest.infer minus the stages the guest timed itself
     benchmark.extra_info.update(variant=variant, stages_ms=_median_stages(rows), host_ms=statistics.median(host))
+    if maybe_ort is not None:  # untimed by pytest-benchmark: the same comparison, interleaved
+        paired_rounds = 1 if benchmark.disabled else n_rounds(15, 60)
+        benchmark.extra_info["paired_with_ort"] = _paired(g, maybe_ort, tensor, paired_rounds)
 
 
 @pytest.mark.benchmark(group="infer-tensor")
