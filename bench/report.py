@@ -824,8 +824,10 @@ def render(res: Results, json_path: Path, img: Path, out_path: Path) -> str:
         "- Spread: IQR (first to third quartile) and min–max of the rounds; a ratio's range is its IQR bound "
         "(one side's best quartile against the other's worst).",
         "",
-        "Compare two runs: `pytest bench --benchmark-compare=bench/results/latest.json` (a new run against "
-        "this one), or `pytest-benchmark compare A.json B.json --group-by=group`.",
+        "Compare another run with this one: `python -m pytest bench -p no:cacheprovider "
+        "--benchmark-json=/tmp/new.json`, then `pytest-benchmark compare bench/results/latest.json /tmp/new.json "
+        "--group-by=name --columns=median,iqr,rounds` (each benchmark of both runs side by side; compare ratios, "
+        "not times, across machines).",
         "",
         "## Goals",
         "",
