@@ -130,3 +130,9 @@ def test_cache_dir_from_environment(wasm_dir: Path, tmp_path: Path) -> None:
     proc = subprocess.run([*EXE, "run", str(wasm_dir / "echo.wat")], input=b"2", capture_output=True, env=env)  # type: ignore[list-item]
     assert proc.returncode == 0
     assert list((tmp_path / "envcache").glob("*.cwasm"))
+
+
+def test_usage_errors_are_one_line_too(wasm_dir: Path) -> None:
+    assert_one_line_error(edgewasm("run"), 2, "Missing argument 'MODULE'", "--help")
+    bad = edgewasm("run", str(wasm_dir / "echo.wat"), "--nn-preload", "a:b:c", stdin=b"{}")
+    assert_one_line_error(bad, 2, "--nn-preload")

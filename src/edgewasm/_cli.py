@@ -135,6 +135,18 @@ def _jsonable(obj: Any) -> Any:
     return obj
 
 
+def _check_preloads(specs: tuple[str, ...]) -> tuple[str, ...]:
+    if specs:
+        from .nn import parse_preload
+
+        for spec in specs:
+            try:
+                parse_preload(spec)
+            except ValueError as e:
+                raise click.BadParameter(str(e), param_hint="--nn-preload") from None
+    return specs
+
+
 def _parse_env(items: tuple[str, ...]) -> dict[str, str]:
     env = {}
     for item in items:
@@ -161,7 +173,13 @@ def _parse_env(items: tuple[str, ...]) -> dict[str, str]:
 @click.option("--env", "env", multiple=True, metavar="KEY=VALUE", help="set a guest environment variable")
 @click.option("--models", "models_dir", type=click.Path(file_okay=False), help="model store to mount at /models")
 @click.option("--no-models", is_flag=True, help="never mount the model store")
-@click.option("--nn-preload", multiple=True, metavar="NAME:ENCODING:TARGET:PATH[:PATH]", help="WASI-NN model")
+@click.option(
+    "--nn-preload",
+    multiple=True,
+    metavar="NAME:ENCODING:TARGET:PATH[:PATH] | NAME:store:ID[:FORMAT[:TARGET]] | ID",
+    callback=lambda ctx, param, value: _check_preloads(value),
+    help="WASI-NN model preloaded for load_by_name (repeatable); see docs/wasi-nn.md",
+)
 @click.option("--no-cache", is_flag=True, help="compile without the artifact cache")
 @click.pass_context
 @_errors
@@ -308,4 +326,12 @@ def cache_clear(ctx: click.Context) -> None:
 
 
 def main() -> None:
-    cli(prog_name="edgewasm")
+    try:
+        cli.main(prog_name="edgewasm", standalone_mode=False)
+    except click.UsageError as e:
+        command = e.ctx.command_path if e.ctx else "edgewasm"
+        _fail(f"{e.format_message()} (hint: see `{command} --help`)", 2)
+    except click.ClickException as e:
+        _fail(e.format_message(), e.exit_code)
+    except click.Abort:
+        _fail("aborted", 130)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import tempfile
+from typing import Any
 
 import wasmtime
 
@@ -24,7 +25,9 @@ class CommandResult:
     exit_code: int
 
 
-def run_command(loaded: Loaded, pre: wasmtime.InstancePre, sandbox: Sandbox, stdin: bytes) -> CommandResult:
+def run_command(
+    loaded: Loaded, pre: wasmtime.InstancePre, sandbox: Sandbox, stdin: bytes, nn: Any = None
+) -> CommandResult:
     with tempfile.TemporaryDirectory(prefix="edgewasm-") as tmp:
         paths = {name: os.path.join(tmp, name) for name in ("stdin", "stdout", "stderr")}
         with open(paths["stdin"], "wb") as f:
@@ -40,6 +43,9 @@ def run_command(loaded: Loaded, pre: wasmtime.InstancePre, sandbox: Sandbox, std
             inst.call_export("_start")
         except ProcExit as e:
             code = e.status
+        finally:
+            if nn is not None:
+                nn.release(inst.store)  # a command's WASI-NN handles end with its run
         with open(paths["stdout"], "rb") as f:
             out = f.read()
         err = b""

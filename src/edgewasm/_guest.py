@@ -26,7 +26,7 @@ from ._errors import AbiError, GuestError, ModuleLoadError
 from ._instance import Instance, raw_bytes
 from ._loader import Loaded, load_module
 from ._paths import models_dir
-from ._sandbox import Mount, Sandbox
+from ._sandbox import Mount, Sandbox, SandboxError
 
 #: Where a guest that asks for the model store (custom section `edgewasm.needs`: `models`) finds it.
 MODELS_GUEST_PATH = "/models"
@@ -57,7 +57,10 @@ class Guest:
         if loaded.verdict.imports_wasi_nn or nn_preload:
             from .nn import WasiNN  # imported only for guests that use WASI-NN
 
-            self.nn = WasiNN(list(nn_preload))
+            try:
+                self.nn = WasiNN(list(nn_preload))
+            except ValueError as e:
+                raise SandboxError(f"bad WASI-NN preload: {e}", hint="see docs/wasi-nn.md for the syntax") from None
             self.nn.define(linker)
         try:
             self._pre = linker.instantiate_pre(loaded.module)
@@ -100,6 +103,8 @@ class Guest:
 
     def _new_instance(self) -> Instance:
         inst = Instance(self._loaded, self._pre, self.sandbox)
+        if self.nn is not None:
+            self.nn.bind(inst.store)  # its graphs and contexts go when the instance does
         try:
             if "_initialize" in inst._funcs:
                 inst.call_export("_initialize")
@@ -151,7 +156,7 @@ class Guest:
         if self.kind != "command":
             raise AbiError(f"{self.name} is an infer guest, not a WASI command", hint="use infer() instead")
         sandbox = self.sandbox if args is None else dataclasses.replace(self.sandbox, args=tuple(args))
-        return run_command(self._loaded, self._pre, sandbox, stdin)
+        return run_command(self._loaded, self._pre, sandbox, stdin, self.nn)
 
     def close(self) -> None:
         """Drop every instance (their memory returns to the pool)."""
