@@ -202,3 +202,17 @@ def test_memory_limit_units() -> None:
     assert parse_size("4096pages") == 4096 * 65536
     assert parse_size(1234) == 1234
     assert parse_size(None) is None
+
+
+def test_a_directory_the_host_may_not_read_is_refused(
+    wasm_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    real_access = os.access
+    # Tests run as root here, which reads any directory; pretend the permission bits apply.
+    monkeypatch.setattr(os, "access", lambda p, mode: False if Path(p) == locked else real_access(p, mode))
+    with pytest.raises(edgewasm.SandboxError, match="permission denied"):
+        edgewasm.load(wasm_dir / "cat.wat", dirs={"/data": locked})
