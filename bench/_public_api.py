@@ -18,8 +18,10 @@ class PublicApiGuest:
         linker = wasmtime.Linker(engine)
         linker.define_wasi()
         exports = linker.instantiate(self.store, module).exports(self.store)
-        self.memory = exports["memory"]
-        self.alloc, self.free, self.infer_fn = exports["edge_alloc"], exports["edge_free"], exports["infer"]
+        memory, alloc, free, infer = (exports[k] for k in ("memory", "edge_alloc", "edge_free", "infer"))
+        assert isinstance(memory, wasmtime.Memory)
+        assert isinstance(alloc, wasmtime.Func) and isinstance(free, wasmtime.Func) and isinstance(infer, wasmtime.Func)
+        self.memory, self.alloc, self.free, self.infer_fn = memory, alloc, free, infer
 
     def infer_bytes(self, data: bytes) -> bytearray:
         """Write, call, read: the round trip of docs/abi.md through `Memory.write`, `Func.__call__`, `Memory.read`."""

@@ -49,7 +49,7 @@ def preprocess(image: Any) -> np.ndarray:
     else:
         nw, nh = (2 * w * 256 + h) // (2 * h), 256
     left, top = (nw - 224) // 2, (nh - 224) // 2
-    resized = image.resize((nw, nh), Image.BICUBIC).crop((left, top, left + 224, top + 224))
+    resized = image.resize((nw, nh), Image.Resampling.BICUBIC).crop((left, top, left + 224, top + 224))
     hwc = (np.asarray(resized, dtype=np.float32) - 127.0) / 128.0
     return np.ascontiguousarray(hwc.transpose(2, 0, 1)[None])
 

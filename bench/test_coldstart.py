@@ -51,7 +51,7 @@ class WasmtimeCached:
         store.set_wasi(wasmtime.WasiConfig())
         instance = self.linker.instantiate(store, module)
         init = instance.exports(store).get("_initialize")
-        if init is not None:
+        if isinstance(init, wasmtime.Func):
             init(store)
         return instance
 

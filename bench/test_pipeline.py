@@ -70,7 +70,7 @@ def guest(request: pytest.FixtureRequest, model_entry: Path) -> Iterator[tuple[s
 @pytest.fixture(scope="module")
 def ort_session(model_entry: Path) -> tuple[Any, list[str]]:
     need("onnxruntime", "onnx")
-    return ort_classify.load(model_entry)  # type: ignore[no-any-return]
+    return ort_classify.load(model_entry)
 
 
 @pytest.fixture(scope="module")
@@ -189,7 +189,7 @@ def maybe_ort(model_entry: Path) -> tuple[Any, list[str]] | None:
         import onnxruntime  # noqa: F401
     except ImportError:
         return None
-    return ort_classify.load(model_entry)  # type: ignore[no-any-return]
+    return ort_classify.load(model_entry)
 
 
 def _paired(g: edgewasm.Guest, ort: tuple[Any, list[str]], tensor: np.ndarray, rounds: int) -> dict[str, Any]:

@@ -37,7 +37,8 @@ def test_every_benchmark_runs_once(tmp_path: Path) -> None:
     run = _pytest_bench(tmp_path, "bench", "--benchmark-disable", f"--junitxml={junit}", timeout=900)
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
     cases = ET.parse(junit).getroot().iter("testcase")
-    passed, skipped = [], []
+    passed: list[str] = []
+    skipped: list[str] = []
     for case in cases:
         name = f"{case.get('classname')}::{case.get('name')}"
         (skipped if case.find("skipped") is not None else passed).append(name)
