@@ -66,11 +66,10 @@ def _group(benchmark: Any, path: Path) -> None:
     benchmark.extra_info["module_bytes"] = path.stat().st_size
 
 
-def test_cold_compile(benchmark: Any, guest_path: Path) -> None:
+def test_cold_compile(benchmark: Any, n_rounds: Any, guest_path: Path) -> None:
     _group(benchmark, guest_path)
-    guest = benchmark.pedantic(
-        _ready, (guest_path, False), rounds=5 if guest_path.stem == "hello" else 3, warmup_rounds=1
-    )
+    rounds = n_rounds(5, 20) if guest_path.stem == "hello" else n_rounds(3, 8)
+    guest = benchmark.pedantic(_ready, (guest_path, False), rounds=rounds, warmup_rounds=1)
     assert guest.origin == "compiled"
 
 
