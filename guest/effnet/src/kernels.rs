@@ -60,8 +60,9 @@ pub enum Epilogue {
 }
 
 /// `out[m][n] = epilogue(sum_k a[m][k] * w[k][n] + b[n])` for `m < rows`; `a` is `rows x cin`,
-/// `out` (and `residual`) are `rows x cout`, all row-major (NHWC pixels x channels).
-pub fn gemm(a: &[f32], rows: usize, g: &PackedGemm, out: &mut [f32], residual: Option<&[f32]>, ep: Epilogue) {
+/// `out` (and `residual`) are `rows x cout`, all row-major (NHWC pixels x channels). `scratch` holds the
+/// packed tile of `a` in the SIMD build; it grows once to its largest size and is then reused.
+pub fn gemm(a: &[f32], rows: usize, g: &PackedGemm, out: &mut [f32], residual: Option<&[f32]>, ep: Epilogue, scratch: &mut Vec<f32>) {
     let (cin, cout) = (g.cin, g.cout);
     assert!(a.len() >= rows * cin, "gemm: input too short");
     assert!(out.len() >= rows * cout, "gemm: output too short");
@@ -71,9 +72,50 @@ pub fn gemm(a: &[f32], rows: usize, g: &PackedGemm, out: &mut [f32], residual: O
     // Rows per tile: the tile of `a` (mc * cin floats) stays in L2 while every weight panel streams over it.
     let mc = ((65536 / cin.max(1)) / MR * MR).max(MR);
     let res_ptr = residual.map_or(core::ptr::null(), |r| r.as_ptr());
+    if imp::PACK_A && scratch.len() < mc * cin {
+        scratch.resize(mc * cin, 0.0);
+    }
     let mut m0 = 0;
     while m0 < rows {
         let m1 = (m0 + mc).min(rows);
+        if imp::PACK_A {
+            // Pack the tile as groups of MR rows, k-major: group[k][m] = a[m0 + g*MR + m][k], zero-padded rows.
+            let groups = (m1 - m0 + MR - 1) / MR;
+            for gi in 0..groups {
+                let dst = &mut scratch[gi * cin * MR..(gi + 1) * cin * MR];
+                for m in 0..MR {
+                    let r = m0 + gi * MR + m;
+                    if r < m1 {
+                        let src = &a[r * cin..(r + 1) * cin];
+                        for (k, &v) in src.iter().enumerate() {
+                            dst[k * MR + m] = v;
+                        }
+                    } else {
+                        for k in 0..cin {
+                            dst[k * MR + m] = 0.0;
+                        }
+                    }
+                }
+            }
+            for p in 0..g.panels {
+                let n0 = p * NR;
+                let nw = NR.min(cout - n0);
+                let wp = &g.w[p * cin * NR..(p + 1) * cin * NR];
+                let bp = &g.b[p * NR..(p + 1) * NR];
+                for gi in 0..groups {
+                    let i = m0 + gi * MR;
+                    let rv = MR.min(m1 - i);
+                    // SAFETY: rows i..i+rv <= rows and columns n0..n0+nw <= cout are inside `out`/`residual`;
+                    // the packed group holds cin * MR values.
+                    unsafe {
+                        let r = if res_ptr.is_null() { res_ptr } else { res_ptr.add(i * cout + n0) };
+                        imp::micro_4p(scratch.as_ptr().add(gi * cin * MR), cin, wp.as_ptr(), bp.as_ptr(), out.as_mut_ptr().add(i * cout + n0), cout, r, nw, rv, ep);
+                    }
+                }
+            }
+            m0 = m1;
+            continue;
+        }
         for p in 0..g.panels {
             let n0 = p * NR;
             let nw = NR.min(cout - n0);
@@ -112,7 +154,8 @@ pub struct DwShape {
     pub pad_left: usize,
 }
 
-/// Depthwise kxk convolution + bias + ReLU6, NHWC. `wts` is `[k][k][c]`.
+/// Depthwise kxk convolution + bias + ReLU6, NHWC. `wts` is `[k][k][c]`. Interior pixels of 3x3 and 5x5
+/// kernels take a fully unrolled path; border pixels clip their window to the image (TF SAME padding).
 pub fn depthwise(inp: &[f32], s: &DwShape, wts: &[f32], bias: &[f32], out: &mut [f32]) {
     assert!(inp.len() >= s.h * s.w * s.c && out.len() >= s.oh * s.ow * s.c);
     assert!(wts.len() == s.k * s.k * s.c && bias.len() == s.c);
@@ -192,6 +235,14 @@ fn relu6(x: f32) -> f32 {
 #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
 mod imp {
     use super::{relu6, DwShape, Epilogue, MR, NR};
+
+    /// The scalar build reads `a` in place.
+    pub const PACK_A: bool = false;
+
+    #[allow(clippy::too_many_arguments)]
+    pub unsafe fn micro_4p(_ap: *const f32, _k: usize, _w: *const f32, _b: *const f32, _out: *mut f32, _ldo: usize, _res: *const f32, _nw: usize, _rv: usize, _ep: Epilogue) {
+        unreachable!("the scalar build does not pack")
+    }
 
     #[inline(always)]
     unsafe fn finish(acc: &[f32; NR], out: *mut f32, res: *const f32, nw: usize, ep: Epilogue) {
@@ -279,6 +330,67 @@ mod imp {
 mod imp {
     use super::{relu6, DwShape, Epilogue, MR, NR};
     use core::arch::wasm32::*;
+
+    /// The SIMD GEMM reads `a` packed k-major in groups of 4 rows: one load gives 4 pixels' values.
+    pub const PACK_A: bool = true;
+
+    /// 4 packed pixels x 8 channels: per k one load of 4 activations, two weight loads, four lane
+    /// broadcasts by shuffle (no scalar loads), 8 f32x4 accumulators. Stores only `rv` rows.
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    pub unsafe fn micro_4p(ap: *const f32, k: usize, w: *const f32, b: *const f32, out: *mut f32, ldo: usize, res: *const f32, nw: usize, rv: usize, ep: Epilogue) {
+        let b0 = ld(b);
+        let b1 = ld(b.add(4));
+        let (mut c00, mut c01, mut c10, mut c11, mut c20, mut c21, mut c30, mut c31) = (b0, b1, b0, b1, b0, b1, b0, b1);
+        let mut kk = 0;
+        macro_rules! step {
+            ($k:expr) => {{
+                let va = ld(ap.add($k * MR));
+                let w0 = ld(w.add($k * NR));
+                let w1 = ld(w.add($k * NR + 4));
+                let x0 = i32x4_shuffle::<0, 0, 0, 0>(va, va);
+                c00 = f32x4_add(c00, f32x4_mul(x0, w0));
+                c01 = f32x4_add(c01, f32x4_mul(x0, w1));
+                let x1 = i32x4_shuffle::<1, 1, 1, 1>(va, va);
+                c10 = f32x4_add(c10, f32x4_mul(x1, w0));
+                c11 = f32x4_add(c11, f32x4_mul(x1, w1));
+                let x2 = i32x4_shuffle::<2, 2, 2, 2>(va, va);
+                c20 = f32x4_add(c20, f32x4_mul(x2, w0));
+                c21 = f32x4_add(c21, f32x4_mul(x2, w1));
+                let x3 = i32x4_shuffle::<3, 3, 3, 3>(va, va);
+                c30 = f32x4_add(c30, f32x4_mul(x3, w0));
+                c31 = f32x4_add(c31, f32x4_mul(x3, w1));
+            }};
+        }
+        while kk + UNROLL <= k {
+            step!(kk);
+            if UNROLL > 1 {
+                step!(kk + 1);
+            }
+            if UNROLL > 2 {
+                step!(kk + 2);
+                step!(kk + 3);
+            }
+            kk += UNROLL;
+        }
+        while kk < k {
+            step!(kk);
+            kk += 1;
+        }
+        let r = |m: usize| if res.is_null() { res } else { res.add(m * ldo) };
+        finish(c00, c01, out, r(0), nw, ep);
+        if rv > 1 {
+            finish(c10, c11, out.add(ldo), r(1), nw, ep);
+        }
+        if rv > 2 {
+            finish(c20, c21, out.add(2 * ldo), r(2), nw, ep);
+        }
+        if rv > 3 {
+            finish(c30, c31, out.add(3 * ldo), r(3), nw, ep);
+        }
+    }
+
+    const UNROLL: usize = 4;
 
     #[inline(always)]
     unsafe fn ld(p: *const f32) -> v128 {
@@ -411,36 +523,43 @@ mod imp {
         finish(c0, c1, out, res, nw, ep);
     }
 
-    /// All K x K taps inside the image: the tap loops have constant bounds and unroll completely.
+    /// The K x K products of one channel vector summed as a balanced tree (row sums of 3 or 5 taps, then
+    /// the rows): short add chains, and LLVM's expression-tree code generation keeps few values live.
+    #[inline(always)]
+    unsafe fn dw_tree<const K: usize>(base: *const f32, row_stride: usize, c: usize, w: *const f32) -> v128 {
+        let p = |ky: usize, kx: usize| f32x4_mul(ld(base.add(ky * row_stride + kx * c)), ld(w.add((ky * K + kx) * c)));
+        let row = |ky: usize| {
+            if K == 3 {
+                f32x4_add(f32x4_add(p(ky, 0), p(ky, 1)), p(ky, 2))
+            } else {
+                f32x4_add(f32x4_add(f32x4_add(p(ky, 0), p(ky, 1)), f32x4_add(p(ky, 2), p(ky, 3))), p(ky, 4))
+            }
+        };
+        if K == 3 {
+            f32x4_add(f32x4_add(row(0), row(1)), row(2))
+        } else {
+            f32x4_add(f32x4_add(f32x4_add(row(0), row(1)), f32x4_add(row(2), row(3))), row(4))
+        }
+    }
+
+    /// All K x K taps inside the image (K is 3 or 5): every tap unrolled, no bounds logic.
     #[inline(always)]
     pub unsafe fn dw_pixel_full<const K: usize>(inp: *const f32, s: &DwShape, iy0: usize, ix0: usize, w: *const f32, b: *const f32, out: *mut f32) {
+        if K != 3 && K != 5 {
+            return dw_pixel(inp, s, iy0 as isize, ix0 as isize, (0, K, 0, K), w, b, out);
+        }
         let c = s.c;
         let z = f32x4_splat(0.0);
         let six = f32x4_splat(6.0);
         let base = inp.add((iy0 * s.w + ix0) * c);
         let row_stride = s.w * c;
         let mut ch = 0;
-        while ch + 16 <= c {
-            // Four independent accumulators: the add chains, not the loads, bound this loop.
-            let mut s0 = ld(b.add(ch));
-            let mut s1 = ld(b.add(ch + 4));
-            let mut s2 = ld(b.add(ch + 8));
-            let mut s3 = ld(b.add(ch + 12));
-            for ky in 0..K {
-                for kx in 0..K {
-                    let ip = base.add(ky * row_stride + kx * c + ch);
-                    let wp = w.add((ky * K + kx) * c + ch);
-                    s0 = f32x4_add(s0, f32x4_mul(ld(ip), ld(wp)));
-                    s1 = f32x4_add(s1, f32x4_mul(ld(ip.add(4)), ld(wp.add(4))));
-                    s2 = f32x4_add(s2, f32x4_mul(ld(ip.add(8)), ld(wp.add(8))));
-                    s3 = f32x4_add(s3, f32x4_mul(ld(ip.add(12)), ld(wp.add(12))));
-                }
-            }
-            st(out.add(ch), f32x4_pmin(f32x4_pmax(s0, z), six));
-            st(out.add(ch + 4), f32x4_pmin(f32x4_pmax(s1, z), six));
-            st(out.add(ch + 8), f32x4_pmin(f32x4_pmax(s2, z), six));
-            st(out.add(ch + 12), f32x4_pmin(f32x4_pmax(s3, z), six));
-            ch += 16;
+        while ch + 8 <= c {
+            let t0 = f32x4_add(ld(b.add(ch)), dw_tree::<K>(base.add(ch), row_stride, c, w.add(ch)));
+            st(out.add(ch), f32x4_pmin(f32x4_pmax(t0, z), six));
+            let t1 = f32x4_add(ld(b.add(ch + 4)), dw_tree::<K>(base.add(ch + 4), row_stride, c, w.add(ch + 4)));
+            st(out.add(ch + 4), f32x4_pmin(f32x4_pmax(t1, z), six));
+            ch += 8;
         }
         if ch < c {
             dw_pixel(inp, s, iy0 as isize, ix0 as isize, (0, K, 0, K), w, b, out);

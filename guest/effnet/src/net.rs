@@ -37,6 +37,7 @@ pub struct Network {
     cols: Vec<f32>,
     pooled: Vec<f32>,
     logits: Vec<f32>,
+    apack: Vec<f32>,
     /// Milliseconds spent per layer kind in the last forward pass: stem, expand, depthwise, project, head+pool+fc.
     pub profile: [f64; 5],
 }
@@ -100,6 +101,7 @@ impl Network {
             pooled: vec![0.0; hs[1]],
             logits: vec![0.0; fs[1]],
             profile: [0.0; 5],
+            apack: Vec::with_capacity(65536 + 4 * 2048),
             head,
             fc,
         })
@@ -130,7 +132,7 @@ impl Network {
         };
         let (oh, ow, pt, pl) = self.stem_shape;
         im2col(input, self.in_h, self.in_w, 3, self.stem_k, 2, oh, ow, pt, pl, &mut self.cols);
-        gemm(&self.cols, oh * ow, &self.stem, &mut self.buf_x, None, Epilogue::Relu6);
+        gemm(&self.cols, oh * ow, &self.stem, &mut self.buf_x, None, Epilogue::Relu6, &mut self.apack);
         lap(0, &mut prof);
         for b in &self.blocks {
             let s = &b.dw;
@@ -139,7 +141,7 @@ impl Network {
             // expand: x -> e (or read x directly when there is no expand conv)
             let dw_in: &[f32] = match &b.expand {
                 Some(g) => {
-                    gemm(&self.buf_x, pixels_in, g, &mut self.buf_e, None, Epilogue::Relu6);
+                    gemm(&self.buf_x, pixels_in, g, &mut self.buf_e, None, Epilogue::Relu6, &mut self.apack);
                     lap(1, &mut prof);
                     &self.buf_e
                 }
@@ -149,16 +151,16 @@ impl Network {
             lap(2, &mut prof);
             // project: d -> e (free now), adding x when the block is residual; then e becomes the next x.
             if b.spec.residual() {
-                gemm(&self.buf_d, pixels_out, &b.project, &mut self.buf_e, Some(&self.buf_x), Epilogue::Residual);
+                gemm(&self.buf_d, pixels_out, &b.project, &mut self.buf_e, Some(&self.buf_x), Epilogue::Residual, &mut self.apack);
             } else {
-                gemm(&self.buf_d, pixels_out, &b.project, &mut self.buf_e, None, Epilogue::Linear);
+                gemm(&self.buf_d, pixels_out, &b.project, &mut self.buf_e, None, Epilogue::Linear, &mut self.apack);
             }
             lap(3, &mut prof);
             std::mem::swap(&mut self.buf_x, &mut self.buf_e);
         }
-        gemm(&self.buf_x, self.final_pixels, &self.head, &mut self.buf_e, None, Epilogue::Relu6);
+        gemm(&self.buf_x, self.final_pixels, &self.head, &mut self.buf_e, None, Epilogue::Relu6, &mut self.apack);
         mean_pool(&self.buf_e, self.final_pixels, self.head.cout, &mut self.pooled);
-        gemm(&self.pooled, 1, &self.fc, &mut self.logits, None, Epilogue::Linear);
+        gemm(&self.pooled, 1, &self.fc, &mut self.logits, None, Epilogue::Linear, &mut self.apack);
         lap(4, &mut prof);
         self.profile = prof;
         Ok(&self.logits)

@@ -48,7 +48,7 @@ fn gemm_matches_naive() {
                 }
             }
             let mut got = vec![f32::NAN; rows * cout];
-            gemm(&a, rows, &g, &mut got, if ep == Epilogue::Residual { Some(&res) } else { None }, ep);
+            gemm(&a, rows, &g, &mut got, if ep == Epilogue::Residual { Some(&res) } else { None }, ep, &mut Vec::new());
             close(&got, &want, 1e-4);
         }
     }
@@ -57,7 +57,7 @@ fn gemm_matches_naive() {
 #[test]
 fn depthwise_matches_naive() {
     let mut r = Lcg(2);
-    for &(h, w, c, k, stride) in &[(7, 7, 16, 3, 1), (8, 9, 20, 3, 2), (14, 14, 48, 5, 1), (15, 11, 32, 5, 2), (3, 2, 5, 5, 1), (112, 112, 32, 3, 1)] {
+    for &(h, w, c, k, stride) in &[(7, 7, 16, 3, 1), (8, 9, 20, 3, 2), (14, 14, 48, 5, 1), (15, 11, 32, 5, 2), (3, 2, 5, 5, 1), (112, 112, 32, 3, 1), (7, 7, 1152, 5, 1), (14, 14, 672, 5, 2), (28, 28, 40, 3, 2)] {
         let inp = r.vec(h * w * c);
         let wts = r.vec(k * k * c);
         let bias = r.vec(c);
