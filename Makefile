@@ -10,8 +10,8 @@ setup:                ## install edgewasm with every extra, then fetch and conve
 
 toolchain:            ## Debian's Rust for wasm32-wasi and the vendored crates the guests use (root)
 	apt-get install -y --no-install-recommends rustc cargo libstd-rust-dev-wasm32 \
-	  librust-serde-dev librust-serde-bytes-dev librust-rmp-serde-dev \
-	  librust-image-dev librust-jpeg-decoder-dev librust-png-dev
+	  librust-serde-dev librust-serde-derive-dev 'librust-serde+serde-derive-dev' librust-serde-bytes-dev \
+	  librust-rmp-dev librust-rmp-serde-dev librust-image-dev librust-jpeg-decoder-dev librust-png-dev
 
 test:                 ## the whole test suite (unit, CLI in real processes, guests, benchmarks run once)
 	$(PYTHON) -m pytest -q
