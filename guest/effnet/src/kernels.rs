@@ -83,6 +83,12 @@ pub fn gemm(a: &[f32], rows: usize, g: &PackedGemm, out: &mut [f32], residual: O
             let groups = (m1 - m0 + MR - 1) / MR;
             for gi in 0..groups {
                 let dst = &mut scratch[gi * cin * MR..(gi + 1) * cin * MR];
+                let r0 = m0 + gi * MR;
+                if cin % 4 == 0 {
+                    // SAFETY: rows r0..r0+rv are inside `a` (rv = valid rows of this group); dst holds cin * MR.
+                    unsafe { imp::pack_group(a.as_ptr().add(r0 * cin), cin, MR.min(m1 - r0), dst.as_mut_ptr()) };
+                    continue;
+                }
                 for m in 0..MR {
                     let r = m0 + gi * MR + m;
                     if r < m1 {
@@ -239,6 +245,10 @@ mod imp {
     /// The scalar build reads `a` in place.
     pub const PACK_A: bool = false;
 
+    pub unsafe fn pack_group(_a: *const f32, _cin: usize, _rv: usize, _dst: *mut f32) {
+        unreachable!("the scalar build does not pack")
+    }
+
     #[allow(clippy::too_many_arguments)]
     pub unsafe fn micro_4p(_ap: *const f32, _k: usize, _w: *const f32, _b: *const f32, _out: *mut f32, _ldo: usize, _res: *const f32, _nw: usize, _rv: usize, _ep: Epilogue) {
         unreachable!("the scalar build does not pack")
@@ -333,6 +343,26 @@ mod imp {
 
     /// The SIMD GEMM reads `a` packed k-major in groups of 4 rows: one load gives 4 pixels' values.
     pub const PACK_A: bool = true;
+
+    /// Packs `rv` (<= 4) rows of `cin` (a multiple of 4) values k-major, `dst[k][m]`, zero rows past `rv`:
+    /// 4 x 4 blocks transposed in registers.
+    pub unsafe fn pack_group(a: *const f32, cin: usize, rv: usize, dst: *mut f32) {
+        let z = f32x4_splat(0.0);
+        let row = |m: usize, k: usize| if m < rv { ld(a.add(m * cin + k)) } else { z };
+        let mut k = 0;
+        while k < cin {
+            let (r0, r1, r2, r3) = (row(0, k), row(1, k), row(2, k), row(3, k));
+            let t0 = i32x4_shuffle::<0, 4, 1, 5>(r0, r1);
+            let t1 = i32x4_shuffle::<0, 4, 1, 5>(r2, r3);
+            let t2 = i32x4_shuffle::<2, 6, 3, 7>(r0, r1);
+            let t3 = i32x4_shuffle::<2, 6, 3, 7>(r2, r3);
+            st(dst.add(k * MR), i32x4_shuffle::<0, 1, 4, 5>(t0, t1));
+            st(dst.add(k * MR + 4), i32x4_shuffle::<2, 3, 6, 7>(t0, t1));
+            st(dst.add(k * MR + 8), i32x4_shuffle::<0, 1, 4, 5>(t2, t3));
+            st(dst.add(k * MR + 12), i32x4_shuffle::<2, 3, 6, 7>(t2, t3));
+            k += 4;
+        }
+    }
 
     /// 4 packed pixels x 8 channels: per k one load of 4 activations, two weight loads, four lane
     /// broadcasts by shuffle (no scalar loads), 8 f32x4 accumulators. Stores only `rv` rows.
