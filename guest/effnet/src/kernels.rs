@@ -179,12 +179,23 @@ pub fn depthwise(inp: &[f32], s: &DwShape, wts: &[f32], bias: &[f32], out: &mut 
             unsafe {
                 let full = ky0 == 0 && kx0 == 0 && ky1 == s.k && kx1 == s.k;
                 let (ip, wp, bp, op) = (inp.as_ptr(), wts.as_ptr(), bias.as_ptr(), out.as_mut_ptr().add(o));
-                match (full, s.k) {
-                    // Interior pixels with the common kernel sizes: every tap unrolled, no bounds logic.
-                    (true, 3) => imp::dw_pixel_full::<3>(ip, s, iy0 as usize, ix0 as usize, wp, bp, op),
-                    (true, 5) => imp::dw_pixel_full::<5>(ip, s, iy0 as usize, ix0 as usize, wp, bp, op),
-                    _ => imp::dw_pixel(ip, s, iy0, ix0, (ky0, ky1, kx0, kx1), wp, bp, op),
+                let (y, x) = (iy0 as usize, ix0 as usize);
+                // Interior pixels with the common kernel sizes: every tap unrolled, no bounds logic; for
+                // EfficientNet-Lite0's channel counts the tap offsets are compile-time constants.
+                macro_rules! full {
+                    ($($c:literal)*) => {
+                        match (full, s.k, s.c) {
+                            $((true, 3, $c) => imp::dw_pixel_full::<3, $c>(ip, s, y, x, wp, bp, op),
+                              (true, 5, $c) => imp::dw_pixel_full::<5, $c>(ip, s, y, x, wp, bp, op),)*
+                            (true, 3, _) => imp::dw_pixel_full::<3, 0>(ip, s, y, x, wp, bp, op),
+                            (true, 5, _) => imp::dw_pixel_full::<5, 0>(ip, s, y, x, wp, bp, op),
+                            _ => imp::dw_pixel(ip, s, iy0, ix0, (ky0, ky1, kx0, kx1), wp, bp, op),
+                        }
+                    };
                 }
+                // Blocking the channels (32 per pass) for L1 locality measured 40% slower: the per-pixel work
+                // dominates, so each pixel is visited once with all its channels.
+                full!(32 96 144 240 480 672 1152)
             }
         }
     }
@@ -308,7 +319,7 @@ mod imp {
     }
 
     #[inline(always)]
-    pub unsafe fn dw_pixel_full<const K: usize>(inp: *const f32, s: &DwShape, iy0: usize, ix0: usize, w: *const f32, b: *const f32, out: *mut f32) {
+    pub unsafe fn dw_pixel_full<const K: usize, const C: usize>(inp: *const f32, s: &DwShape, iy0: usize, ix0: usize, w: *const f32, b: *const f32, out: *mut f32) {
         dw_pixel(inp, s, iy0 as isize, ix0 as isize, (0, K, 0, K), w, b, out)
     }
 
@@ -574,11 +585,12 @@ mod imp {
 
     /// All K x K taps inside the image (K is 3 or 5): every tap unrolled, no bounds logic.
     #[inline(always)]
-    pub unsafe fn dw_pixel_full<const K: usize>(inp: *const f32, s: &DwShape, iy0: usize, ix0: usize, w: *const f32, b: *const f32, out: *mut f32) {
+    /// `C` is the channel count when known at compile time (then every tap offset is a constant), else 0.
+    pub unsafe fn dw_pixel_full<const K: usize, const C: usize>(inp: *const f32, s: &DwShape, iy0: usize, ix0: usize, w: *const f32, b: *const f32, out: *mut f32) {
         if K != 3 && K != 5 {
             return dw_pixel(inp, s, iy0 as isize, ix0 as isize, (0, K, 0, K), w, b, out);
         }
-        let c = s.c;
+        let c = if C != 0 { C } else { s.c };
         let z = f32x4_splat(0.0);
         let six = f32x4_splat(6.0);
         let base = inp.add((iy0 * s.w + ix0) * c);
