@@ -219,14 +219,25 @@ pub fn mean_pool(inp: &[f32], pixels: usize, c: usize, out: &mut [f32]) {
     }
 }
 
+/// Row length of the stem's im2col matrix: `k*k*c` rounded up to a multiple of 4 (zero columns, matched by
+/// zero weight rows), so the SIMD GEMM packs it with whole-vector transposes.
+pub fn im2col_width(k: usize, c: usize) -> usize {
+    (k * k * c + 3) / 4 * 4
+}
+
 /// The stem's im2col: for each output pixel of a kxk stride-s conv on an `h x w x c` image, the `k*k*c`
-/// input values in `[ky][kx][c]` order, zero where the window hangs over the SAME padding.
+/// input values in `[ky][kx][c]` order (then zeros up to [`im2col_width`]), zero where the window hangs
+/// over the SAME padding.
+#[allow(clippy::too_many_arguments)]
 pub fn im2col(inp: &[f32], h: usize, w: usize, c: usize, k: usize, stride: usize, oh: usize, ow: usize, pad_top: usize, pad_left: usize, out: &mut [f32]) {
-    let kk = k * k * c;
+    let kk = im2col_width(k, c);
     assert!(inp.len() >= h * w * c && out.len() >= oh * ow * kk);
     for oy in 0..oh {
         for ox in 0..ow {
             let dst = &mut out[(oy * ow + ox) * kk..(oy * ow + ox + 1) * kk];
+            for v in dst[k * k * c..].iter_mut() {
+                *v = 0.0;
+            }
             for ky in 0..k {
                 let iy = (oy * stride + ky) as isize - pad_top as isize;
                 for kx in 0..k {

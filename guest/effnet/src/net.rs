@@ -1,7 +1,7 @@
 //! The EfficientNet-Lite forward pass over a validated EWT file, with every buffer allocated once.
 
 use crate::ewt::{BlockSpec, Ewt, EwtError};
-use crate::kernels::{depthwise, gemm, im2col, mean_pool, DwShape, Epilogue, PackedGemm};
+use crate::kernels::{depthwise, gemm, im2col, im2col_width, mean_pool, DwShape, Epilogue, PackedGemm};
 
 /// TensorFlow SAME padding: (output size, padding before).
 pub fn same_pad(input: usize, k: usize, stride: usize) -> (usize, usize) {
@@ -52,7 +52,11 @@ impl Network {
         let (_, sb) = ewt.tensor("stem.b")?;
         let stem_k = sw_shape[0];
         let c0 = sw_shape[3];
-        let stem = PackedGemm::new(&sw, &sb, stem_k * stem_k * 3, c0);
+        // The im2col rows are padded to a multiple of 4 columns; the extra weight rows are zero.
+        let cols_w = im2col_width(stem_k, 3);
+        let mut sw_padded = sw;
+        sw_padded.resize(cols_w * c0, 0.0);
+        let stem = PackedGemm::new(&sw_padded, &sb, cols_w, c0);
         let (oh, pt) = same_pad(in_h, stem_k, 2);
         let (ow, pl) = same_pad(in_w, stem_k, 2);
         let mut max_act = oh * ow * c0;
@@ -97,7 +101,7 @@ impl Network {
             buf_x: vec![0.0; max_act],
             buf_e: vec![0.0; max_act],
             buf_d: vec![0.0; max_act],
-            cols: vec![0.0; oh * ow * stem_k * stem_k * 3],
+            cols: vec![0.0; oh * ow * cols_w],
             pooled: vec![0.0; hs[1]],
             logits: vec![0.0; fs[1]],
             profile: [0.0; 5],
