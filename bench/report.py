@@ -636,6 +636,7 @@ def plots(res: Results, stacks: dict[str, dict[str, float]], img: Path) -> str |
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        from matplotlib.ticker import NullFormatter
     except ImportError:
         return "matplotlib is not installed (pip install 'edgewasm[plots]'): the plots were not regenerated."
     img.mkdir(parents=True, exist_ok=True)
@@ -761,19 +762,23 @@ def plots(res: Results, stacks: dict[str, dict[str, float]], img: Path) -> str |
     for ax, (title, items) in zip(axes, panels, strict=True):
         ax.set_title(title)
         drawn = 0
+        shown = [b for _, name in items if (b := res.get(name))]
+        slow = bool(shown) and max(b.median for b in shown) > 5e-3
+        scale, unit = (1e3, "ms") if slow else (1e6, "µs")
         for lab, name in items:
             b = res.get(name)
             if b and b.quantiles:
                 qs = b.quantiles
                 ys = [i / (len(qs) - 1) for i in range(len(qs))]
-                ax.plot([q * 1e6 for q in qs], ys, label=f"{lab} (n={b.rounds})")
+                ax.plot([q * scale for q in qs], ys, label=f"{lab} (n={b.rounds})")
                 drawn += 1
         if not drawn:
             ax.text(0.5, 0.5, "not run", ha="center", va="center", transform=ax.transAxes)
             ax.set_axis_off()
             continue
         ax.set_xscale("log")
-        ax.set_xlabel("µs per call (log)")
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.set_xlabel(f"{unit} per call (log)")
         ax.set_ylabel("fraction of rounds (CDF)")
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=7)
