@@ -138,14 +138,31 @@ fn load_model(id: &str) -> Result<Model, GuestError> {
     let dir = format!("{}/{}", STORE, id);
     let weights_path = format!("{}/weights.ewt", dir);
     let bytes = std::fs::read(&weights_path).map_err(|e| {
-        GuestError::model_unavailable(format!("model {} is not installed ({}: {}); {}", id, weights_path, e, install_hint(id)))
+        GuestError::model_unavailable(format!(
+            "model {} is not installed ({}: {}); {}",
+            id,
+            weights_path,
+            e,
+            install_hint(id)
+        ))
     })?;
     let (ewt, net) = effnet::load(bytes).map_err(|e| {
-        GuestError::model_unavailable(format!("{} is unusable: {}; reinstall: {}", weights_path, e, install_hint(id)))
+        GuestError::model_unavailable(format!(
+            "{} is unusable: {}; reinstall: {}",
+            weights_path,
+            e,
+            install_hint(id)
+        ))
     })?;
     let labels_path = format!("{}/labels.txt", dir);
     let text = std::fs::read_to_string(&labels_path).map_err(|e| {
-        GuestError::model_unavailable(format!("model {} is incomplete ({}: {}); {}", id, labels_path, e, install_hint(id)))
+        GuestError::model_unavailable(format!(
+            "model {} is incomplete ({}: {}); {}",
+            id,
+            labels_path,
+            e,
+            install_hint(id)
+        ))
     })?;
     let labels: Vec<String> = text.lines().map(|l| l.trim_end_matches('\r').to_string()).collect();
     if labels.len() != net.classes() {
@@ -170,7 +187,11 @@ enum Input<'a> {
 
 fn dim(v: Option<i64>, name: &str) -> Result<usize, GuestError> {
     match v {
-        None => Err(GuestError::bad_request(format!("image_data needs {} (and {})", name, if name == "width" { "height" } else { "width" }))),
+        None => Err(GuestError::bad_request(format!(
+            "image_data needs {} (and {})",
+            name,
+            if name == "width" { "height" } else { "width" }
+        ))),
         Some(x) if x <= 0 || x > vision::MAX_DIM as i64 => Err(GuestError::bad_request(format!(
             "{} must be 1..{}, got {}",
             name,
@@ -182,7 +203,12 @@ fn dim(v: Option<i64>, name: &str) -> Result<usize, GuestError> {
 }
 
 fn pick_input(req: Request<'_>) -> Result<Input<'_>, GuestError> {
-    let given = [req.image.is_some(), req.pixels.is_some(), req.image_data.is_some(), req.tensor.is_some()];
+    let given = [
+        req.image.is_some(),
+        req.pixels.is_some(),
+        req.image_data.is_some(),
+        req.tensor.is_some(),
+    ];
     match given.iter().filter(|&&g| g).count() {
         1 => {}
         0 => {
@@ -218,7 +244,11 @@ fn handle(bytes: &[u8]) -> Result<Response, GuestError> {
     let mut req: Request<'_> = edgewasm_guest::decode(bytes)?;
     let model_id = req.model_id.take().unwrap_or_else(|| DEFAULT_MODEL.to_string());
     if !KNOWN_MODELS.contains(&model_id.as_str()) {
-        return Err(GuestError::not_found(format!("unknown model_id {:?} (this guest runs: {})", model_id, KNOWN_MODELS.join(", "))));
+        return Err(GuestError::not_found(format!(
+            "unknown model_id {:?} (this guest runs: {})",
+            model_id,
+            KNOWN_MODELS.join(", ")
+        )));
     }
     let top_k = req.top_k.unwrap_or(5);
     let return_logits = req.return_logits.unwrap_or(false);
@@ -234,7 +264,10 @@ fn handle(bytes: &[u8]) -> Result<Response, GuestError> {
         let model = st.models.get_mut(&model_id).expect("just inserted");
         let classes = model.net.classes();
         if top_k < 1 || top_k > classes as i64 {
-            return Err(GuestError::bad_request(format!("top_k must be 1..{}, got {}", classes, top_k)));
+            return Err(GuestError::bad_request(format!(
+                "top_k must be 1..{}, got {}",
+                classes, top_k
+            )));
         }
 
         // decode: image bytes -> RGB u8, or validate the given array.
@@ -246,9 +279,14 @@ fn handle(bytes: &[u8]) -> Result<Response, GuestError> {
                 Some((vision::Pixels::U8(&decoded.data), decoded.width, decoded.height))
             }
             Input::Pixels(a) => {
-                let data = a.as_u8().map_err(|e| GuestError::bad_request(format!("pixels: {}", e.message)))?;
+                let data = a
+                    .as_u8()
+                    .map_err(|e| GuestError::bad_request(format!("pixels: {}", e.message)))?;
                 if a.shape.len() != 3 || a.shape[2] != 3 {
-                    return Err(GuestError::bad_request(format!("pixels must have shape [height, width, 3], got {:?}", a.shape)));
+                    return Err(GuestError::bad_request(format!(
+                        "pixels must have shape [height, width, 3], got {:?}",
+                        a.shape
+                    )));
                 }
                 let (h, w) = (a.shape[0] as usize, a.shape[1] as usize);
                 vision::check_size(w, h, data.len(), "pixels").map_err(vision_err)?;
@@ -263,7 +301,9 @@ fn handle(bytes: &[u8]) -> Result<Response, GuestError> {
                         a.dtype, a.shape
                     )));
                 }
-                let vals = a.as_f32().map_err(|e| GuestError::bad_request(format!("tensor: {}", e.message)))?;
+                let vals = a
+                    .as_f32()
+                    .map_err(|e| GuestError::bad_request(format!("tensor: {}", e.message)))?;
                 st.input.copy_from_slice(&vals);
                 None
             }
@@ -277,7 +317,10 @@ fn handle(bytes: &[u8]) -> Result<Response, GuestError> {
         let preprocess_ms = ms(t);
 
         let t = Instant::now();
-        let logits = model.net.forward(&st.input).map_err(|e| GuestError::internal(e.to_string()))?;
+        let logits = model
+            .net
+            .forward(&st.input)
+            .map_err(|e| GuestError::internal(e.to_string()))?;
         st.logits.clear();
         st.logits.extend_from_slice(logits);
         let inference_ms = ms(t);
@@ -287,10 +330,19 @@ fn handle(bytes: &[u8]) -> Result<Response, GuestError> {
         let exps: Vec<f64> = st.logits.iter().map(|&v| (v as f64 - max).exp()).collect();
         let sum: f64 = exps.iter().sum();
         let mut order: Vec<usize> = (0..classes).collect();
-        order.sort_by(|&a, &b| exps[b].partial_cmp(&exps[a]).unwrap_or(std::cmp::Ordering::Equal).then(a.cmp(&b)));
+        order.sort_by(|&a, &b| {
+            exps[b]
+                .partial_cmp(&exps[a])
+                .unwrap_or(std::cmp::Ordering::Equal)
+                .then(a.cmp(&b))
+        });
         let top: Vec<Top> = order[..top_k as usize]
             .iter()
-            .map(|&c| Top { class_id: c as u32, label: model.labels[c].clone(), confidence: exps[c] / sum })
+            .map(|&c| Top {
+                class_id: c as u32,
+                label: model.labels[c].clone(),
+                confidence: exps[c] / sum,
+            })
             .collect();
         let logits_out = if return_logits {
             Some(NdArray::from_f32(vec![classes as u64], &st.logits)?)
@@ -310,7 +362,12 @@ fn handle(bytes: &[u8]) -> Result<Response, GuestError> {
             latency_ms: ms(t_start),
             model_version: model.version.clone(),
             top5: top,
-            stages_ms: Stages { decode: decode_ms, preprocess: preprocess_ms, inference: inference_ms, postprocess: postprocess_ms },
+            stages_ms: Stages {
+                decode: decode_ms,
+                preprocess: preprocess_ms,
+                inference: inference_ms,
+                postprocess: postprocess_ms,
+            },
             logits: logits_out,
             tensor: tensor_out,
         })

@@ -18,7 +18,10 @@ fn main() {
     });
     eprintln!("load {:.1} ms", t0.elapsed().as_secs_f64() * 1e3);
     let raw = std::fs::read(&args[2]).expect("read input");
-    let input: Vec<f32> = raw.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+    let input: Vec<f32> = raw
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
     let nvar = 1;
     let mut best = vec![f64::MAX; nvar];
     let mut profs = vec![[0.0f64; 5]; nvar];
@@ -36,7 +39,10 @@ fn main() {
         }
     }
     for v in 0..nvar {
-        eprintln!("variant {} min {:.2} ms profile stem/expand/dw/project/head {:.2?}", v, best[v], profs[v]);
+        eprintln!(
+            "variant {} min {:.2} ms profile stem/expand/dw/project/head {:.2?}",
+            v, best[v], profs[v]
+        );
     }
     times.sort_by(|a, b| a.partial_cmp(b).unwrap());
     eprintln!("forward min {:.2} ms median {:.2} ms", times[0], times[times.len() / 2]);

@@ -60,19 +60,28 @@ pub struct Ewt {
 }
 
 fn parse_usize(field: &str, what: &str, line_no: usize) -> Result<usize, EwtError> {
-    field
-        .parse::<usize>()
-        .map_err(|_| EwtError(format!("EWT header line {}: {} {:?} is not a non-negative integer", line_no, what, field)))
+    field.parse::<usize>().map_err(|_| {
+        EwtError(format!(
+            "EWT header line {}: {} {:?} is not a non-negative integer",
+            line_no, what, field
+        ))
+    })
 }
 
 impl Ewt {
     /// Parses and validates a whole EWT file held in memory.
     pub fn parse(data: Vec<u8>) -> Result<Ewt, EwtError> {
         if data.len() < 8 {
-            return err(format!("not an EWT weight file: {} bytes, too short for the 8-byte preamble", data.len()));
+            return err(format!(
+                "not an EWT weight file: {} bytes, too short for the 8-byte preamble",
+                data.len()
+            ));
         }
         if &data[0..4] != b"EWT1" {
-            return err(format!("not an EWT weight file: magic {:?}, expected \"EWT1\"", String::from_utf8_lossy(&data[0..4])));
+            return err(format!(
+                "not an EWT weight file: magic {:?}, expected \"EWT1\"",
+                String::from_utf8_lossy(&data[0..4])
+            ));
         }
         let header_len = u32::from_le_bytes([data[4], data[5], data[6], data[7]]) as usize;
         if 8 + header_len > data.len() {
@@ -97,7 +106,10 @@ impl Ewt {
             match fields[0] {
                 "meta" => {
                     if fields.len() < 3 {
-                        return err(format!("EWT header line {}: meta needs a key and a value: {:?}", line_no, line));
+                        return err(format!(
+                            "EWT header line {}: meta needs a key and a value: {:?}",
+                            line_no, line
+                        ));
                     }
                     let rest = line.splitn(3, ' ').nth(2).unwrap_or("").trim().to_string();
                     meta.push((fields[1].to_string(), rest));
@@ -111,7 +123,12 @@ impl Ewt {
                     }
                     let i = parse_usize(fields[1], "block index", line_no)?;
                     if i != blocks.len() {
-                        return err(format!("EWT header line {}: block {} out of order (expected block {})", line_no, i, blocks.len()));
+                        return err(format!(
+                            "EWT header line {}: block {} out of order (expected block {})",
+                            line_no,
+                            i,
+                            blocks.len()
+                        ));
                     }
                     let b = BlockSpec {
                         kernel: parse_usize(fields[2], "kernel", line_no)?,
@@ -121,13 +138,22 @@ impl Ewt {
                         cout: parse_usize(fields[6], "cout", line_no)?,
                     };
                     if b.kernel == 0 || b.kernel % 2 == 0 || b.kernel > 15 {
-                        return err(format!("EWT header line {}: block {} kernel {} (must be odd, 1..15)", line_no, i, b.kernel));
+                        return err(format!(
+                            "EWT header line {}: block {} kernel {} (must be odd, 1..15)",
+                            line_no, i, b.kernel
+                        ));
                     }
                     if b.stride != 1 && b.stride != 2 {
-                        return err(format!("EWT header line {}: block {} stride {} (must be 1 or 2)", line_no, i, b.stride));
+                        return err(format!(
+                            "EWT header line {}: block {} stride {} (must be 1 or 2)",
+                            line_no, i, b.stride
+                        ));
                     }
                     if b.expand == 0 || b.cin == 0 || b.cout == 0 || b.cin * b.expand > 1 << 16 || b.cout > 1 << 16 {
-                        return err(format!("EWT header line {}: block {} has unusable sizes {:?}", line_no, i, line));
+                        return err(format!(
+                            "EWT header line {}: block {} has unusable sizes {:?}",
+                            line_no, i, line
+                        ));
                     }
                     blocks.push(b);
                 }
@@ -140,7 +166,10 @@ impl Ewt {
                     }
                     let name = fields[1].to_string();
                     if fields[2] != "f32" {
-                        return err(format!("EWT tensor {}: dtype {:?}, only f32 is supported", name, fields[2]));
+                        return err(format!(
+                            "EWT tensor {}: dtype {:?}, only f32 is supported",
+                            name, fields[2]
+                        ));
                     }
                     let offset = parse_usize(fields[3], "offset", line_no)?;
                     let nbytes = parse_usize(fields[4], "nbytes", line_no)?;
@@ -150,7 +179,10 @@ impl Ewt {
                     }
                     let count = shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d));
                     if count.and_then(|c| c.checked_mul(4)) != Some(nbytes) {
-                        return err(format!("EWT tensor {}: {} bytes do not match shape {:?} of f32", name, nbytes, shape));
+                        return err(format!(
+                            "EWT tensor {}: {} bytes do not match shape {:?} of f32",
+                            name, nbytes, shape
+                        ));
                     }
                     if offset % 4 != 0 || offset < 8 + header_len {
                         return err(format!("EWT tensor {}: bad offset {}", name, offset));
@@ -167,7 +199,10 @@ impl Ewt {
                             ))
                         }
                     }
-                    if tensors.insert(name.clone(), TensorInfo { offset, nbytes, shape }).is_some() {
+                    if tensors
+                        .insert(name.clone(), TensorInfo { offset, nbytes, shape })
+                        .is_some()
+                    {
                         return err(format!("EWT tensor {} appears twice", name));
                     }
                 }
@@ -175,7 +210,12 @@ impl Ewt {
                 _ => {}
             }
         }
-        let ewt = Ewt { meta, blocks, tensors, data };
+        let ewt = Ewt {
+            meta,
+            blocks,
+            tensors,
+            data,
+        };
         ewt.validate()?;
         Ok(ewt)
     }
@@ -187,7 +227,10 @@ impl Ewt {
         }
         for w in self.blocks.windows(2) {
             if w[1].cin != w[0].cout {
-                return err(format!("EWT block table: a block with cin {} follows one with cout {}", w[1].cin, w[0].cout));
+                return err(format!(
+                    "EWT block table: a block with cin {} follows one with cout {}",
+                    w[1].cin, w[0].cout
+                ));
             }
         }
         let c0 = self.blocks[0].cin;
@@ -199,7 +242,10 @@ impl Ewt {
                 self.expect(&format!("blocks.{}.expand.w", i), &[b.cin, cmid])?;
                 self.expect(&format!("blocks.{}.expand.b", i), &[cmid])?;
             } else if self.tensors.contains_key(&format!("blocks.{}.expand.w", i)) {
-                return err(format!("EWT tensor blocks.{}.expand.w present but block {} has expand 1", i, i));
+                return err(format!(
+                    "EWT tensor blocks.{}.expand.w present but block {} has expand 1",
+                    i, i
+                ));
             }
             self.expect(&format!("blocks.{}.dw.w", i), &[b.kernel, b.kernel, cmid])?;
             self.expect(&format!("blocks.{}.dw.b", i), &[cmid])?;
@@ -209,13 +255,19 @@ impl Ewt {
         let last = self.blocks[self.blocks.len() - 1].cout;
         let head = self.shape_of("head.w")?;
         if head.len() != 2 || head[0] != last {
-            return err(format!("EWT tensor head.w has shape {:?}, expected [{}, features]", head, last));
+            return err(format!(
+                "EWT tensor head.w has shape {:?}, expected [{}, features]",
+                head, last
+            ));
         }
         let feat = head[1];
         self.expect("head.b", &[feat])?;
         let fc = self.shape_of("fc.w")?;
         if fc.len() != 2 || fc[0] != feat || fc[1] == 0 {
-            return err(format!("EWT tensor fc.w has shape {:?}, expected [{}, classes]", fc, feat));
+            return err(format!(
+                "EWT tensor fc.w has shape {:?}, expected [{}, classes]",
+                fc, feat
+            ));
         }
         let classes = fc[1];
         self.expect("fc.b", &[classes])?;
@@ -237,7 +289,10 @@ impl Ewt {
     fn expect(&self, name: &str, shape: &[usize]) -> Result<(), EwtError> {
         let got = self.shape_of(name)?;
         if got != shape {
-            return err(format!("EWT tensor {} has shape {:?}, the block table implies {:?}", name, got, shape));
+            return err(format!(
+                "EWT tensor {} has shape {:?}, the block table implies {:?}",
+                name, got, shape
+            ));
         }
         Ok(())
     }
@@ -269,7 +324,10 @@ impl Ewt {
             None => return err(format!("EWT file lacks tensor {}", name)),
         };
         let bytes = &self.data[t.offset..t.offset + t.nbytes];
-        let vals = bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+        let vals = bytes
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
         Ok((t.shape.clone(), vals))
     }
 }

@@ -44,7 +44,13 @@ impl PackedGemm {
                 }
             }
         }
-        PackedGemm { cin, cout, panels, w: pw, b: pb }
+        PackedGemm {
+            cin,
+            cout,
+            panels,
+            w: pw,
+            b: pb,
+        }
     }
 }
 
@@ -62,12 +68,23 @@ pub enum Epilogue {
 /// `out[m][n] = epilogue(sum_k a[m][k] * w[k][n] + b[n])` for `m < rows`; `a` is `rows x cin`,
 /// `out` (and `residual`) are `rows x cout`, all row-major (NHWC pixels x channels). `scratch` holds the
 /// packed tile of `a` in the SIMD build; it grows once to its largest size and is then reused.
-pub fn gemm(a: &[f32], rows: usize, g: &PackedGemm, out: &mut [f32], residual: Option<&[f32]>, ep: Epilogue, scratch: &mut Vec<f32>) {
+pub fn gemm(
+    a: &[f32],
+    rows: usize,
+    g: &PackedGemm,
+    out: &mut [f32],
+    residual: Option<&[f32]>,
+    ep: Epilogue,
+    scratch: &mut Vec<f32>,
+) {
     let (cin, cout) = (g.cin, g.cout);
     assert!(a.len() >= rows * cin, "gemm: input too short");
     assert!(out.len() >= rows * cout, "gemm: output too short");
     if ep == Epilogue::Residual {
-        assert!(residual.map_or(false, |r| r.len() >= rows * cout), "gemm: residual missing or too short");
+        assert!(
+            residual.map_or(false, |r| r.len() >= rows * cout),
+            "gemm: residual missing or too short"
+        );
     }
     // Rows per tile: the tile of `a` (mc * cin floats) stays in L2 while every weight panel streams over it.
     let mc = ((65536 / cin.max(1)) / MR * MR).max(MR);
@@ -114,8 +131,23 @@ pub fn gemm(a: &[f32], rows: usize, g: &PackedGemm, out: &mut [f32], residual: O
                     // SAFETY: rows i..i+rv <= rows and columns n0..n0+nw <= cout are inside `out`/`residual`;
                     // the packed group holds cin * MR values.
                     unsafe {
-                        let r = if res_ptr.is_null() { res_ptr } else { res_ptr.add(i * cout + n0) };
-                        imp::micro_4p(scratch.as_ptr().add(gi * cin * MR), cin, wp.as_ptr(), bp.as_ptr(), out.as_mut_ptr().add(i * cout + n0), cout, r, nw, rv, ep);
+                        let r = if res_ptr.is_null() {
+                            res_ptr
+                        } else {
+                            res_ptr.add(i * cout + n0)
+                        };
+                        imp::micro_4p(
+                            scratch.as_ptr().add(gi * cin * MR),
+                            cin,
+                            wp.as_ptr(),
+                            bp.as_ptr(),
+                            out.as_mut_ptr().add(i * cout + n0),
+                            cout,
+                            r,
+                            nw,
+                            rv,
+                            ep,
+                        );
                     }
                 }
             }
@@ -131,13 +163,40 @@ pub fn gemm(a: &[f32], rows: usize, g: &PackedGemm, out: &mut [f32], residual: O
             // SAFETY: all indices are within the asserted lengths: rows i..i+MR < rows, columns n0..n0+nw <= cout.
             unsafe {
                 while i + MR <= m1 {
-                    let r = if res_ptr.is_null() { res_ptr } else { res_ptr.add(i * cout + n0) };
-                    imp::micro_4(a.as_ptr().add(i * cin), cin, wp.as_ptr(), bp.as_ptr(), out.as_mut_ptr().add(i * cout + n0), cout, r, nw, ep);
+                    let r = if res_ptr.is_null() {
+                        res_ptr
+                    } else {
+                        res_ptr.add(i * cout + n0)
+                    };
+                    imp::micro_4(
+                        a.as_ptr().add(i * cin),
+                        cin,
+                        wp.as_ptr(),
+                        bp.as_ptr(),
+                        out.as_mut_ptr().add(i * cout + n0),
+                        cout,
+                        r,
+                        nw,
+                        ep,
+                    );
                     i += MR;
                 }
                 while i < m1 {
-                    let r = if res_ptr.is_null() { res_ptr } else { res_ptr.add(i * cout + n0) };
-                    imp::micro_1(a.as_ptr().add(i * cin), cin, wp.as_ptr(), bp.as_ptr(), out.as_mut_ptr().add(i * cout + n0), r, nw, ep);
+                    let r = if res_ptr.is_null() {
+                        res_ptr
+                    } else {
+                        res_ptr.add(i * cout + n0)
+                    };
+                    imp::micro_1(
+                        a.as_ptr().add(i * cin),
+                        cin,
+                        wp.as_ptr(),
+                        bp.as_ptr(),
+                        out.as_mut_ptr().add(i * cout + n0),
+                        r,
+                        nw,
+                        ep,
+                    );
                     i += 1;
                 }
             }
@@ -229,7 +288,19 @@ pub fn im2col_width(k: usize, c: usize) -> usize {
 /// input values in `[ky][kx][c]` order (then zeros up to [`im2col_width`]), zero where the window hangs
 /// over the SAME padding.
 #[allow(clippy::too_many_arguments)]
-pub fn im2col(inp: &[f32], h: usize, w: usize, c: usize, k: usize, stride: usize, oh: usize, ow: usize, pad_top: usize, pad_left: usize, out: &mut [f32]) {
+pub fn im2col(
+    inp: &[f32],
+    h: usize,
+    w: usize,
+    c: usize,
+    k: usize,
+    stride: usize,
+    oh: usize,
+    ow: usize,
+    pad_top: usize,
+    pad_left: usize,
+    out: &mut [f32],
+) {
     let kk = im2col_width(k, c);
     assert!(inp.len() >= h * w * c && out.len() >= oh * ow * kk);
     for oy in 0..oh {
@@ -272,7 +343,18 @@ mod imp {
     }
 
     #[allow(clippy::too_many_arguments)]
-    pub unsafe fn micro_4p(_ap: *const f32, _k: usize, _w: *const f32, _b: *const f32, _out: *mut f32, _ldo: usize, _res: *const f32, _nw: usize, _rv: usize, _ep: Epilogue) {
+    pub unsafe fn micro_4p(
+        _ap: *const f32,
+        _k: usize,
+        _w: *const f32,
+        _b: *const f32,
+        _out: *mut f32,
+        _ldo: usize,
+        _res: *const f32,
+        _nw: usize,
+        _rv: usize,
+        _ep: Epilogue,
+    ) {
         unreachable!("the scalar build does not pack")
     }
 
@@ -290,7 +372,17 @@ mod imp {
 
     /// MR pixels x NR channels.
     #[inline(always)]
-    pub unsafe fn micro_4(a: *const f32, lda: usize, w: *const f32, b: *const f32, out: *mut f32, ldo: usize, res: *const f32, nw: usize, ep: Epilogue) {
+    pub unsafe fn micro_4(
+        a: *const f32,
+        lda: usize,
+        w: *const f32,
+        b: *const f32,
+        out: *mut f32,
+        ldo: usize,
+        res: *const f32,
+        nw: usize,
+        ep: Epilogue,
+    ) {
         let mut acc = [[0.0f32; NR]; MR];
         for r in acc.iter_mut() {
             for j in 0..NR {
@@ -314,7 +406,16 @@ mod imp {
     }
 
     #[inline(always)]
-    pub unsafe fn micro_1(a: *const f32, k: usize, w: *const f32, b: *const f32, out: *mut f32, res: *const f32, nw: usize, ep: Epilogue) {
+    pub unsafe fn micro_1(
+        a: *const f32,
+        k: usize,
+        w: *const f32,
+        b: *const f32,
+        out: *mut f32,
+        res: *const f32,
+        nw: usize,
+        ep: Epilogue,
+    ) {
         let mut acc = [0.0f32; NR];
         for j in 0..NR {
             acc[j] = *b.add(j);
@@ -330,12 +431,29 @@ mod imp {
     }
 
     #[inline(always)]
-    pub unsafe fn dw_pixel_full<const K: usize, const C: usize>(inp: *const f32, s: &DwShape, iy0: usize, ix0: usize, w: *const f32, b: *const f32, out: *mut f32) {
+    pub unsafe fn dw_pixel_full<const K: usize, const C: usize>(
+        inp: *const f32,
+        s: &DwShape,
+        iy0: usize,
+        ix0: usize,
+        w: *const f32,
+        b: *const f32,
+        out: *mut f32,
+    ) {
         dw_pixel(inp, s, iy0 as isize, ix0 as isize, (0, K, 0, K), w, b, out)
     }
 
     #[inline(always)]
-    pub unsafe fn dw_pixel(inp: *const f32, s: &DwShape, iy0: isize, ix0: isize, r: (usize, usize, usize, usize), w: *const f32, b: *const f32, out: *mut f32) {
+    pub unsafe fn dw_pixel(
+        inp: *const f32,
+        s: &DwShape,
+        iy0: isize,
+        ix0: isize,
+        r: (usize, usize, usize, usize),
+        w: *const f32,
+        b: *const f32,
+        out: *mut f32,
+    ) {
         let (ky0, ky1, kx0, kx1) = r;
         let c = s.c;
         for ch in 0..c {
@@ -390,7 +508,18 @@ mod imp {
     /// broadcasts by shuffle (no scalar loads), 8 f32x4 accumulators. Stores only `rv` rows.
     #[inline(always)]
     #[allow(clippy::too_many_arguments)]
-    pub unsafe fn micro_4p(ap: *const f32, k: usize, w: *const f32, b: *const f32, out: *mut f32, ldo: usize, res: *const f32, nw: usize, rv: usize, ep: Epilogue) {
+    pub unsafe fn micro_4p(
+        ap: *const f32,
+        k: usize,
+        w: *const f32,
+        b: *const f32,
+        out: *mut f32,
+        ldo: usize,
+        res: *const f32,
+        nw: usize,
+        rv: usize,
+        ep: Epilogue,
+    ) {
         let b0 = ld(b);
         let b1 = ld(b.add(4));
         let (mut c00, mut c01, mut c10, mut c11, mut c20, mut c21, mut c30, mut c31) = (b0, b1, b0, b1, b0, b1, b0, b1);
@@ -495,7 +624,17 @@ mod imp {
 
     /// MR (4) pixels x NR (8) channels: 8 f32x4 accumulators, the cin loop innermost.
     #[inline(always)]
-    pub unsafe fn micro_4(a: *const f32, lda: usize, w: *const f32, b: *const f32, out: *mut f32, ldo: usize, res: *const f32, nw: usize, ep: Epilogue) {
+    pub unsafe fn micro_4(
+        a: *const f32,
+        lda: usize,
+        w: *const f32,
+        b: *const f32,
+        out: *mut f32,
+        ldo: usize,
+        res: *const f32,
+        nw: usize,
+        ep: Epilogue,
+    ) {
         let _ = MR;
         let b0 = ld(b);
         let b1 = ld(b.add(4));
@@ -547,7 +686,16 @@ mod imp {
     }
 
     #[inline(always)]
-    pub unsafe fn micro_1(a: *const f32, k: usize, w: *const f32, b: *const f32, out: *mut f32, res: *const f32, nw: usize, ep: Epilogue) {
+    pub unsafe fn micro_1(
+        a: *const f32,
+        k: usize,
+        w: *const f32,
+        b: *const f32,
+        out: *mut f32,
+        res: *const f32,
+        nw: usize,
+        ep: Epilogue,
+    ) {
         let mut c0 = ld(b);
         let mut c1 = ld(b.add(4));
         let mut wp = w;
@@ -584,7 +732,10 @@ mod imp {
             if K == 3 {
                 f32x4_add(f32x4_add(p(ky, 0), p(ky, 1)), p(ky, 2))
             } else {
-                f32x4_add(f32x4_add(f32x4_add(p(ky, 0), p(ky, 1)), f32x4_add(p(ky, 2), p(ky, 3))), p(ky, 4))
+                f32x4_add(
+                    f32x4_add(f32x4_add(p(ky, 0), p(ky, 1)), f32x4_add(p(ky, 2), p(ky, 3))),
+                    p(ky, 4),
+                )
             }
         };
         if K == 3 {
@@ -597,7 +748,15 @@ mod imp {
     /// All K x K taps inside the image (K is 3 or 5): every tap unrolled, no bounds logic.
     #[inline(always)]
     /// `C` is the channel count when known at compile time (then every tap offset is a constant), else 0.
-    pub unsafe fn dw_pixel_full<const K: usize, const C: usize>(inp: *const f32, s: &DwShape, iy0: usize, ix0: usize, w: *const f32, b: *const f32, out: *mut f32) {
+    pub unsafe fn dw_pixel_full<const K: usize, const C: usize>(
+        inp: *const f32,
+        s: &DwShape,
+        iy0: usize,
+        ix0: usize,
+        w: *const f32,
+        b: *const f32,
+        out: *mut f32,
+    ) {
         if K != 3 && K != 5 {
             return dw_pixel(inp, s, iy0 as isize, ix0 as isize, (0, K, 0, K), w, b, out);
         }
@@ -610,7 +769,10 @@ mod imp {
         while ch + 8 <= c {
             let t0 = f32x4_add(ld(b.add(ch)), dw_tree::<K>(base.add(ch), row_stride, c, w.add(ch)));
             st(out.add(ch), f32x4_pmin(f32x4_pmax(t0, z), six));
-            let t1 = f32x4_add(ld(b.add(ch + 4)), dw_tree::<K>(base.add(ch + 4), row_stride, c, w.add(ch + 4)));
+            let t1 = f32x4_add(
+                ld(b.add(ch + 4)),
+                dw_tree::<K>(base.add(ch + 4), row_stride, c, w.add(ch + 4)),
+            );
             st(out.add(ch + 4), f32x4_pmin(f32x4_pmax(t1, z), six));
             ch += 8;
         }
@@ -620,7 +782,16 @@ mod imp {
     }
 
     #[inline(always)]
-    pub unsafe fn dw_pixel(inp: *const f32, s: &DwShape, iy0: isize, ix0: isize, r: (usize, usize, usize, usize), w: *const f32, b: *const f32, out: *mut f32) {
+    pub unsafe fn dw_pixel(
+        inp: *const f32,
+        s: &DwShape,
+        iy0: isize,
+        ix0: isize,
+        r: (usize, usize, usize, usize),
+        w: *const f32,
+        b: *const f32,
+        out: *mut f32,
+    ) {
         let (ky0, ky1, kx0, kx1) = r;
         let c = s.c;
         let z = f32x4_splat(0.0);

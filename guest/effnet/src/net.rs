@@ -77,9 +77,29 @@ impl Network {
             let (_, pb) = ewt.tensor(&format!("blocks.{}.project.b", i))?;
             let (doh, dpt) = same_pad(h, spec.kernel, spec.stride);
             let (dow, dpl) = same_pad(w, spec.kernel, spec.stride);
-            let dw = DwShape { h, w, c: cmid, k: spec.kernel, stride: spec.stride, oh: doh, ow: dow, pad_top: dpt, pad_left: dpl };
-            max_act = max_act.max(h * w * cmid).max(doh * dow * cmid).max(doh * dow * spec.cout);
-            blocks.push(Block { spec: *spec, expand, dw_w, dw_b, dw, project: PackedGemm::new(&pw, &pb, cmid, spec.cout) });
+            let dw = DwShape {
+                h,
+                w,
+                c: cmid,
+                k: spec.kernel,
+                stride: spec.stride,
+                oh: doh,
+                ow: dow,
+                pad_top: dpt,
+                pad_left: dpl,
+            };
+            max_act = max_act
+                .max(h * w * cmid)
+                .max(doh * dow * cmid)
+                .max(doh * dow * spec.cout);
+            blocks.push(Block {
+                spec: *spec,
+                expand,
+                dw_w,
+                dw_b,
+                dw,
+                project: PackedGemm::new(&pw, &pb, cmid, spec.cout),
+            });
             h = doh;
             w = dow;
         }
@@ -125,7 +145,13 @@ impl Network {
     pub fn forward(&mut self, input: &[f32]) -> Result<&[f32], EwtError> {
         let need = self.in_h * self.in_w * 3;
         if input.len() != need {
-            return Err(EwtError(format!("input has {} values, the network expects {}x{}x3 = {}", input.len(), self.in_h, self.in_w, need)));
+            return Err(EwtError(format!(
+                "input has {} values, the network expects {}x{}x3 = {}",
+                input.len(),
+                self.in_h,
+                self.in_w,
+                need
+            )));
         }
         let mut prof = [0.0f64; 5];
         let mut clock = std::time::Instant::now();
@@ -135,8 +161,28 @@ impl Network {
             clock = now;
         };
         let (oh, ow, pt, pl) = self.stem_shape;
-        im2col(input, self.in_h, self.in_w, 3, self.stem_k, 2, oh, ow, pt, pl, &mut self.cols);
-        gemm(&self.cols, oh * ow, &self.stem, &mut self.buf_x, None, Epilogue::Relu6, &mut self.apack);
+        im2col(
+            input,
+            self.in_h,
+            self.in_w,
+            3,
+            self.stem_k,
+            2,
+            oh,
+            ow,
+            pt,
+            pl,
+            &mut self.cols,
+        );
+        gemm(
+            &self.cols,
+            oh * ow,
+            &self.stem,
+            &mut self.buf_x,
+            None,
+            Epilogue::Relu6,
+            &mut self.apack,
+        );
         lap(0, &mut prof);
         for b in &self.blocks {
             let s = &b.dw;
@@ -145,7 +191,15 @@ impl Network {
             // expand: x -> e (or read x directly when there is no expand conv)
             let dw_in: &[f32] = match &b.expand {
                 Some(g) => {
-                    gemm(&self.buf_x, pixels_in, g, &mut self.buf_e, None, Epilogue::Relu6, &mut self.apack);
+                    gemm(
+                        &self.buf_x,
+                        pixels_in,
+                        g,
+                        &mut self.buf_e,
+                        None,
+                        Epilogue::Relu6,
+                        &mut self.apack,
+                    );
                     lap(1, &mut prof);
                     &self.buf_e
                 }
@@ -155,16 +209,48 @@ impl Network {
             lap(2, &mut prof);
             // project: d -> e (free now), adding x when the block is residual; then e becomes the next x.
             if b.spec.residual() {
-                gemm(&self.buf_d, pixels_out, &b.project, &mut self.buf_e, Some(&self.buf_x), Epilogue::Residual, &mut self.apack);
+                gemm(
+                    &self.buf_d,
+                    pixels_out,
+                    &b.project,
+                    &mut self.buf_e,
+                    Some(&self.buf_x),
+                    Epilogue::Residual,
+                    &mut self.apack,
+                );
             } else {
-                gemm(&self.buf_d, pixels_out, &b.project, &mut self.buf_e, None, Epilogue::Linear, &mut self.apack);
+                gemm(
+                    &self.buf_d,
+                    pixels_out,
+                    &b.project,
+                    &mut self.buf_e,
+                    None,
+                    Epilogue::Linear,
+                    &mut self.apack,
+                );
             }
             lap(3, &mut prof);
             std::mem::swap(&mut self.buf_x, &mut self.buf_e);
         }
-        gemm(&self.buf_x, self.final_pixels, &self.head, &mut self.buf_e, None, Epilogue::Relu6, &mut self.apack);
+        gemm(
+            &self.buf_x,
+            self.final_pixels,
+            &self.head,
+            &mut self.buf_e,
+            None,
+            Epilogue::Relu6,
+            &mut self.apack,
+        );
         mean_pool(&self.buf_e, self.final_pixels, self.head.cout, &mut self.pooled);
-        gemm(&self.pooled, 1, &self.fc, &mut self.logits, None, Epilogue::Linear, &mut self.apack);
+        gemm(
+            &self.pooled,
+            1,
+            &self.fc,
+            &mut self.logits,
+            None,
+            Epilogue::Linear,
+            &mut self.apack,
+        );
         lap(4, &mut prof);
         self.profile = prof;
         Ok(&self.logits)

@@ -17,7 +17,12 @@ fn file(mutate: &dyn Fn(&mut Vec<String>)) -> Vec<u8> {
         ("fc.b", vec![4]),
     ];
     let data_start = 4096;
-    let mut lines = vec!["meta id tiny".to_string(), "meta version 7".to_string(), "meta classes 4".to_string(), "block 0 3 1 1 2 2".to_string()];
+    let mut lines = vec![
+        "meta id tiny".to_string(),
+        "meta version 7".to_string(),
+        "meta classes 4".to_string(),
+        "block 0 3 1 1 2 2".to_string(),
+    ];
     let mut off = data_start;
     let mut end = off;
     for (name, shape) in &tensors {

@@ -7,7 +7,10 @@ use effnet::net::same_pad;
 struct Lcg(u64);
 impl Lcg {
     fn next(&mut self) -> f32 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         ((self.0 >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
     }
     fn vec(&mut self, n: usize) -> Vec<f32> {
@@ -25,7 +28,15 @@ fn close(a: &[f32], b: &[f32], tol: f32) {
 #[test]
 fn gemm_matches_naive() {
     let mut r = Lcg(1);
-    for &(rows, cin, cout) in &[(1, 1, 1), (7, 5, 3), (49, 320, 1280), (13, 27, 32), (9, 96, 24), (4, 16, 13), (33, 40, 17)] {
+    for &(rows, cin, cout) in &[
+        (1, 1, 1),
+        (7, 5, 3),
+        (49, 320, 1280),
+        (13, 27, 32),
+        (9, 96, 24),
+        (4, 16, 13),
+        (33, 40, 17),
+    ] {
         let a = r.vec(rows * cin);
         let w = r.vec(cin * cout);
         let b = r.vec(cout);
@@ -48,7 +59,15 @@ fn gemm_matches_naive() {
                 }
             }
             let mut got = vec![f32::NAN; rows * cout];
-            gemm(&a, rows, &g, &mut got, if ep == Epilogue::Residual { Some(&res) } else { None }, ep, &mut Vec::new());
+            gemm(
+                &a,
+                rows,
+                &g,
+                &mut got,
+                if ep == Epilogue::Residual { Some(&res) } else { None },
+                ep,
+                &mut Vec::new(),
+            );
             close(&got, &want, 1e-4);
         }
     }
@@ -57,13 +76,33 @@ fn gemm_matches_naive() {
 #[test]
 fn depthwise_matches_naive() {
     let mut r = Lcg(2);
-    for &(h, w, c, k, stride) in &[(7, 7, 16, 3, 1), (8, 9, 20, 3, 2), (14, 14, 48, 5, 1), (15, 11, 32, 5, 2), (3, 2, 5, 5, 1), (112, 112, 32, 3, 1), (7, 7, 1152, 5, 1), (14, 14, 672, 5, 2), (28, 28, 40, 3, 2)] {
+    for &(h, w, c, k, stride) in &[
+        (7, 7, 16, 3, 1),
+        (8, 9, 20, 3, 2),
+        (14, 14, 48, 5, 1),
+        (15, 11, 32, 5, 2),
+        (3, 2, 5, 5, 1),
+        (112, 112, 32, 3, 1),
+        (7, 7, 1152, 5, 1),
+        (14, 14, 672, 5, 2),
+        (28, 28, 40, 3, 2),
+    ] {
         let inp = r.vec(h * w * c);
         let wts = r.vec(k * k * c);
         let bias = r.vec(c);
         let (oh, pt) = same_pad(h, k, stride);
         let (ow, pl) = same_pad(w, k, stride);
-        let s = DwShape { h, w, c, k, stride, oh, ow, pad_top: pt, pad_left: pl };
+        let s = DwShape {
+            h,
+            w,
+            c,
+            k,
+            stride,
+            oh,
+            ow,
+            pad_top: pt,
+            pad_left: pl,
+        };
         let mut want = vec![0.0f32; oh * ow * c];
         for oy in 0..oh {
             for ox in 0..ow {
@@ -74,7 +113,8 @@ fn depthwise_matches_naive() {
                             let iy = (oy * stride + ky) as isize - pt as isize;
                             let ix = (ox * stride + kx) as isize - pl as isize;
                             if iy >= 0 && ix >= 0 && (iy as usize) < h && (ix as usize) < w {
-                                acc += inp[(iy as usize * w + ix as usize) * c + ch] as f64 * wts[(ky * k + kx) * c + ch] as f64;
+                                acc += inp[(iy as usize * w + ix as usize) * c + ch] as f64
+                                    * wts[(ky * k + kx) * c + ch] as f64;
                             }
                         }
                     }
