@@ -46,10 +46,7 @@ pub struct RgbImage {
 /// Checks `width x height x 3 == len` and the size limits.
 pub fn check_size(width: usize, height: usize, len: usize, what: &str) -> Result<(), VisionError> {
     if width == 0 || height == 0 {
-        return Err(VisionError::BadRequest(format!(
-            "{}: image size {}x{} must be nonzero",
-            what, width, height
-        )));
+        return Err(VisionError::BadRequest(format!("{}: image size {}x{} must be nonzero", what, width, height)));
     }
     if width > MAX_DIM || height > MAX_DIM {
         return Err(VisionError::BadRequest(format!(
@@ -79,17 +76,8 @@ pub fn decode(bytes: &[u8]) -> Result<RgbImage, VisionError> {
     }
     let format = match image::guess_format(bytes) {
         Ok(f @ ImageFormat::Jpeg) | Ok(f @ ImageFormat::Png) => f,
-        Ok(f) => {
-            return Err(VisionError::Decode(format!(
-                "unsupported image format {:?}: only JPEG and PNG are accepted",
-                f
-            )))
-        }
-        Err(_) => {
-            return Err(VisionError::Decode(
-                "image is neither JPEG nor PNG (unrecognised signature)".to_string(),
-            ))
-        }
+        Ok(f) => return Err(VisionError::Decode(format!("unsupported image format {:?}: only JPEG and PNG are accepted", f))),
+        Err(_) => return Err(VisionError::Decode("image is neither JPEG nor PNG (unrecognised signature)".to_string())),
     };
     let mut reader = image::io::Reader::with_format(std::io::Cursor::new(bytes), format);
     let mut limits = image::io::Limits::default();
@@ -97,15 +85,10 @@ pub fn decode(bytes: &[u8]) -> Result<RgbImage, VisionError> {
     limits.max_image_height = Some(MAX_DIM as u32);
     limits.max_alloc = Some(512 * 1024 * 1024);
     reader.limits(limits);
-    let img = reader
-        .decode()
-        .map_err(|e| VisionError::Decode(format!("cannot decode {:?} image: {}", format, e)))?;
+    let img = reader.decode().map_err(|e| VisionError::Decode(format!("cannot decode {:?} image: {}", format, e)))?;
     let (w, h) = (img.width() as usize, img.height() as usize);
     if w == 0 || h == 0 || w > MAX_DIM || h > MAX_DIM {
-        return Err(VisionError::Decode(format!(
-            "image size {}x{} outside 1..{}",
-            w, h, MAX_DIM
-        )));
+        return Err(VisionError::Decode(format!("image size {}x{} outside 1..{}", w, h, MAX_DIM)));
     }
     let n = w * h;
     let mut data = vec![0u8; n * 3];
@@ -119,21 +102,13 @@ pub fn decode(bytes: &[u8]) -> Result<RgbImage, VisionError> {
         DynamicImage::ImageRgba8(b) => fill(b.as_raw(), 4, &mut data, |p| [p[0], p[1], p[2]]),
         DynamicImage::ImageLuma8(b) => fill(b.as_raw(), 1, &mut data, |p| [p[0], p[0], p[0]]),
         DynamicImage::ImageLumaA8(b) => fill(b.as_raw(), 2, &mut data, |p| [p[0], p[0], p[0]]),
-        DynamicImage::ImageRgb16(b) => fill(b.as_raw(), 3, &mut data, |p| {
-            [(p[0] >> 8) as u8, (p[1] >> 8) as u8, (p[2] >> 8) as u8]
-        }),
-        DynamicImage::ImageRgba16(b) => fill(b.as_raw(), 4, &mut data, |p| {
-            [(p[0] >> 8) as u8, (p[1] >> 8) as u8, (p[2] >> 8) as u8]
-        }),
+        DynamicImage::ImageRgb16(b) => fill(b.as_raw(), 3, &mut data, |p| [(p[0] >> 8) as u8, (p[1] >> 8) as u8, (p[2] >> 8) as u8]),
+        DynamicImage::ImageRgba16(b) => fill(b.as_raw(), 4, &mut data, |p| [(p[0] >> 8) as u8, (p[1] >> 8) as u8, (p[2] >> 8) as u8]),
         DynamicImage::ImageLuma16(b) => fill(b.as_raw(), 1, &mut data, |p| [(p[0] >> 8) as u8; 3]),
         DynamicImage::ImageLumaA16(b) => fill(b.as_raw(), 2, &mut data, |p| [(p[0] >> 8) as u8; 3]),
         other => data.copy_from_slice(other.to_rgb8().as_raw()),
     }
-    Ok(RgbImage {
-        width: w,
-        height: h,
-        data,
-    })
+    Ok(RgbImage { width: w, height: h, data })
 }
 
 /// `(new_width, new_height)`: the shorter side becomes 256, the longer one is rounded half up.
@@ -189,8 +164,7 @@ impl AxisWeights {
             }
             let total: f64 = tmp.iter().sum();
             for &w in &tmp {
-                self.weights
-                    .push(if total != 0.0 { (w / total) as f32 } else { w as f32 });
+                self.weights.push(if total != 0.0 { (w / total) as f32 } else { w as f32 });
             }
             self.starts.push(lo);
             self.offs.push(self.weights.len());
@@ -233,18 +207,11 @@ impl Preprocessor {
         check_size(width, height, len, what)?;
         if let Pixels::F32(d) = px {
             if let Some(i) = d.iter().position(|v| !v.is_finite()) {
-                return Err(VisionError::BadRequest(format!(
-                    "image_data[{}] is not a finite number",
-                    i
-                )));
+                return Err(VisionError::BadRequest(format!("image_data[{}] is not a finite number", i)));
             }
         }
         if out.len() != CROP * CROP * 3 {
-            return Err(VisionError::BadRequest(format!(
-                "output buffer has {} values, expected {}",
-                out.len(),
-                CROP * CROP * 3
-            )));
+            return Err(VisionError::BadRequest(format!("output buffer has {} values, expected {}", out.len(), CROP * CROP * 3)));
         }
         let (new_w, new_h) = resized_size(width, height);
         let left = (new_w - CROP) / 2;
@@ -253,10 +220,7 @@ impl Preprocessor {
         self.wy.compute(height, new_h, top, CROP);
         // Input rows some vertical window touches.
         let y_lo = self.wy.starts[0];
-        let y_hi = (0..CROP)
-            .map(|o| self.wy.starts[o] + (self.wy.offs[o + 1] - self.wy.offs[o]))
-            .max()
-            .unwrap_or(y_lo);
+        let y_hi = (0..CROP).map(|o| self.wy.starts[o] + (self.wy.offs[o + 1] - self.wy.offs[o])).max().unwrap_or(y_lo);
         let rows = y_hi - y_lo;
         self.row.resize(width * 4, 0.0);
         self.horiz.resize(rows * CROP * 4, 0.0);
@@ -265,11 +229,7 @@ impl Preprocessor {
             // Widen one row to RGBX f32.
             match px {
                 Pixels::U8(d) => {
-                    for (o, p) in self
-                        .row
-                        .chunks_exact_mut(4)
-                        .zip(d[y * width * 3..(y + 1) * width * 3].chunks_exact(3))
-                    {
+                    for (o, p) in self.row.chunks_exact_mut(4).zip(d[y * width * 3..(y + 1) * width * 3].chunks_exact(3)) {
                         o[0] = p[0] as f32;
                         o[1] = p[1] as f32;
                         o[2] = p[2] as f32;
@@ -277,11 +237,7 @@ impl Preprocessor {
                     }
                 }
                 Pixels::F32(d) => {
-                    for (o, p) in self
-                        .row
-                        .chunks_exact_mut(4)
-                        .zip(d[y * width * 3..(y + 1) * width * 3].chunks_exact(3))
-                    {
+                    for (o, p) in self.row.chunks_exact_mut(4).zip(d[y * width * 3..(y + 1) * width * 3].chunks_exact(3)) {
                         o[0] = p[0];
                         o[1] = p[1];
                         o[2] = p[2];
@@ -292,22 +248,13 @@ impl Preprocessor {
             let dst = &mut self.horiz[(y - y_lo) * CROP * 4..(y - y_lo + 1) * CROP * 4];
             for x in 0..CROP {
                 let (start, ws) = self.wx.window(x);
-                imp::weighted_sum_px(
-                    &self.row[start * 4..(start + ws.len()) * 4],
-                    ws,
-                    &mut dst[x * 4..x * 4 + 4],
-                );
+                imp::weighted_sum_px(&self.row[start * 4..(start + ws.len()) * 4], ws, &mut dst[x * 4..x * 4 + 4]);
             }
         }
         for y in 0..CROP {
             let (start, ws) = self.wy.window(y);
             let base = (start - y_lo) * CROP * 4;
-            imp::weighted_sum_rows(
-                &self.horiz[base..base + ws.len() * CROP * 4],
-                CROP * 4,
-                ws,
-                &mut self.vert,
-            );
+            imp::weighted_sum_rows(&self.horiz[base..base + ws.len() * CROP * 4], CROP * 4, ws, &mut self.vert);
             imp::clamp_normalise(&self.vert, &mut out[y * CROP * 3..(y + 1) * CROP * 3]);
         }
         Ok(())
@@ -374,10 +321,7 @@ mod imp {
         // SAFETY: bounds asserted above; wasm v128 loads/stores need no alignment.
         unsafe {
             for (i, &w) in ws.iter().enumerate() {
-                acc = f32x4_add(
-                    acc,
-                    f32x4_mul(f32x4_splat(w), v128_load(src.as_ptr().add(i * 4) as *const v128)),
-                );
+                acc = f32x4_add(acc, f32x4_mul(f32x4_splat(w), v128_load(src.as_ptr().add(i * 4) as *const v128)));
             }
             v128_store(dst.as_mut_ptr() as *mut v128, acc);
         }
@@ -393,13 +337,7 @@ mod imp {
             while k < n {
                 let mut acc = f32x4_splat(0.0);
                 for (j, &w) in ws.iter().enumerate() {
-                    acc = f32x4_add(
-                        acc,
-                        f32x4_mul(
-                            f32x4_splat(w),
-                            v128_load(src.as_ptr().add(j * stride + k) as *const v128),
-                        ),
-                    );
+                    acc = f32x4_add(acc, f32x4_mul(f32x4_splat(w), v128_load(src.as_ptr().add(j * stride + k) as *const v128)));
                 }
                 v128_store(dst.as_mut_ptr().add(k) as *mut v128, acc);
                 k += 4;
@@ -467,22 +405,8 @@ mod tests {
         }
         let out = preprocess_u8(&px, w, h).unwrap();
         let at = |y: usize, x: usize, c: usize| out[(y * CROP + x) * 3 + c] as f64;
-        for (y, x, c, v) in [
-            (0, 0, 0, 0.05192363),
-            (0, 0, 1, 0.85896266),
-            (100, 37, 2, -0.09959018),
-            (223, 223, 0, 0.92905402),
-            (111, 200, 1, 0.88602388),
-        ] {
-            assert!(
-                (at(y, x, c) - v).abs() < 1e-4,
-                "({},{},{}) {} vs {}",
-                y,
-                x,
-                c,
-                at(y, x, c),
-                v
-            );
+        for (y, x, c, v) in [(0, 0, 0, 0.05192363), (0, 0, 1, 0.85896266), (100, 37, 2, -0.09959018), (223, 223, 0, 0.92905402), (111, 200, 1, 0.88602388)] {
+            assert!((at(y, x, c) - v).abs() < 1e-4, "({},{},{}) {} vs {}", y, x, c, at(y, x, c), v);
         }
         let sum: f64 = out.iter().map(|&v| v as f64).sum();
         assert!((sum - 588.2135183).abs() < 0.05, "sum {}", sum);
@@ -492,10 +416,7 @@ mod tests {
     fn bad_sizes_are_refused() {
         assert!(matches!(preprocess_u8(&[0; 9], 2, 2), Err(VisionError::BadRequest(_))));
         assert!(matches!(preprocess_u8(&[], 0, 5), Err(VisionError::BadRequest(_))));
-        assert!(matches!(
-            preprocess_u8(&[0; 3], 9000, 1),
-            Err(VisionError::BadRequest(_))
-        ));
+        assert!(matches!(preprocess_u8(&[0; 3], 9000, 1), Err(VisionError::BadRequest(_))));
         assert!(matches!(decode(b"not an image"), Err(VisionError::Decode(_))));
     }
 }
