@@ -136,3 +136,11 @@ def test_usage_errors_are_one_line_too(wasm_dir: Path) -> None:
     assert_one_line_error(edgewasm("run"), 2, "Missing argument 'MODULE'", "--help")
     bad = edgewasm("run", str(wasm_dir / "echo.wat"), "--nn-preload", "a:b:c", stdin=b"{}")
     assert_one_line_error(bad, 2, "--nn-preload")
+
+
+def test_artifact_settings_must_fit_the_run(wasm_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "fast.cwasm"
+    assert edgewasm("compile", str(wasm_dir / "echo.wat"), "--no-timeout", "-o", str(out)).returncode == 0
+    assert_one_line_error(edgewasm("run", str(out), stdin=b"{}"), 2, "no timeout", "--no-timeout")
+    ok = edgewasm("run", str(out), "--timeout", "0", stdin=b"[3]")
+    assert ok.returncode == 0 and json.loads(ok.stdout) == [3]

@@ -255,13 +255,14 @@ def run(
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="artifact path (default: MODULE.cwasm)")
 @click.option("--opt-level", type=click.Choice(["none", "speed", "speed_and_size"]), default="speed")
 @click.option("--fuel", is_flag=True, help="compile with fuel metering (for `run --fuel`)")
+@click.option("--no-timeout", is_flag=True, help="compile without interruption checks (for `run --timeout 0`)")
 @_errors
-def compile_cmd(module: str, output: str | None, opt_level: str, fuel: bool) -> None:
+def compile_cmd(module: str, output: str | None, opt_level: str, fuel: bool, no_timeout: bool) -> None:
     """Compile MODULE ahead of time for this machine (like `wasmtime compile`)."""
     from ._loader import compile_to
 
     out = Path(output) if output else Path(module).with_suffix(".cwasm")
-    settings = EngineSettings(opt_level=opt_level, fuel=fuel)  # type: ignore[arg-type]
+    settings = EngineSettings(opt_level=opt_level, fuel=fuel, epoch=not no_timeout)  # type: ignore[arg-type]
     loaded = compile_to(module, out, settings)
     click.echo(f"{out}: {loaded.verdict.kind} guest, {out.stat().st_size} bytes, for this host only")
 

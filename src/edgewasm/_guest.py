@@ -209,7 +209,7 @@ def load(
     models: the model store for guests that ask for it (None: the default store; False: never mount).
     nn_preload: WASI-NN models the host loads for `load_by_name` ("NAME:ENCODING:TARGET:PATH[:PATH]").
     """
-    settings = EngineSettings(opt_level=opt_level, fuel=fuel is not None)
+    settings = EngineSettings(opt_level=opt_level, fuel=fuel is not None, epoch=timeout is not None)
     loaded = load_module(module, settings, _cache_for(cache))
     sandbox = Sandbox.build(
         timeout=timeout, memory_limit=memory_limit, fuel=fuel, dirs=dirs, env=env, args=args, inherit_stderr=stderr

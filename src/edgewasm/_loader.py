@@ -76,11 +76,10 @@ def load_module(
         hit = _memory.get(mem_key)
     if hit is not None:
         return dataclasses.replace(hit, origin="memory")
-    engine = engine_for(settings)
     if source.kind == "cwasm":
-        loaded = _load_artifact(source, settings, engine)
+        loaded = _load_artifact(source, settings)
     else:
-        loaded = _load_wasm(source, settings, engine, cache)
+        loaded = _load_wasm(source, settings, engine_for(settings), cache)
     with _memory_lock:
         _memory[mem_key] = loaded
     return loaded
@@ -127,8 +126,12 @@ def _from_cache(
     return None
 
 
-def _load_artifact(source: Source, settings: EngineSettings, engine: wasmtime.Engine) -> Loaded:
-    """A `.cwasm` given explicitly: never run unless it was built for exactly this host and these settings."""
+def _load_artifact(source: Source, wanted: EngineSettings) -> Loaded:
+    """A `.cwasm` given explicitly: never run unless it was built for exactly this host.
+
+    Its own engine settings are used, as long as they provide what the caller asked for: interruption checks for
+    a timeout, and fuel metering exactly when fuel is asked for (metered code traps without a budget).
+    """
     assert source.path is not None, "artifacts are only read from files"
     meta = _artifact.verify(source.path)
     built_for: dict[str, Any] = meta.get("engine", {})
@@ -141,17 +144,34 @@ def _load_artifact(source: Source, settings: EngineSettings, engine: wasmtime.En
                 "running it could crash with SIGILL",
                 hint="recompile the .wasm on this machine with `edgewasm compile`",
             )
-    if built_for.get("settings") != dataclasses.asdict(settings):
+    try:
+        settings = EngineSettings(**built_for.get("settings", {}))
+    except TypeError:
         raise ArtifactError(
-            f"{source.name} was compiled with other engine settings ({built_for.get('settings')})",
-            hint="recompile with `edgewasm compile` using the same options as `edgewasm run`",
+            f"{source.name} was compiled with engine settings this edgewasm does not know",
+            hint="recompile it with `edgewasm compile`",
+        ) from None
+    problems = []
+    if wanted.epoch and not settings.epoch:
+        problems.append("no interruption checks, so no timeout (compiled with --no-timeout)")
+    if wanted.fuel != settings.fuel:
+        problems.append("fuel metering" + (" missing" if wanted.fuel else " that this run does not budget"))
+    if problems:
+        raise ArtifactError(
+            f"{source.name} was compiled with other engine settings: {'; '.join(problems)}",
+            hint="recompile with `edgewasm compile` (--fuel, --no-timeout) to match how you run it",
         )
     try:
-        module = wasmtime.Module.deserialize_file(engine, str(source.path))
+        module = wasmtime.Module.deserialize_file(engine_for(settings), str(source.path))
     except wasmtime.WasmtimeError as e:
         raise ArtifactError(f"{source.name}: wasmtime refused the artifact: {str(e).strip().splitlines()[0]}") from None
     source = dataclasses.replace(source, sha256=str(meta.get("module_sha256", source.sha256)))
-    return _finish(source, settings, module, frozenset(meta.get("needs", [])), "artifact", source.path)
+    try:
+        verdict: _abi.Verdict | None = _abi.Verdict.from_dict(meta["verdict"])
+    except (KeyError, TypeError, ValueError):
+        verdict = None  # check the exports again
+    needs = frozenset(meta.get("needs", []))
+    return _finish(source, settings, module, needs, "artifact", source.path, verdict)
 
 
 def _finish(
