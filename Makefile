@@ -2,7 +2,7 @@
 PYTHON ?= python3
 EXTRAS ?= dev,models,onnx,openvino,tflite,plots
 
-.PHONY: setup toolchain test lint guest guest-check models demo bench bench-report clean
+.PHONY: setup toolchain test lint guest guest-check guest-test models demo bench bench-report clean
 
 setup:                ## install edgewasm with every extra, then fetch and convert the model
 	$(PYTHON) -m pip install -e '.[$(EXTRAS)]'
@@ -25,6 +25,9 @@ guest:                ## rebuild every Rust guest into wasm/
 
 guest-check:          ## rebuild into a temp dir and fail if wasm/ differs (reproducible builds)
 	bash guest/build.sh --check
+
+guest-test:           ## the Rust kernel and preprocessing tests (scalar, native)
+	cd guest && /usr/bin/cargo test -p effnet -p vision --release --target x86_64-unknown-linux-gnu
 
 models:
 	$(PYTHON) -m edgewasm models install
