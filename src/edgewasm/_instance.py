@@ -102,7 +102,6 @@ class Instance:
         except (wasmtime.WasmtimeError, wasmtime.Trap) as e:
             raise self._instantiate_error(e) from None
         exports = self.instance.exports(store)
-        self._exports = exports
         memory = exports.get("memory")
         self.memory = memory if isinstance(memory, wasmtime.Memory) else None
         self._mem_addr = ctypes.addressof(self.memory._memory) if self.memory is not None else 0
