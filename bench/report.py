@@ -588,8 +588,8 @@ def section_article(res: Results, stacks: dict[str, dict[str, float]]) -> list[s
     out = [
         "## The article's comparison table beside ours",
         "",
-        "WasmEdge cannot be run here (no WasmEdge in PyPI, apt or npm on this machine, and no other downloads are "
-        "allowed), so its row is the article's claim only. The article's figures are not in this repository or "
+        "WasmEdge cannot be run here (it is not in PyPI, apt or npm, the only sources this machine reaches), so "
+        "there is no measured WasmEdge row: only the article's. The article's figures are not in this repository or "
         "the team's references; where a cell says *not given*, paste the article's figure into "
         "`ARTICLE_COMPARISON` in bench/report.py. Our rows are measured in this run: cold start = a whole "
         "process to its first answer; latency = one classification of the cat photo in a warm process; size = "
@@ -636,7 +636,7 @@ def plots(res: Results, stacks: dict[str, dict[str, float]], img: Path) -> str |
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
-        from matplotlib.ticker import NullFormatter
+        from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
     except ImportError:
         return "matplotlib is not installed (pip install 'edgewasm[plots]'): the plots were not regenerated."
     img.mkdir(parents=True, exist_ok=True)
@@ -777,6 +777,8 @@ def plots(res: Results, stacks: dict[str, dict[str, float]], img: Path) -> str |
             ax.set_axis_off()
             continue
         ax.set_xscale("log")
+        ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _pos: f"{x:g}"))
         ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel(f"{unit} per call (log)")
         ax.set_ylabel("fraction of rounds (CDF)")
