@@ -24,7 +24,7 @@ from ._command import CommandResult, run_command
 from ._engine import EngineSettings, OptLevel
 from ._errors import AbiError, GuestError, ModuleLoadError
 from ._instance import Instance, raw_bytes
-from ._loader import Loaded, load_module
+from ._loader import Loaded, load_module, wasi_instance_pre
 from ._paths import models_dir
 from ._sandbox import Mount, Sandbox, SandboxError
 
@@ -51,19 +51,12 @@ class Guest:
     def __init__(self, loaded: Loaded, sandbox: Sandbox, nn_preload: Sequence[Any] = ()) -> None:
         self._loaded = loaded
         self.sandbox = sandbox
-        linker = wasmtime.Linker(loaded.engine)
-        linker.define_wasi()
         self.nn: Any = None
-        if loaded.verdict.imports_wasi_nn or nn_preload:
-            from .nn import WasiNN  # imported only for guests that use WASI-NN
-
-            try:
-                self.nn = WasiNN(list(nn_preload))
-            except ValueError as e:
-                raise SandboxError(f"bad WASI-NN preload: {e}", hint="see docs/wasi-nn.md for the syntax") from None
-            self.nn.define(linker)
         try:
-            self._pre = linker.instantiate_pre(loaded.module)
+            if loaded.verdict.imports_wasi_nn or nn_preload:
+                self._pre = self._link_with_nn(nn_preload)
+            else:
+                self._pre = wasi_instance_pre(loaded)
         except wasmtime.WasmtimeError as e:
             first = str(e).strip().splitlines()[0]
             raise ModuleLoadError(
@@ -78,6 +71,18 @@ class Guest:
         self._closed = False
         if self.kind == "reactor":
             self._instance()  # fail at load, not at the first call, and be ready for it
+
+    def _link_with_nn(self, nn_preload: Sequence[Any]) -> wasmtime.InstancePre:
+        from .nn import WasiNN  # imported only for guests that use WASI-NN
+
+        try:
+            self.nn = WasiNN(list(nn_preload))
+        except ValueError as e:
+            raise SandboxError(f"bad WASI-NN preload: {e}", hint="see docs/wasi-nn.md for the syntax") from None
+        linker = wasmtime.Linker(self._loaded.engine)
+        linker.define_wasi()
+        self.nn.define(linker)
+        return linker.instantiate_pre(self._loaded.module)
 
     # -- facts -------------------------------------------------------------------------------------------------------
 

@@ -37,7 +37,23 @@ class Loaded:
 
 
 _memory: dict[tuple[str, EngineSettings], Loaded] = {}
+#: The same entries by file identity (device, inode, size, mtime): a repeated load skips reading and hashing.
+_by_file: dict[tuple[int, int, int, int, EngineSettings], Loaded] = {}
+#: Pre-linked instances (WASI only) per module and settings; guests with extra imports link their own.
+_pres: dict[tuple[str, EngineSettings], wasmtime.InstancePre] = {}
 _memory_lock = threading.Lock()
+
+
+def _file_key(
+    module: str | os.PathLike[str] | bytes, settings: EngineSettings
+) -> tuple[int, int, int, int, EngineSettings] | None:
+    if isinstance(module, (bytes, bytearray, memoryview)):
+        return None
+    try:
+        st = os.stat(module)
+    except OSError:
+        return None  # open_source reports it
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, settings)
 
 
 def _compile(source: Source, engine: wasmtime.Engine) -> wasmtime.Module:
@@ -70,6 +86,12 @@ def load_module(
     cache: DiskCache | None,
 ) -> Loaded:
     """Load and check a module; `cache=None` compiles without touching the disk cache."""
+    file_key = _file_key(module, settings)
+    if file_key is not None:
+        with _memory_lock:
+            hit = _by_file.get(file_key)
+        if hit is not None:
+            return dataclasses.replace(hit, origin="memory")
     source = open_source(module)
     mem_key = (source.sha256, settings)
     with _memory_lock:
@@ -82,7 +104,23 @@ def load_module(
         loaded = _load_wasm(source, settings, engine_for(settings), cache)
     with _memory_lock:
         _memory[mem_key] = loaded
+        if file_key is not None:
+            _by_file[file_key] = loaded
     return loaded
+
+
+def wasi_instance_pre(loaded: Loaded) -> wasmtime.InstancePre:
+    """The module linked against WASI alone, made once per module and settings."""
+    key = (loaded.module_sha256, loaded.settings)
+    with _memory_lock:
+        pre = _pres.get(key)
+    if pre is None:
+        linker = wasmtime.Linker(loaded.engine)
+        linker.define_wasi()
+        pre = linker.instantiate_pre(loaded.module)
+        with _memory_lock:
+            _pres[key] = pre
+    return pre
 
 
 def _load_wasm(source: Source, settings: EngineSettings, engine: wasmtime.Engine, cache: DiskCache | None) -> Loaded:
@@ -205,3 +243,5 @@ def forget() -> None:
     """Drop the in-memory cache (tests and benchmarks measure cold paths with it)."""
     with _memory_lock:
         _memory.clear()
+        _by_file.clear()
+        _pres.clear()
