@@ -86,7 +86,7 @@ def test_guest_top1_matches_onnxruntime(classifier: tuple[str, edgewasm.Guest], 
     assert reply["class_id"] == want, f"{backend}/{photo}: {reply['label']} vs class {want}"
     assert [t["class_id"] for t in reply["top5"]][:1] == [want]
     assert len(reply["top5"]) == 5
-    assert set(reply["stages_ms"]) == {"decode", "preprocess", "inference", "postprocess"}
+    assert set(reply["stages_ms"]) == {"load", "decode", "preprocess", "inference", "postprocess"}
     # the same preprocessed tensor: the logits themselves agree with ONNX Runtime in Python
     exact = guest.infer({"tensor": hwc, "return_logits": True})
     np.testing.assert_allclose(exact["logits"], logits, rtol=1e-3, atol=2e-3)
@@ -287,3 +287,20 @@ def test_guest_request_forms_and_errors(model_store: Path, reference: Any) -> No
                 guest.infer(request)
             assert err.value.kind == kind and words in err.value.message, (request.keys(), err.value)
         assert guest.infer({"tensor": hwc})["class_id"] == want  # still serving
+
+
+def test_guest_load_stage(model_store: Path, reference: Any) -> None:  # noqa: F811
+    """stages_ms.load: load_by_name (or reading model.onnx and load) plus init_execution_context, on the
+    first call of a fresh instance and when the load mode changes; 0 while the graph is reused."""
+    _, hwc, logits = reference["chelsea"]
+    want = int(np.argmax(logits))
+    with edgewasm.load(WASM / "wasinn_classifier.wasm", models=str(model_store), nn_preload=[MODEL_ID]) as guest:
+        replies = [guest.infer({"tensor": hwc, **extra}) for extra in ({}, {}, {"load": "bytes"}, {"load": "bytes"})]
+    loads = [r["stages_ms"]["load"] for r in replies]
+    assert loads[0] > 0 and loads[2] > 0, loads
+    assert loads[1] == 0.0 and loads[3] == 0.0, loads
+    # `load` is its own stage, not part of `inference`; latency_ms still covers it.
+    for r in replies:
+        assert r["class_id"] == want
+        assert r["latency_ms"] >= sum(r["stages_ms"].values()) * 0.99
+    assert replies[0]["stages_ms"]["inference"] < replies[0]["latency_ms"] - loads[0] + 1e-6

@@ -1,8 +1,7 @@
 //! `wasinn_classifier`: the EfficientNet-Lite0 classifier with inference delegated to the host's WASI-NN
-//! (`wasi_ephemeral_nn`). Requests and responses are the pure classifier's (the team brief): `image` (JPEG/PNG
-//! bytes), `pixels` (uint8 HxWx3), `image_data` + `width` + `height` (f32 RGB 0..255) or `tensor` (float32
-//! [224,224,3], preprocessed); `model_id`, `top_k`, `return_logits`, `return_tensor`. Preprocessing runs in
-//! the guest (`vision` crate); the HWC tensor is transposed to NCHW for the ONNX / OpenVINO model.
+//! (`wasi_ephemeral_nn`). Requests, responses and errors are the ones every classifier guest shares
+//! (guest/classify, docs/classifier.md); preprocessing runs in the guest (guest/vision) and the HWC tensor is
+//! transposed to NCHW for the ONNX / OpenVINO model. What is this crate's own: the load mode and the wasi-nn calls.
 //!
 //! How the graph is obtained (`"load"` in the request): `"name"` (default) calls `load_by_name(model_id)`, a
 //! model the host preloaded (`--nn-preload efficientnet-lite0`); `"bytes"` reads `/models/<id>/model.onnx` and
@@ -13,73 +12,13 @@ mod nn;
 use std::cell::RefCell;
 use std::fs;
 use std::io::Read;
-use std::time::Instant;
 
-use edgewasm_guest::{decode, export_infer_bytes, GuestError, NdArray, NdArrayRef};
-use serde::{Deserialize, Serialize};
-use vision::{Pixels, Preprocessor, VisionError, CROP};
+use classify::{store_file, vision_error, Decoded, GuestError, ModelInfo, Request, Response, HWC, SIDE, STORE};
+use edgewasm_guest::export_infer_bytes;
+use vision::Preprocessor;
 
 edgewasm_guest::needs_models!();
-
-const DEFAULT_MODEL: &str = "efficientnet-lite0";
-const STORE: &str = "/models";
-const HWC: usize = CROP * CROP * 3;
-
-#[derive(Deserialize)]
-struct Request<'a> {
-    #[serde(default, borrow, with = "serde_bytes")]
-    image: Option<&'a [u8]>,
-    #[serde(default, borrow)]
-    pixels: Option<NdArrayRef<'a>>,
-    #[serde(default)]
-    image_data: Option<Vec<f32>>,
-    #[serde(default)]
-    width: Option<i64>,
-    #[serde(default)]
-    height: Option<i64>,
-    #[serde(default, borrow)]
-    tensor: Option<NdArrayRef<'a>>,
-    #[serde(default, borrow)]
-    model_id: Option<&'a str>,
-    #[serde(default)]
-    top_k: Option<i64>,
-    #[serde(default)]
-    return_logits: bool,
-    #[serde(default)]
-    return_tensor: bool,
-    #[serde(default, borrow)]
-    load: Option<&'a str>,
-}
-
-#[derive(Serialize)]
-struct Top {
-    class_id: u32,
-    label: String,
-    confidence: f64,
-}
-
-#[derive(Serialize)]
-struct Stages {
-    decode: f64,
-    preprocess: f64,
-    inference: f64,
-    postprocess: f64,
-}
-
-#[derive(Serialize)]
-struct Response {
-    label: String,
-    confidence: f64,
-    class_id: u32,
-    latency_ms: f64,
-    model_version: String,
-    top5: Vec<Top>,
-    stages_ms: Stages,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    logits: Option<NdArray>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    tensor: Option<NdArray>,
-}
+export_infer_bytes!(handle);
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum LoadMode {
@@ -92,8 +31,7 @@ struct Model {
     id: String,
     mode: LoadMode,
     ctx: u32,
-    labels: Vec<String>,
-    version: String,
+    info: ModelInfo,
 }
 
 struct State {
@@ -114,58 +52,18 @@ thread_local! {
     });
 }
 
-fn ms(since: Instant) -> f64 {
-    since.elapsed().as_secs_f64() * 1e3
-}
-
-fn vision_error(e: VisionError) -> GuestError {
-    match e {
-        VisionError::BadRequest(m) => GuestError::bad_request(m),
-        VisionError::Decode(m) => GuestError::decode(m),
-    }
-}
-
-/// An image_data dimension: present and 1..=MAX_DIM.
-fn dim(v: Option<i64>, name: &str) -> Result<usize, GuestError> {
-    match v {
-        None => Err(GuestError::bad_request(format!("image_data needs width and height ({} is missing)", name))),
-        Some(x) if x <= 0 || x > vision::MAX_DIM as i64 => {
-            Err(GuestError::bad_request(format!("{} must be 1..{}, got {}", name, vision::MAX_DIM, x)))
-        }
-        Some(x) => Ok(x as usize),
-    }
-}
-
-fn check_model_id(id: &str) -> Result<(), GuestError> {
-    let ok = !id.is_empty()
-        && !id.starts_with('.')
-        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
-    if ok {
-        Ok(())
-    } else {
-        Err(GuestError::bad_request(format!("model_id {:?} is not a valid model id", id)))
-    }
-}
-
-fn store_file(id: &str, name: &str) -> String {
-    format!("{}/{}/{}", STORE, id, name)
-}
-
 /// A missing store file: the store is not mounted, or this model is not in it.
 fn missing(id: &str, path: &str, e: std::io::Error) -> GuestError {
     if fs::metadata(STORE).is_err() {
-        GuestError::model_unavailable(format!("the model store is not mounted at {} (reading {}: {})", STORE, path, e))
+        GuestError::model_unavailable(format!(
+            "the model store is not mounted at {} (reading {}: {})",
+            STORE, path, e
+        ))
     } else if fs::metadata(format!("{}/{}", STORE, id)).is_err() {
         GuestError::not_found(format!("model {:?} is not in the model store", id))
     } else {
         GuestError::model_unavailable(format!("model {:?} is incomplete: cannot read {}: {}", id, path, e))
     }
-}
-
-fn read_labels(id: &str) -> Result<Vec<String>, GuestError> {
-    let path = store_file(id, "labels.txt");
-    let text = fs::read_to_string(&path).map_err(|e| missing(id, &path, e))?;
-    Ok(text.lines().map(|l| l.trim_end_matches('\r').to_string()).collect())
 }
 
 /// The model version from the EWT weight file's header (`meta version <v>`), read without the weights.
@@ -194,11 +92,19 @@ fn nn_error(what: &str, id: &str, rc: u32) -> GuestError {
             id, id
         ));
     }
-    GuestError::internal(format!("wasi-nn {} failed for {:?}: errno {} ({})", what, id, rc, nn::errno_name(rc)))
+    GuestError::internal(format!(
+        "wasi-nn {} failed for {:?}: errno {} ({})",
+        what,
+        id,
+        rc,
+        nn::errno_name(rc)
+    ))
 }
 
+/// Labels and version from the store, then the graph (by name, or from the ONNX bytes) and its context.
 fn open_model(id: &str, mode: LoadMode) -> Result<Model, GuestError> {
-    let labels = read_labels(id)?;
+    let path = store_file(id, "labels.txt");
+    let labels = classify::read_labels(&path).map_err(|e| missing(id, &path, e))?;
     let graph = match mode {
         LoadMode::ByName => nn::graph_by_name(id).map_err(|rc| nn_error("load_by_name", id, rc))?,
         LoadMode::Bytes => {
@@ -208,60 +114,20 @@ fn open_model(id: &str, mode: LoadMode) -> Result<Model, GuestError> {
         }
     };
     let ctx = nn::context(graph).map_err(|rc| nn_error("init_execution_context", id, rc))?;
-    Ok(Model { id: id.to_string(), mode, ctx, labels, version: read_version(id) })
-}
-
-/// Fills `state.hwc` (or, for a `tensor`, `state.nchw` directly) from whichever input the request carries;
-/// returns (decode_ms, preprocess_ms, nchw_ready).
-fn preprocess(req: &Request<'_>, state: &mut State) -> Result<(f64, f64, bool), GuestError> {
-    let given = [req.image.is_some(), req.pixels.is_some(), req.image_data.is_some(), req.tensor.is_some()];
-    match given.iter().filter(|g| **g).count() {
-        0 => return Err(GuestError::bad_request("the request has none of image, pixels, image_data, tensor")),
-        1 => {}
-        _ => return Err(GuestError::bad_request("give only one of image, pixels, image_data, tensor")),
-    }
-    let State { pre, hwc, nchw, .. } = state;
-    if let Some(bytes) = req.image {
-        let t0 = Instant::now();
-        let img = vision::decode(bytes).map_err(vision_error)?;
-        let decode_ms = ms(t0);
-        let t1 = Instant::now();
-        pre.run(Pixels::U8(&img.data), img.width, img.height, hwc).map_err(vision_error)?;
-        return Ok((decode_ms, ms(t1), false));
-    }
-    let t1 = Instant::now();
-    if let Some(px) = &req.pixels {
-        if px.shape.len() != 3 || px.shape[2] != 3 {
-            return Err(GuestError::bad_request(format!("pixels must be uint8 HxWx3, got shape {:?}", px.shape)));
-        }
-        let data = px.as_u8()?;
-        pre.run(Pixels::U8(data), px.shape[1] as usize, px.shape[0] as usize, hwc).map_err(vision_error)?;
-    } else if let Some(values) = &req.image_data {
-        let (w, h) = (dim(req.width, "width")?, dim(req.height, "height")?);
-        pre.run(Pixels::F32(values), w, h, hwc).map_err(vision_error)?;
-    } else if let Some(t) = &req.tensor {
-        if t.shape != [CROP as u64, CROP as u64, 3] {
-            return Err(GuestError::bad_request(format!("tensor must be float32 [224, 224, 3], got shape {:?}", t.shape)));
-        }
-        if t.dtype != "float32" {
-            return Err(GuestError::bad_request(format!("tensor must be float32, got {}", t.dtype)));
-        }
-        t.validate()?;
-        // Straight from the request bytes to NCHW: no intermediate HWC copy (the common, fast path).
-        tensor_to_nchw(t.data, nchw)?;
-        if req.return_tensor {
-            for (dst, src) in hwc.iter_mut().zip(t.data.chunks_exact(4)) {
-                *dst = f32::from_le_bytes([src[0], src[1], src[2], src[3]]);
-            }
-        }
-        return Ok((0.0, ms(t1), true));
-    }
-    Ok((0.0, ms(t1), false))
+    Ok(Model {
+        id: id.to_string(),
+        mode,
+        ctx,
+        info: ModelInfo {
+            labels,
+            version: read_version(id),
+        },
+    })
 }
 
 /// Little-endian f32 HWC bytes -> CHW floats, refusing NaN and infinities.
 fn tensor_to_nchw(data: &[u8], nchw: &mut [f32]) -> Result<(), GuestError> {
-    let plane = CROP * CROP;
+    let plane = SIDE * SIDE;
     let (r, rest) = nchw.split_at_mut(plane);
     let (g, b) = rest.split_at_mut(plane);
     let mut finite = true;
@@ -275,15 +141,20 @@ fn tensor_to_nchw(data: &[u8], nchw: &mut [f32]) -> Result<(), GuestError> {
         b[i] = pb;
     }
     if !finite {
-        let i = data.chunks_exact(4).position(|v| !f32::from_le_bytes([v[0], v[1], v[2], v[3]]).is_finite());
-        return Err(GuestError::bad_request(format!("tensor[{}] is not a finite number", i.unwrap_or(0))));
+        let i = data
+            .chunks_exact(4)
+            .position(|v| !f32::from_le_bytes([v[0], v[1], v[2], v[3]]).is_finite());
+        return Err(GuestError::bad_request(format!(
+            "tensor[{}] is not a finite number",
+            i.unwrap_or(0)
+        )));
     }
     Ok(())
 }
 
 /// HWC [224][224][3] -> CHW [3][224][224].
 fn to_nchw(hwc: &[f32], nchw: &mut [f32]) {
-    let plane = CROP * CROP;
+    let plane = SIDE * SIDE;
     let (r, rest) = nchw.split_at_mut(plane);
     let (g, b) = rest.split_at_mut(plane);
     for (i, px) in hwc.chunks_exact(3).enumerate() {
@@ -293,85 +164,77 @@ fn to_nchw(hwc: &[f32], nchw: &mut [f32]) {
     }
 }
 
-fn classify(bytes: &[u8]) -> Result<Response, GuestError> {
-    let start = Instant::now();
-    let req: Request<'_> = decode(bytes)?;
-    let id = req.model_id.unwrap_or(DEFAULT_MODEL);
-    check_model_id(id)?;
-    let mode = match req.load.unwrap_or("name") {
-        "name" => LoadMode::ByName,
-        "bytes" => LoadMode::Bytes,
-        other => return Err(GuestError::bad_request(format!("load must be \"name\" or \"bytes\", not {:?}", other))),
-    };
-    let top_k = req.top_k.unwrap_or(5);
-    if top_k < 1 {
-        return Err(GuestError::bad_request(format!("top_k must be 1..1000, got {}", top_k)));
+/// `"load"`: `"name"` (default) or `"bytes"`.
+fn load_mode(req: &Request<'_>) -> Result<LoadMode, GuestError> {
+    match req.load.unwrap_or("name") {
+        "name" => Ok(LoadMode::ByName),
+        "bytes" => Ok(LoadMode::Bytes),
+        other => Err(GuestError::bad_request(format!(
+            "load must be \"name\" or \"bytes\", not {:?}",
+            other
+        ))),
     }
-    STATE.with(|cell| {
-        let mut state = cell.borrow_mut();
-        let (decode_ms, mut preprocess_ms, nchw_ready) = preprocess(&req, &mut state)?;
-        if !nchw_ready {
-            let t1 = Instant::now();
-            let State { hwc, nchw, .. } = &mut *state;
-            to_nchw(hwc, nchw);
-            preprocess_ms += ms(t1);
-        }
-
-        let t2 = Instant::now();
-        let reuse = matches!(&state.model, Some(m) if m.id == id && m.mode == mode);
-        if !reuse {
-            state.model = None;
-            state.model = Some(open_model(id, mode)?);
-        }
-        let State { model, nchw, logits, hwc, .. } = &mut *state;
-        let model = model.as_ref().expect("model opened above");
-        logits.resize(model.labels.len().max(1000), 0.0);
-        nn::run_f32(model.ctx, &[1, 3, CROP as u32, CROP as u32], nchw, logits)
-            .map_err(|rc| nn_error("inference", id, rc))?;
-        let inference_ms = ms(t2);
-
-        let t3 = Instant::now();
-        if logits.len() != model.labels.len() {
-            return Err(GuestError::internal(format!(
-                "the model gave {} scores but {} has {} labels",
-                logits.len(),
-                id,
-                model.labels.len()
-            )));
-        }
-        let max = logits.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
-        let exps: Vec<f64> = logits.iter().map(|&v| f64::from(v - max).exp()).collect();
-        let sum: f64 = exps.iter().sum();
-        let mut order: Vec<usize> = (0..logits.len()).collect();
-        order.sort_by(|&a, &b| logits[b].partial_cmp(&logits[a]).unwrap_or(std::cmp::Ordering::Equal).then(a.cmp(&b)));
-        if top_k as usize > order.len() {
-            return Err(GuestError::bad_request(format!("top_k must be 1..{}, got {}", order.len(), top_k)));
-        }
-        let top: Vec<Top> = order
-            .iter()
-            .take(top_k as usize)
-            .map(|&c| Top { class_id: c as u32, label: model.labels[c].clone(), confidence: exps[c] / sum })
-            .collect();
-        let best = &top[0];
-        let logits_out = if req.return_logits { Some(NdArray::from_f32_vec(logits.clone())) } else { None };
-        let tensor_out = if req.return_tensor {
-            Some(NdArray::from_f32(vec![CROP as u64, CROP as u64, 3], hwc)?)
-        } else {
-            None
-        };
-        let postprocess_ms = ms(t3);
-        Ok(Response {
-            label: best.label.clone(),
-            confidence: best.confidence,
-            class_id: best.class_id,
-            latency_ms: ms(start),
-            model_version: model.version.clone(),
-            top5: top,
-            stages_ms: Stages { decode: decode_ms, preprocess: preprocess_ms, inference: inference_ms, postprocess: postprocess_ms },
-            logits: logits_out,
-            tensor: tensor_out,
-        })
-    })
 }
 
-export_infer_bytes!(classify);
+impl State {
+    fn model(&self) -> &Model {
+        self.model.as_ref().expect("the model is loaded first")
+    }
+}
+
+impl classify::Classifier for State {
+    fn check(&self, req: &Request<'_>) -> Result<(), GuestError> {
+        classify::check_model_id(req.model_id())?;
+        load_mode(req).map(|_| ())
+    }
+
+    fn load(&mut self, req: &Request<'_>) -> Result<bool, GuestError> {
+        let (id, mode) = (req.model_id(), load_mode(req)?);
+        if matches!(&self.model, Some(m) if m.id == id && m.mode == mode) {
+            return Ok(false);
+        }
+        self.model = None;
+        self.model = Some(open_model(id, mode)?);
+        Ok(true)
+    }
+
+    fn info(&self) -> &ModelInfo {
+        &self.model().info
+    }
+
+    fn preprocess(&mut self, input: Decoded<'_>, keep_hwc: bool) -> Result<(), GuestError> {
+        match input {
+            Decoded::Pixels(px, w, h) => {
+                self.pre.run(px, w, h, &mut self.hwc).map_err(vision_error)?;
+                to_nchw(&self.hwc, &mut self.nchw);
+            }
+            // Straight from the request bytes to NCHW: no intermediate HWC copy (the common, fast path).
+            Decoded::Tensor(data) => {
+                tensor_to_nchw(data, &mut self.nchw)?;
+                if keep_hwc {
+                    classify::read_f32_le(data, &mut self.hwc);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn infer(&mut self) -> Result<(), GuestError> {
+        let m = self.model.as_ref().expect("the model is loaded first");
+        self.logits.resize(m.info.labels.len().max(1000), 0.0);
+        nn::run_f32(m.ctx, &[1, 3, SIDE as u32, SIDE as u32], &self.nchw, &mut self.logits)
+            .map_err(|rc| nn_error("inference", &m.id, rc))
+    }
+
+    fn logits(&self) -> &[f32] {
+        &self.logits
+    }
+
+    fn hwc(&self) -> &[f32] {
+        &self.hwc
+    }
+}
+
+fn handle(bytes: &[u8]) -> Result<Response, GuestError> {
+    STATE.with(|cell| classify::classify(&mut *cell.borrow_mut(), bytes))
+}

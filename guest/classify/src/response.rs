@@ -1,0 +1,129 @@
+//! The response map, its per-stage timing, and the postprocessing (softmax, top-k, optional arrays).
+
+use std::time::Instant;
+
+use edgewasm_guest::{GuestError, NdArray};
+use serde::Serialize;
+
+use crate::SIDE;
+
+#[derive(Serialize)]
+pub struct Top {
+    pub class_id: u32,
+    pub label: String,
+    pub confidence: f64,
+}
+
+/// Milliseconds per stage of one call. `load` is the model loading this call did (0 when the instance had the
+/// model already); the others run on every call.
+#[derive(Serialize)]
+pub struct Stages {
+    pub load: f64,
+    pub decode: f64,
+    pub preprocess: f64,
+    pub inference: f64,
+    pub postprocess: f64,
+}
+
+#[derive(Serialize)]
+pub struct Response {
+    pub label: String,
+    pub confidence: f64,
+    pub class_id: u32,
+    pub latency_ms: f64,
+    pub model_version: String,
+    pub top5: Vec<Top>,
+    pub stages_ms: Stages,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub logits: Option<NdArray>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tensor: Option<NdArray>,
+}
+
+/// What the postprocess stage produced.
+pub struct Outputs {
+    pub top: Vec<Top>,
+    pub logits: Option<NdArray>,
+    pub tensor: Option<NdArray>,
+}
+
+impl Response {
+    /// The response of a call that started at `start` (so `latency_ms` covers the whole call).
+    pub fn new(out: Outputs, model_version: String, stages_ms: Stages, start: Instant) -> Response {
+        let best = &out.top[0];
+        Response {
+            label: best.label.clone(),
+            confidence: best.confidence,
+            class_id: best.class_id,
+            latency_ms: ms(start),
+            model_version,
+            top5: out.top,
+            stages_ms,
+            logits: out.logits,
+            tensor: out.tensor,
+        }
+    }
+}
+
+/// Milliseconds since `since`.
+pub fn ms(since: Instant) -> f64 {
+    since.elapsed().as_secs_f64() * 1e3
+}
+
+/// `top_k` as a count of the model's `classes`.
+pub fn check_top_k(top_k: i64, classes: usize) -> Result<usize, GuestError> {
+    if top_k < 1 || top_k > classes as i64 {
+        return Err(GuestError::bad_request(format!(
+            "top_k must be 1..{}, got {}",
+            classes, top_k
+        )));
+    }
+    Ok(top_k as usize)
+}
+
+/// Softmax (in f64) and the `top_k` best classes, most probable first (ties: lower class id first); the
+/// logits as an array if asked; `tensor` (the HWC network input) as an array if given.
+pub fn postprocess(
+    logits: &[f32],
+    labels: &[String],
+    top_k: usize,
+    return_logits: bool,
+    tensor: Option<&[f32]>,
+) -> Result<Outputs, GuestError> {
+    if logits.len() != labels.len() {
+        return Err(GuestError::internal(format!(
+            "the model gave {} scores but has {} labels",
+            logits.len(),
+            labels.len()
+        )));
+    }
+    check_top_k(top_k as i64, logits.len())?;
+    let max = logits.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v)) as f64;
+    let exps: Vec<f64> = logits.iter().map(|&v| (v as f64 - max).exp()).collect();
+    let sum: f64 = exps.iter().sum();
+    let mut order: Vec<usize> = (0..logits.len()).collect();
+    order.sort_by(|&a, &b| {
+        logits[b]
+            .partial_cmp(&logits[a])
+            .unwrap_or(std::cmp::Ordering::Equal)
+            .then(a.cmp(&b))
+    });
+    let top = order[..top_k]
+        .iter()
+        .map(|&c| Top {
+            class_id: c as u32,
+            label: labels[c].clone(),
+            confidence: exps[c] / sum,
+        })
+        .collect();
+    let logits = if return_logits {
+        Some(NdArray::from_f32(vec![logits.len() as u64], logits)?)
+    } else {
+        None
+    };
+    let tensor = match tensor {
+        Some(t) => Some(NdArray::from_f32(vec![SIDE as u64, SIDE as u64, 3], t)?),
+        None => None,
+    };
+    Ok(Outputs { top, logits, tensor })
+}

@@ -1,0 +1,52 @@
+//! Model ids and the model store the host mounts at `/models` (`/models/<id>/labels.txt` etc.).
+
+use edgewasm_guest::GuestError;
+
+pub const DEFAULT_MODEL: &str = "efficientnet-lite0";
+pub const STORE: &str = "/models";
+
+/// `/models/<id>/<name>`.
+pub fn store_file(id: &str, name: &str) -> String {
+    format!("{}/{}/{}", STORE, id, name)
+}
+
+/// How the user installs a model, for error messages.
+pub fn install_hint(id: &str) -> String {
+    format!("run `edgewasm models install {}`", id)
+}
+
+/// A model id that is safe as one path component: ASCII letters, digits, `-`, `_`, `.`, not starting with `.`.
+pub fn check_model_id(id: &str) -> Result<(), GuestError> {
+    let ok = !id.is_empty()
+        && !id.starts_with('.')
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
+    if ok {
+        Ok(())
+    } else {
+        Err(GuestError::bad_request(format!(
+            "model_id {:?} is not a valid model id",
+            id
+        )))
+    }
+}
+
+/// A model id from a guest's fixed list (`not_found` otherwise).
+pub fn check_known_model(id: &str, known: &[&str]) -> Result<(), GuestError> {
+    if known.contains(&id) {
+        Ok(())
+    } else {
+        Err(GuestError::not_found(format!(
+            "unknown model_id {:?} (this guest runs: {})",
+            id,
+            known.join(", ")
+        )))
+    }
+}
+
+/// `labels.txt`: one class name a line, in class order (CRLF tolerated).
+pub fn read_labels(path: &str) -> std::io::Result<Vec<String>> {
+    let text = std::fs::read_to_string(path)?;
+    Ok(text.lines().map(|l| l.trim_end_matches('\r').to_string()).collect())
+}
