@@ -177,3 +177,50 @@ pub fn decode_input<'s>(input: &'s Input<'_>, image: &'s mut Option<RgbImage>) -
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A msgpack map with one key.
+    fn map1(key: &str, value: &[u8]) -> Vec<u8> {
+        let mut v = vec![0x81, 0xa0 | key.len() as u8];
+        v.extend_from_slice(key.as_bytes());
+        v.extend_from_slice(value);
+        v
+    }
+
+    #[test]
+    fn image_must_be_bin_and_is_borrowed() {
+        let bytes = map1("image", &[0xc4, 2, b'a', b'b']);
+        let mut req = parse(&bytes).unwrap();
+        match req.input().unwrap() {
+            Input::Image(b) => assert_eq!(b, b"ab"),
+            _ => panic!("not an image"),
+        }
+        let text = map1("image", &[0xa2, b'a', b'b']);
+        let err = parse(&text).err().unwrap();
+        assert_eq!(err.kind, "bad_request");
+    }
+
+    #[test]
+    fn exactly_one_input_and_defaults() {
+        let top_k = map1("top_k", &[3]);
+        let mut req = parse(&top_k).unwrap();
+        assert_eq!(
+            (req.model_id(), req.top_k(), req.return_logits()),
+            ("efficientnet-lite0", 3, false)
+        );
+        assert!(req.input().err().unwrap().message.contains("needs one input"));
+        let mut two = vec![0x82, 0xa5];
+        two.extend_from_slice(b"image");
+        two.extend_from_slice(&[0xc4, 0]);
+        two.push(0xaa);
+        two.extend_from_slice(b"image_data");
+        two.push(0x90);
+        assert!(parse(&two).unwrap().input().err().unwrap().message.contains("only one"));
+        let floats = map1("image_data", &[0x90]);
+        let mut no_height = parse(&floats).unwrap();
+        assert!(no_height.input().err().unwrap().message.contains("width and height"));
+    }
+}

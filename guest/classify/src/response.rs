@@ -127,3 +127,39 @@ pub fn postprocess(
     };
     Ok(Outputs { top, logits, tensor })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn labels(n: usize) -> Vec<String> {
+        (0..n).map(|i| format!("class {}", i)).collect()
+    }
+
+    #[test]
+    fn softmax_and_top_k_most_probable_first_ties_by_class_id() {
+        let logits = [1.0f32, 3.0, 3.0, -2.0];
+        let out = postprocess(&logits, &labels(4), 3, true, None).unwrap();
+        let ids: Vec<u32> = out.top.iter().map(|t| t.class_id).collect();
+        assert_eq!(ids, [1, 2, 0]);
+        let sum: f64 = logits.iter().map(|&v| f64::from(v).exp()).sum();
+        assert!((out.top[0].confidence - 3f64.exp() / sum).abs() < 1e-12);
+        assert_eq!(out.top[2].label, "class 0");
+        assert_eq!(out.logits.unwrap().shape, [4]);
+        assert!(out.tensor.is_none());
+    }
+
+    #[test]
+    fn top_k_and_label_count_are_checked() {
+        assert_eq!(check_top_k(0, 1000).unwrap_err().kind, "bad_request");
+        assert_eq!(
+            check_top_k(1001, 1000).unwrap_err().message,
+            "top_k must be 1..1000, got 1001"
+        );
+        assert_eq!(check_top_k(1000, 1000).unwrap(), 1000);
+        assert_eq!(
+            postprocess(&[0.0; 3], &labels(4), 1, false, None).err().unwrap().kind,
+            "internal"
+        );
+    }
+}

@@ -50,3 +50,23 @@ pub fn read_labels(path: &str) -> std::io::Result<Vec<String>> {
     let text = std::fs::read_to_string(path)?;
     Ok(text.lines().map(|l| l.trim_end_matches('\r').to_string()).collect())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn model_ids() {
+        assert!(check_model_id("efficientnet-lite0").is_ok());
+        for bad in ["", "../etc", ".hidden", "a/b", "a b"] {
+            assert_eq!(check_model_id(bad).unwrap_err().kind, "bad_request", "{:?}", bad);
+        }
+        assert_eq!(
+            check_known_model("resnet-50", &["efficientnet-lite0"])
+                .unwrap_err()
+                .kind,
+            "not_found"
+        );
+        assert_eq!(store_file("m", "labels.txt"), "/models/m/labels.txt");
+    }
+}
