@@ -17,6 +17,9 @@ set -euo pipefail
 #   name               | cargo package  | extra RUSTFLAGS                | extra cargo args (e.g. --features simd)
 GUESTS=(
   "hello               | hello          | -C target-feature=+bulk-memory |"
+  # No +bulk-memory for the classifier rows: measured (interleaved, same source) it did not help a JPEG, a
+  # 224x224x3 pixels or a 600 KB tensor request (the request is read in place, no big memcpy), and it made
+  # JPEG decoding 7-9% slower (probably: its many small copies become memory.copy calls). See docs/classifier.md.
   "wasinn_classifier   | wasinn-classifier | -C target-feature=+simd128  |"
   "wasinn_compat       | wasinn-compat  |                                |"
   "classifier          | classifier     | -C target-feature=+simd128     |"
