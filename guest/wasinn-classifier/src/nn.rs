@@ -84,15 +84,7 @@ pub fn run_f32(ctx: u32, dims: &[u32], input: &[f32], out: &mut Vec<f32>) -> Res
     check(unsafe { compute(ctx) })?; // `input` is alive until here: the host reads it in place
     for _ in 0..2 {
         let mut written = 0u32;
-        let rc = unsafe {
-            get_output(
-                ctx,
-                0,
-                out.as_mut_ptr() as *mut u8,
-                (out.len() * 4) as u32,
-                &mut written,
-            )
-        };
+        let rc = unsafe { get_output(ctx, 0, out.as_mut_ptr() as *mut u8, (out.len() * 4) as u32, &mut written) };
         if rc == TOO_LARGE && written as usize > out.len() * 4 {
             out.resize((written as usize + 3) / 4, 0.0);
             continue;
