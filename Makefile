@@ -32,7 +32,7 @@ guest-test:           ## the Rust kernel and preprocessing tests (scalar, native
 models:
 	$(PYTHON) -m edgewasm models install
 
-demo: models          ## classify the bundled cat photo inside the sandbox
+demo: setup           ## install, fetch and convert the model, classify the bundled cat photo in the sandbox
 	edgewasm run wasm/classifier.wasm --image examples/cat.jpg
 
 bench:                ## benchmarks (a few minutes), then docs/benchmarks.md; BENCH_FLAGS=--thorough for longer runs
