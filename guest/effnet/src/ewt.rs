@@ -3,8 +3,11 @@
 //! The loader checks everything the network relies on (the block table chain, every tensor's shape,
 //! offsets inside the file) so that a wrong or truncated file is a clear error, never a panic.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fmt;
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
 
 /// A wrong, truncated or inconsistent weight file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,13 +53,47 @@ struct TensorInfo {
     shape: Vec<usize>,
 }
 
-/// A parsed and validated EWT file; tensors are read out as `Vec<f32>` on demand.
+/// Where the tensor data lives: a whole file held in memory, or an open file read tensor by tensor (so the
+/// 18.5 MB of weights are never held twice: they go from the file straight into the network's packed panels).
+#[derive(Debug)]
+enum Source {
+    Memory(Vec<u8>),
+    File(RefCell<File>),
+}
+
+/// A parsed and validated EWT file; tensor values are read on demand (`read_into`, `read_rows`, `tensor`).
 #[derive(Debug)]
 pub struct Ewt {
     meta: Vec<(String, String)>,
     blocks: Vec<BlockSpec>,
     tensors: HashMap<String, TensorInfo>,
-    data: Vec<u8>,
+    src: Source,
+}
+
+/// Floats per chunk when a tensor is streamed through a scratch buffer (256 KiB: stays in cache while packed).
+pub const CHUNK_FLOATS: usize = 1 << 16;
+
+/// Views f32s as their bytes (every bit pattern is a valid f32, so filling them from a file is sound).
+fn as_bytes_mut(v: &mut [f32]) -> &mut [u8] {
+    // SAFETY: same allocation, 4 * len bytes, u8 has no alignment requirement and no invalid values.
+    unsafe { std::slice::from_raw_parts_mut(v.as_mut_ptr() as *mut u8, v.len() * 4) }
+}
+
+/// The file holds little-endian f32 (wasm's and x86's order); only a big-endian host has to swap.
+fn from_le_in_place(v: &mut [f32]) {
+    if cfg!(target_endian = "big") {
+        for x in v.iter_mut() {
+            *x = f32::from_bits(u32::from_le(x.to_bits()));
+        }
+    }
+}
+
+fn io_err(e: std::io::Error, what: &str) -> EwtError {
+    if e.kind() == std::io::ErrorKind::UnexpectedEof {
+        EwtError(format!("truncated EWT file: it ends inside {}", what))
+    } else {
+        EwtError(format!("cannot read the EWT file ({}): {}", what, e))
+    }
 }
 
 fn parse_usize(field: &str, what: &str, line_no: usize) -> Result<usize, EwtError> {
@@ -71,10 +108,53 @@ fn parse_usize(field: &str, what: &str, line_no: usize) -> Result<usize, EwtErro
 impl Ewt {
     /// Parses and validates a whole EWT file held in memory.
     pub fn parse(data: Vec<u8>) -> Result<Ewt, EwtError> {
-        if data.len() < 8 {
+        let header_len = Self::preamble(&data[..data.len().min(8)], data.len())?;
+        let (meta, blocks, tensors) = Self::parse_header(&data[8..8 + header_len], data.len())?;
+        Self::finish(meta, blocks, tensors, Source::Memory(data))
+    }
+
+    /// Reads and validates an EWT file's preamble and header from an open file; the tensors stay in the
+    /// file until `Network::new` streams them into its packed weights (offsets are checked against the
+    /// file's length now, and a file that shrinks later is still a clean "truncated" error).
+    pub fn from_file(mut file: File) -> Result<Ewt, EwtError> {
+        let file_len = file
+            .metadata()
+            .map_err(|e| EwtError(format!("cannot read the EWT file: {}", e)))?
+            .len();
+        let file_len = usize::try_from(file_len).unwrap_or(usize::MAX);
+        let mut pre = [0u8; 8];
+        let n = file_len.min(8);
+        file.read_exact(&mut pre[..n]).map_err(|e| io_err(e, "the preamble"))?;
+        let header_len = Self::preamble(&pre[..n], file_len)?;
+        let mut header = vec![0u8; header_len];
+        file.read_exact(&mut header).map_err(|e| io_err(e, "the header"))?;
+        let (meta, blocks, tensors) = Self::parse_header(&header, file_len)?;
+        Self::finish(meta, blocks, tensors, Source::File(RefCell::new(file)))
+    }
+
+    fn finish(
+        meta: Vec<(String, String)>,
+        blocks: Vec<BlockSpec>,
+        tensors: HashMap<String, TensorInfo>,
+        src: Source,
+    ) -> Result<Ewt, EwtError> {
+        let ewt = Ewt {
+            meta,
+            blocks,
+            tensors,
+            src,
+        };
+        ewt.validate()?;
+        Ok(ewt)
+    }
+
+    /// Checks the magic and returns the header length; `pre` is the file's first min(8, len) bytes.
+    fn preamble(pre: &[u8], file_len: usize) -> Result<usize, EwtError> {
+        let data = pre;
+        if file_len < 8 {
             return err(format!(
                 "not an EWT weight file: {} bytes, too short for the 8-byte preamble",
-                data.len()
+                file_len
             ));
         }
         if &data[0..4] != b"EWT1" {
@@ -84,14 +164,24 @@ impl Ewt {
             ));
         }
         let header_len = u32::from_le_bytes([data[4], data[5], data[6], data[7]]) as usize;
-        if 8 + header_len > data.len() {
+        if header_len > file_len - 8 {
             return err(format!(
                 "truncated EWT file: header of {} bytes but the file has only {} bytes after the preamble",
                 header_len,
-                data.len() - 8
+                file_len - 8
             ));
         }
-        let header = std::str::from_utf8(&data[8..8 + header_len])
+        Ok(header_len)
+    }
+
+    /// Parses the header text; tensor offsets are checked against the file's length.
+    #[allow(clippy::type_complexity)]
+    fn parse_header(
+        header_bytes: &[u8],
+        file_len: usize,
+    ) -> Result<(Vec<(String, String)>, Vec<BlockSpec>, HashMap<String, TensorInfo>), EwtError> {
+        let header_len = header_bytes.len();
+        let header = std::str::from_utf8(header_bytes)
             .map_err(|_| EwtError("EWT header is not UTF-8".to_string()))?;
         let mut meta = Vec::new();
         let mut blocks: Vec<BlockSpec> = Vec::new();
@@ -188,14 +278,14 @@ impl Ewt {
                         return err(format!("EWT tensor {}: bad offset {}", name, offset));
                     }
                     match offset.checked_add(nbytes) {
-                        Some(end) if end <= data.len() => {}
+                        Some(end) if end <= file_len => {}
                         _ => {
                             return err(format!(
                                 "truncated EWT file: tensor {} needs bytes {}..{} but the file has {} bytes",
                                 name,
                                 offset,
                                 offset.saturating_add(nbytes),
-                                data.len()
+                                file_len
                             ))
                         }
                     }
@@ -210,14 +300,7 @@ impl Ewt {
                 _ => {}
             }
         }
-        let ewt = Ewt {
-            meta,
-            blocks,
-            tensors,
-            data,
-        };
-        ewt.validate()?;
-        Ok(ewt)
+        Ok((meta, blocks, tensors))
     }
 
     /// Checks the block chain and the shape of every tensor the network will read.
@@ -317,17 +400,85 @@ impl Ewt {
         self.tensors.contains_key(name)
     }
 
-    /// A tensor's shape and its values (copied out, so the raw file can be dropped afterwards).
+    fn info(&self, name: &str) -> Result<&TensorInfo, EwtError> {
+        match self.tensors.get(name) {
+            Some(t) => Ok(t),
+            None => err(format!("EWT file lacks tensor {}", name)),
+        }
+    }
+
+    /// A tensor's shape.
+    pub fn shape(&self, name: &str) -> Result<&[usize], EwtError> {
+        self.shape_of(name)
+    }
+
+    /// Reads `dst.len()` floats starting `start` floats into tensor `t` (range checked by the caller).
+    fn read_at(&self, t: &TensorInfo, start: usize, dst: &mut [f32], name: &str) -> Result<(), EwtError> {
+        let off = t.offset + start * 4;
+        match &self.src {
+            Source::Memory(data) => {
+                let bytes = &data[off..off + dst.len() * 4];
+                for (d, c) in dst.iter_mut().zip(bytes.chunks_exact(4)) {
+                    *d = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+                }
+            }
+            Source::File(file) => {
+                let mut f = file.borrow_mut();
+                let what = format!("tensor {}", name);
+                f.seek(SeekFrom::Start(off as u64)).map_err(|e| io_err(e, &what))?;
+                f.read_exact(as_bytes_mut(dst)).map_err(|e| io_err(e, &what))?;
+                from_le_in_place(dst);
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads a whole tensor into `dst`, which must hold exactly its element count (one read, no copies).
+    pub fn read_into(&self, name: &str, dst: &mut [f32]) -> Result<(), EwtError> {
+        let t = self.info(name)?;
+        if dst.len() * 4 != t.nbytes {
+            return err(format!(
+                "EWT tensor {}: {} values wanted but it holds {}",
+                name,
+                dst.len(),
+                t.nbytes / 4
+            ));
+        }
+        self.read_at(t, 0, dst, name)
+    }
+
+    /// Streams a tensor as chunks of whole rows (a row is its last dimension) through `scratch`:
+    /// `f(first_row, rows)` gets `rows.len() / row_len` consecutive rows. Keeps memory use at one chunk.
+    pub fn read_rows(
+        &self,
+        name: &str,
+        scratch: &mut Vec<f32>,
+        f: &mut dyn FnMut(usize, &[f32]),
+    ) -> Result<(), EwtError> {
+        let t = self.info(name)?;
+        let count = t.nbytes / 4;
+        let row = t.shape.last().copied().unwrap_or(1).max(1);
+        let rows = count / row;
+        let per = (CHUNK_FLOATS / row).max(1);
+        if scratch.len() < per.min(rows.max(1)) * row {
+            scratch.resize(per.min(rows.max(1)) * row, 0.0);
+        }
+        let mut r = 0;
+        while r < rows {
+            let n = per.min(rows - r);
+            let buf = &mut scratch[..n * row];
+            self.read_at(t, r * row, buf, name)?;
+            f(r, buf);
+            r += n;
+        }
+        Ok(())
+    }
+
+    /// A tensor's shape and its values as a fresh `Vec<f32>` (for small tensors and tests).
     pub fn tensor(&self, name: &str) -> Result<(Vec<usize>, Vec<f32>), EwtError> {
-        let t = match self.tensors.get(name) {
-            Some(t) => t,
-            None => return err(format!("EWT file lacks tensor {}", name)),
-        };
-        let bytes = &self.data[t.offset..t.offset + t.nbytes];
-        let vals = bytes
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect();
+        let t = self.info(name)?;
+        let mut vals = vec![0.0f32; t.nbytes / 4];
+        self.read_at(t, 0, &mut vals, name)?;
         Ok((t.shape.clone(), vals))
     }
 }

@@ -24,33 +24,49 @@ impl PackedGemm {
     /// Packs `w` (`cin * cout`, row-major `[cin][cout]`) and `b` (`cout`).
     pub fn new(w: &[f32], b: &[f32], cin: usize, cout: usize) -> PackedGemm {
         assert_eq!(w.len(), cin * cout);
-        assert_eq!(b.len(), cout);
+        let mut g = PackedGemm::zeroed(cin, cout);
+        g.set_rows(0, w);
+        g.set_bias(b);
+        g
+    }
+
+    /// All-zero weights and bias for `cin x cout`, to be filled with `set_rows` and `set_bias` (so a
+    /// loader can pack a tensor chunk by chunk as it reads it; rows never set stay zero).
+    pub fn zeroed(cin: usize, cout: usize) -> PackedGemm {
         let panels = (cout + NR - 1) / NR;
-        let mut pw = vec![0.0f32; panels * cin * NR];
-        let mut pb = vec![0.0f32; panels * NR];
-        for p in 0..panels {
-            for k in 0..cin {
-                for j in 0..NR {
-                    let n = p * NR + j;
-                    if n < cout {
-                        pw[(p * cin + k) * NR + j] = w[k * cout + n];
-                    }
-                }
-            }
-            for j in 0..NR {
-                let n = p * NR + j;
-                if n < cout {
-                    pb[p * NR + j] = b[n];
-                }
-            }
-        }
         PackedGemm {
             cin,
             cout,
             panels,
-            w: pw,
-            b: pb,
+            w: vec![0.0f32; panels * cin * NR],
+            b: vec![0.0f32; panels * NR],
         }
+    }
+
+    /// Packs consecutive rows `k0..` of the `[cin][cout]` weights (`rows.len()` a multiple of `cout`).
+    pub fn set_rows(&mut self, k0: usize, rows: &[f32]) {
+        let (cin, cout) = (self.cin, self.cout);
+        assert_eq!(rows.len() % cout, 0);
+        assert!(k0 + rows.len() / cout <= cin);
+        let full = cout / NR;
+        for (dk, row) in rows.chunks_exact(cout).enumerate() {
+            let k = k0 + dk;
+            for p in 0..full {
+                let dst = (p * cin + k) * NR;
+                self.w[dst..dst + NR].copy_from_slice(&row[p * NR..p * NR + NR]);
+            }
+            let tail = cout - full * NR;
+            if tail > 0 {
+                let dst = (full * cin + k) * NR;
+                self.w[dst..dst + tail].copy_from_slice(&row[full * NR..]);
+            }
+        }
+    }
+
+    /// Sets the bias (`cout` values).
+    pub fn set_bias(&mut self, b: &[f32]) {
+        assert_eq!(b.len(), self.cout);
+        self.b[..self.cout].copy_from_slice(b);
     }
 }
 

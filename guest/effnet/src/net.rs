@@ -3,6 +3,31 @@
 use crate::ewt::{BlockSpec, Ewt, EwtError};
 use crate::kernels::{depthwise, gemm, im2col, im2col_width, mean_pool, DwShape, Epilogue, PackedGemm};
 
+/// Packs a `[cin][cout]` weight tensor (read in row chunks through `scratch`, straight into the panels)
+/// and its bias; `cin_padded >= cin` rows, the extra ones zero (the stem's im2col width).
+fn packed(
+    ewt: &Ewt,
+    w: &str,
+    b: &str,
+    cin_padded: usize,
+    cout: usize,
+    scratch: &mut Vec<f32>,
+) -> Result<PackedGemm, EwtError> {
+    let mut g = PackedGemm::zeroed(cin_padded, cout);
+    ewt.read_rows(w, scratch, &mut |k0, rows| g.set_rows(k0, rows))?;
+    let mut bias = vec![0.0f32; cout];
+    ewt.read_into(b, &mut bias)?;
+    g.set_bias(&bias);
+    Ok(g)
+}
+
+/// A whole (small) tensor as a Vec, read in one go.
+fn vector(ewt: &Ewt, name: &str, len: usize) -> Result<Vec<f32>, EwtError> {
+    let mut v = vec![0.0f32; len];
+    ewt.read_into(name, &mut v)?;
+    Ok(v)
+}
+
 /// TensorFlow SAME padding: (output size, padding before).
 pub fn same_pad(input: usize, k: usize, stride: usize) -> (usize, usize) {
     let out = (input + stride - 1) / stride;
@@ -48,15 +73,14 @@ impl Network {
         if in_h == 0 || in_w == 0 {
             return Err(EwtError("input size must be nonzero".to_string()));
         }
-        let (sw_shape, sw) = ewt.tensor("stem.w")?;
-        let (_, sb) = ewt.tensor("stem.b")?;
+        // Tensor shapes were checked against the block table by `Ewt`'s validation.
+        let mut scratch: Vec<f32> = Vec::new();
+        let sw_shape = ewt.shape("stem.w")?.to_vec();
         let stem_k = sw_shape[0];
         let c0 = sw_shape[3];
         // The im2col rows are padded to a multiple of 4 columns; the extra weight rows are zero.
         let cols_w = im2col_width(stem_k, 3);
-        let mut sw_padded = sw;
-        sw_padded.resize(cols_w * c0, 0.0);
-        let stem = PackedGemm::new(&sw_padded, &sb, cols_w, c0);
+        let stem = packed(ewt, "stem.w", "stem.b", cols_w, c0, &mut scratch)?;
         let (oh, pt) = same_pad(in_h, stem_k, 2);
         let (ow, pl) = same_pad(in_w, stem_k, 2);
         let mut max_act = oh * ow * c0;
@@ -65,16 +89,27 @@ impl Network {
         for (i, spec) in ewt.blocks().iter().enumerate() {
             let cmid = spec.cmid();
             let expand = if spec.expand != 1 {
-                let (_, ew) = ewt.tensor(&format!("blocks.{}.expand.w", i))?;
-                let (_, eb) = ewt.tensor(&format!("blocks.{}.expand.b", i))?;
-                Some(PackedGemm::new(&ew, &eb, spec.cin, cmid))
+                Some(packed(
+                    ewt,
+                    &format!("blocks.{}.expand.w", i),
+                    &format!("blocks.{}.expand.b", i),
+                    spec.cin,
+                    cmid,
+                    &mut scratch,
+                )?)
             } else {
                 None
             };
-            let (_, dw_w) = ewt.tensor(&format!("blocks.{}.dw.w", i))?;
-            let (_, dw_b) = ewt.tensor(&format!("blocks.{}.dw.b", i))?;
-            let (_, pw) = ewt.tensor(&format!("blocks.{}.project.w", i))?;
-            let (_, pb) = ewt.tensor(&format!("blocks.{}.project.b", i))?;
+            let dw_w = vector(ewt, &format!("blocks.{}.dw.w", i), spec.kernel * spec.kernel * cmid)?;
+            let dw_b = vector(ewt, &format!("blocks.{}.dw.b", i), cmid)?;
+            let project = packed(
+                ewt,
+                &format!("blocks.{}.project.w", i),
+                &format!("blocks.{}.project.b", i),
+                cmid,
+                spec.cout,
+                &mut scratch,
+            )?;
             let (doh, dpt) = same_pad(h, spec.kernel, spec.stride);
             let (dow, dpl) = same_pad(w, spec.kernel, spec.stride);
             let dw = DwShape {
@@ -98,18 +133,17 @@ impl Network {
                 dw_w,
                 dw_b,
                 dw,
-                project: PackedGemm::new(&pw, &pb, cmid, spec.cout),
+                project,
             });
             h = doh;
             w = dow;
         }
-        let (hs, hw) = ewt.tensor("head.w")?;
-        let (_, hb) = ewt.tensor("head.b")?;
-        let head = PackedGemm::new(&hw, &hb, hs[0], hs[1]);
+        let hs = ewt.shape("head.w")?.to_vec();
+        let head = packed(ewt, "head.w", "head.b", hs[0], hs[1], &mut scratch)?;
         max_act = max_act.max(h * w * hs[1]);
-        let (fs, fw) = ewt.tensor("fc.w")?;
-        let (_, fb) = ewt.tensor("fc.b")?;
-        let fc = PackedGemm::new(&fw, &fb, fs[0], fs[1]);
+        let fs = ewt.shape("fc.w")?.to_vec();
+        let fc = packed(ewt, "fc.w", "fc.b", fs[0], fs[1], &mut scratch)?;
+        drop(scratch);
         Ok(Network {
             in_h,
             in_w,

@@ -75,3 +75,25 @@ fn wrong_files_are_refused() {
     assert!(err(file(&|l| l[3] = "block 0 3 3 1 2 2".to_string())).contains("stride"));
     assert!(err(file(&|l| l.retain(|x| !x.starts_with("block")))).contains("block table"));
 }
+
+#[test]
+fn a_file_streams_like_memory_and_truncation_is_refused() {
+    let bytes = file(&|_| {});
+    let dir = std::env::temp_dir().join(format!("effnet-ewt-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("w.ewt");
+    std::fs::write(&path, &bytes).unwrap();
+    let mem = Ewt::parse(bytes.clone()).unwrap();
+    let disk = Ewt::from_file(std::fs::File::open(&path).unwrap()).unwrap();
+    let input = vec![0.25; 9 * 8 * 3];
+    let a = effnet::Network::new(&mem, 9, 8).unwrap().forward(&input).unwrap().to_vec();
+    let b = effnet::Network::new(&disk, 9, 8).unwrap().forward(&input).unwrap().to_vec();
+    assert_eq!(a, b);
+    std::fs::write(&path, &bytes[..bytes.len() - 3]).unwrap();
+    let e = Ewt::from_file(std::fs::File::open(&path).unwrap()).err().unwrap().to_string();
+    assert!(e.starts_with("truncated EWT file") && !e.contains('\n'), "{}", e);
+    std::fs::write(&path, &bytes[..5]).unwrap();
+    let e = Ewt::from_file(std::fs::File::open(&path).unwrap()).err().unwrap().to_string();
+    assert!(e.contains("too short"), "{}", e);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
