@@ -1,8 +1,7 @@
 """End-to-end classification through WASI-NN (ONNX backend) vs ONNX Runtime called directly from Python on the
-same tensor. The goal is <= 1.1x; the test's bound is loose (1.5x) because CI machines are noisy, and exists
-to catch gross regressions (a model reloaded per call, copies of the tensor on every hop).
+same tensor, in interleaved pairs. The goal is <= 1.1x; `make bench` measures it too (bench/test_pipeline.py).
 
-    python tests/test_nn_perf.py [ITERATIONS]      prints the measurement (docs/wasi-nn.md quotes it)
+    python bench/nn_paired.py [ITERATIONS]      prints the measurement (docs/wasi-nn.md quotes it)
 """
 
 from __future__ import annotations
@@ -60,12 +59,6 @@ def measure(store: Path, iterations: int) -> dict[str, Any]:
         "guest_inference_stage_ms": statistics.median(inside),
         "class_id": reply["class_id"],
     }
-
-
-def test_wasinn_end_to_end_close_to_direct_onnxruntime(model_store: Path) -> None:
-    result = measure(model_store, 40)
-    assert result["class_id"] == 282
-    assert result["ratio"] < 1.5 or result["ratio_of_minima"] < 1.5, result
 
 
 if __name__ == "__main__":

@@ -213,7 +213,9 @@ def test_load_stage_counts_the_first_call_only(store: Path, build: str) -> None:
     assert first["stages_ms"]["load"] > 1.0
     assert first["latency_ms"] >= sum(first["stages_ms"].values()) * 0.99
     assert second["stages_ms"]["load"] == 0.0
-    assert second["latency_ms"] < first["latency_ms"]
+    # No timing comparison between the calls: on a shared 2-core machine the scalar build's 170 ms of inference
+    # varies by more than the load it skips. The stage clocks say it: the second call pays no load.
+    assert second["latency_ms"] >= sum(second["stages_ms"].values()) * 0.99
     assert first["class_id"] == second["class_id"] == 967
 
 
