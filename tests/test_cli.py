@@ -144,3 +144,12 @@ def test_artifact_settings_must_fit_the_run(wasm_dir: Path, tmp_path: Path) -> N
     assert_one_line_error(edgewasm("run", str(out), stdin=b"{}"), 2, "no timeout", "--no-timeout")
     ok = edgewasm("run", str(out), "--timeout", "0", stdin=b"[3]")
     assert ok.returncode == 0 and json.loads(ok.stdout) == [3]
+
+
+def test_inspect_shows_what_is_wrong_with_a_module_it_cannot_run(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.wat"
+    bad.write_text('(module (memory (export "memory") 1) (func (export "run")))')
+    proc = edgewasm("inspect", str(bad))
+    out = proc.stdout.decode()
+    assert proc.returncode == 0, proc.stderr
+    assert "run: func ()" in out and "abi:     not runnable:" in out and "undefined export infer" in out

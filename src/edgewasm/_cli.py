@@ -273,33 +273,47 @@ def compile_cmd(module: str, output: str | None, opt_level: str, fuel: bool, no_
 @_errors
 def inspect(ctx: click.Context, module: str) -> None:
     """Show MODULE's imports, exports, ABI verdict and sizes."""
-    from ._abi import check, describe_exports
+    import wasmtime
+
+    from ._abi import describe_exports
+    from ._engine import engine_for
     from ._errors import AbiError
     from ._loader import load_module
+    from ._source import open_source
 
-    loaded = load_module(module, EngineSettings(), _disk(ctx))
-    size = os.path.getsize(module)
-    click.echo(f"module:  {module} ({size} bytes, sha256 {loaded.module_sha256[:16]}...)")
-    if loaded.artifact is not None and loaded.artifact.exists():
+    try:
+        loaded = load_module(module, EngineSettings(), _disk(ctx))
+        wasm_module, sha256, needs, problem = loaded.module, loaded.module_sha256, loaded.needs, None
+    except AbiError as e:
+        # Not runnable, but still worth showing: compile it bare (a .cwasm never gets here, since
+        # `edgewasm compile` refuses what the ABI rejects).
+        loaded, problem = None, e
+        source = open_source(module)
+        wasm_module, sha256, needs = (
+            wasmtime.Module(engine_for(EngineSettings()), source.wasm),
+            source.sha256,
+            source.needs,
+        )
+    click.echo(f"module:  {module} ({os.path.getsize(module)} bytes, sha256 {sha256[:16]}...)")
+    if loaded is not None and loaded.artifact is not None and loaded.artifact.exists():
         click.echo(f"compiled: {loaded.artifact} ({loaded.artifact.stat().st_size} bytes, {loaded.origin})")
     click.echo("imports:")
-    for imp in loaded.module.imports:
+    for imp in wasm_module.imports:
         click.echo(f"  {imp.module}.{imp.name}")
     click.echo("exports:")
-    for name, ty in describe_exports(loaded.module).items():
+    for name, ty in describe_exports(wasm_module).items():
         click.echo(f"  {name}: {ty}")
-    try:
-        verdict = check(loaded.module, module)
-        extra = ", uses WASI-NN" if verdict.imports_wasi_nn else ""
+    if loaded is None:
+        click.echo(f"abi:     not runnable: {problem.one_line() if problem else ''}")
+    else:
+        extra = ", uses WASI-NN" if loaded.verdict.imports_wasi_nn else ""
         click.echo(
-            f"abi:     {verdict.kind} (edgewasm ABI v1{extra})"
-            if verdict.kind == "reactor"
+            f"abi:     {loaded.verdict.kind} (edgewasm ABI v1{extra})"
+            if loaded.verdict.kind == "reactor"
             else f"abi:     WASI command (_start){extra}"
         )
-    except AbiError as e:
-        click.echo(f"abi:     not runnable: {e.one_line()}")
-    if loaded.needs:
-        click.echo(f"needs:   {', '.join(sorted(loaded.needs))}")
+    if needs:
+        click.echo(f"needs:   {', '.join(sorted(needs))}")
 
 
 @cli.group()

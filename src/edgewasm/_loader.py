@@ -14,7 +14,7 @@ from . import _abi, _artifact, _host
 from ._cache import DiskCache, entry_key
 from ._engine import EngineSettings, engine_for
 from ._errors import ArtifactError, ModuleLoadError
-from ._source import Source, custom_needs, open_source
+from ._source import Source, open_source
 
 
 @dataclasses.dataclass(frozen=True)
@@ -233,8 +233,9 @@ def compile_to(module: str | os.PathLike[str] | bytes, output: Path, settings: E
         raise ModuleLoadError(f"{source.name} is already a compiled artifact", hint="pass the .wasm or .wat file")
     engine = engine_for(settings)
     compiled = _compile(source, engine)
-    loaded = _finish(source, settings, compiled, source.needs, "compiled", output)
-    meta = _artifact_meta(source, settings, custom_needs(source.wasm), loaded.verdict)
+    needs = source.needs
+    loaded = _finish(source, settings, compiled, needs, "compiled", output)
+    meta = _artifact_meta(source, settings, needs, loaded.verdict)
     _artifact.write_atomic(output, compiled.serialize(), meta)
     return loaded
 
