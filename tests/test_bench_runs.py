@@ -64,16 +64,7 @@ def test_report_renders_a_real_run(tmp_path: Path) -> None:
     raw = json.loads(results.read_text())
     assert raw["edgewasm"]["versions"]["wasmtime"]
     assert all(len(b["quantiles"]) == 101 for b in raw["benchmarks"])
-    out = tmp_path / "benchmarks.md"
-    rep = subprocess.run(
-        [sys.executable, "bench/report.py", str(results), "--out", str(out), "--img", str(tmp_path / "img")],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert rep.returncode == 0, rep.stderr
-    text = out.read_text()
+    text = _report(results, tmp_path)
     assert "| #2 | small request" in text and "not measured" in text  # the pipeline goals were not run here
     assert "Extism Python SDK" in text
     if importlib.util.find_spec("matplotlib") is not None:
@@ -94,20 +85,25 @@ def test_report_refuses_a_disabled_run(tmp_path: Path) -> None:
     assert not (tmp_path / "x.md").exists()
 
 
-@pytest.mark.skipif(not RESULTS.is_file(), reason="no committed bench/results/latest.json")
-def test_docs_match_the_committed_results(tmp_path: Path) -> None:
-    """docs/benchmarks.md is generated, never hand-edited: regenerating it from the committed JSON changes nothing."""
-    if importlib.util.find_spec("matplotlib") is None:
-        pytest.skip("matplotlib missing: the report would add a note about the plots")
+def _report(results: Path, tmp_path: Path) -> str:
+    """Run bench/report.py on `results` into tmp_path; the Markdown it wrote."""
     out = tmp_path / "benchmarks.md"
     rep = subprocess.run(
-        [sys.executable, "bench/report.py", str(RESULTS), "--out", str(out), "--img", str(tmp_path / "img")],
+        [sys.executable, "bench/report.py", str(results), "--out", str(out), "--img", str(tmp_path / "img")],
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=120,
     )
     assert rep.returncode == 0, rep.stderr
-    assert out.read_text() == (ROOT / "docs" / "benchmarks.md").read_text(), (
+    return out.read_text()
+
+
+@pytest.mark.skipif(not RESULTS.is_file(), reason="no committed bench/results/latest.json")
+def test_docs_match_the_committed_results(tmp_path: Path) -> None:
+    """docs/benchmarks.md is generated, never hand-edited: regenerating it from the committed JSON changes nothing."""
+    if importlib.util.find_spec("matplotlib") is None:
+        pytest.skip("matplotlib missing: the report would add a note about the plots")
+    assert _report(RESULTS, tmp_path) == (ROOT / "docs" / "benchmarks.md").read_text(), (
         "docs/benchmarks.md differs from `python bench/report.py bench/results/latest.json`: regenerate it"
     )
