@@ -206,6 +206,7 @@ def load(
     cache: bool | str | os.PathLike[str] | DiskCache = True,
     opt_level: OptLevel = "speed",
     stderr: bool = False,
+    allow_precompiled: bool = False,
 ) -> Guest:
     """Load a guest (.wasm, .wat or .cwasm), compiling it ahead of time through the artifact cache.
 
@@ -213,9 +214,10 @@ def load(
     dirs: `{guest_path: host_path}` preopened read-only, or `Mount`/"HOST::GUEST[:rw]" items.
     models: the model store for guests that ask for it (None: the default store; False: never mount).
     nn_preload: WASI-NN models the host loads for `load_by_name` ("NAME:ENCODING:TARGET:PATH[:PATH]").
+    allow_precompiled: run a `.cwasm`, native code the sandbox cannot check (see docs/cache.md); refused without.
     """
     settings = EngineSettings(opt_level=opt_level, fuel=fuel is not None, epoch=timeout is not None)
-    loaded = load_module(module, settings, _cache_for(cache))
+    loaded = load_module(module, settings, _cache_for(cache), allow_precompiled=allow_precompiled)
     sandbox = Sandbox.build(
         timeout=timeout, memory_limit=memory_limit, fuel=fuel, dirs=dirs, env=env, args=args, inherit_stderr=stderr
     )
