@@ -21,7 +21,7 @@ import wasmtime
 from . import _codec
 from ._cache import DiskCache
 from ._command import CommandResult, run_command
-from ._engine import EngineSettings, OptLevel
+from ._engine import EngineSettings, OptLevel, check_timeout
 from ._errors import AbiError, GuestError, ModuleLoadError
 from ._instance import Instance, raw_bytes
 from ._loader import Loaded, load_module, wasi_instance_pre
@@ -216,6 +216,7 @@ def load(
     nn_preload: WASI-NN models the host loads for `load_by_name` ("NAME:ENCODING:TARGET:PATH[:PATH]").
     allow_precompiled: run a `.cwasm`, native code the sandbox cannot check (see docs/cache.md); refused without.
     """
+    timeout = check_timeout(timeout)
     settings = EngineSettings(opt_level=opt_level, fuel=fuel is not None, epoch=timeout is not None)
     loaded = load_module(module, settings, _cache_for(cache), allow_precompiled=allow_precompiled)
     sandbox = Sandbox.build(
