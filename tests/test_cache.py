@@ -15,11 +15,9 @@ from pathlib import Path
 import pytest
 
 import edgewasm
-from _privileges import NOBODY, as_nobody, needs_root
+from _privileges import NOBODY, as_nobody, make_read_only, needs_root, shared_dir  # noqa: F401  (fixtures)
 from edgewasm import _artifact, _key, _loader
 from edgewasm._engine import EngineSettings, engine_for
-
-pytest_plugins = ["_privileges"]  # fixtures: shared_dir, make_read_only
 
 
 def _load_fresh(path: Path, **kw: object) -> edgewasm.Guest:
@@ -205,7 +203,10 @@ def test_a_cache_directory_others_can_write_is_not_used(wasm_dir: Path, tmp_path
 
 
 @needs_root
-def test_a_cache_directory_another_user_owns_is_not_used_even_by_root(wasm_dir: Path, shared_dir: Path) -> None:
+def test_a_cache_directory_another_user_owns_is_not_used_even_by_root(
+    wasm_dir: Path,
+    shared_dir: Path,  # noqa: F811
+) -> None:
     """nobody makes the cache directory and plants another module's code in it, trailer recomputed; root must not
     map it (root can read anything: ownership, not permission, decides)."""
     cache = shared_dir / "cache"

@@ -10,9 +10,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from _privileges import NOBODY, needs_root
-
-pytest_plugins = ["_privileges"]  # fixtures: shared_dir, make_read_only
+from _privileges import NOBODY, make_read_only, needs_root, shared_dir  # noqa: F401  (fixtures)
 
 EXE = [sys.executable, "-m", "edgewasm"]
 
@@ -69,7 +67,10 @@ def test_cache_clear_that_cannot_clear_fails(tmp_path: Path) -> None:
 
 
 @needs_root
-def test_cache_clear_refuses_another_users_directory(wasm_dir: Path, shared_dir: Path) -> None:
+def test_cache_clear_refuses_another_users_directory(
+    wasm_dir: Path,
+    shared_dir: Path,  # noqa: F811
+) -> None:
     cache = shared_dir / "theirs"
     assert edgewasm("--cache-dir", str(cache), "run", str(wasm_dir / "echo.wat"), stdin=b"1").returncode == 0
     os.chown(cache, NOBODY, NOBODY)
@@ -80,7 +81,7 @@ def test_cache_clear_refuses_another_users_directory(wasm_dir: Path, shared_dir:
 
 
 def test_cache_clear_that_removes_nothing_fails(
-    wasm_dir: Path, tmp_path: Path, make_read_only: Callable[[Path], None]
+    wasm_dir: Path, tmp_path: Path, make_read_only: Callable[[Path], None]  # noqa: F811
 ) -> None:
     cache = tmp_path / "ro"
     assert edgewasm("--cache-dir", str(cache), "run", str(wasm_dir / "echo.wat"), stdin=b"1").returncode == 0

@@ -87,7 +87,7 @@ class DiskCache:
     def _unwritable(self, e: OSError) -> None:
         _warn(
             f"cannot write the artifact cache {self.dir}: {e.strerror or e}; modules are compiled at every start "
-            f"(hint: free space or fix its permissions, or {_HINT})",
+            f"(hint: make it a writable directory with free space, or {_HINT})",
             once_for=(str(self.dir), "unwritable"),
         )
 
