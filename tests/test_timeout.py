@@ -166,6 +166,12 @@ def test_a_meaningless_timeout_is_a_sandbox_error(wasm_dir: Path, timeout: objec
     assert "None" in refused.value.one_line()
 
 
+def test_numpy_seconds_are_seconds(wasm_dir: Path) -> None:
+    import numpy as np
+
+    assert edgewasm.load(wasm_dir / "echo.wat", timeout=np.int64(2)).sandbox.timeout == 2.0  # type: ignore[arg-type]
+
+
 def test_deadlines_never_overflow() -> None:
     assert _engine.deadline_ticks(1e300) == _engine.NO_DEADLINE_TICKS
     assert _engine.deadline_ticks(math.inf) == _engine.NO_DEADLINE_TICKS

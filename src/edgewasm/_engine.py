@@ -10,6 +10,7 @@ import atexit
 import dataclasses
 import functools
 import json
+import numbers
 import os
 import threading
 from typing import Any, Literal
@@ -181,7 +182,7 @@ def check_timeout(timeout: object) -> float | None:
     (on the command line, `--timeout 0` means no limit)."""
     if timeout is None:
         return None
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+    if isinstance(timeout, bool) or not isinstance(timeout, numbers.Real):
         raise SandboxError(
             f"timeout must be a number of seconds, got {timeout!r}", hint="pass seconds, or None for no limit"
         )
