@@ -94,7 +94,7 @@ def test_compile_then_run_the_artifact(wasm_dir: Path, tmp_path: Path) -> None:
     proc = edgewasm("compile", str(wasm_dir / "echo.wat"), "-o", str(out))
     assert proc.returncode == 0, proc.stderr
     assert b"reactor guest" in proc.stdout and out.exists()
-    run = edgewasm("run", str(out), stdin=b'{"x": 1}')
+    run = edgewasm("run", "--allow-precompiled", str(out), stdin=b'{"x": 1}')
     assert json.loads(run.stdout) == {"x": 1}
     # another machine's artifact: forge the CPU in its trailer and expect a refusal, never a SIGILL
     from edgewasm import _artifact
@@ -103,7 +103,8 @@ def test_compile_then_run_the_artifact(wasm_dir: Path, tmp_path: Path) -> None:
     elf = out.read_bytes()[: meta["elf_size"]]
     meta["engine"]["host"]["cpu"] = "0123456789abcdef"
     _artifact.write_atomic(out, elf, {k: v for k, v in meta.items() if not k.startswith("elf_")})
-    assert_one_line_error(edgewasm("run", str(out), stdin=b"{}"), 2, "another CPU features", "edgewasm compile")
+    foreign = edgewasm("run", "--allow-precompiled", str(out), stdin=b"{}")
+    assert_one_line_error(foreign, 2, "another CPU features", "edgewasm compile")
 
 
 def test_inspect_shows_exports_and_verdict(wasm_dir: Path) -> None:
@@ -141,8 +142,9 @@ def test_usage_errors_are_one_line_too(wasm_dir: Path) -> None:
 def test_artifact_settings_must_fit_the_run(wasm_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "fast.cwasm"
     assert edgewasm("compile", str(wasm_dir / "echo.wat"), "--no-timeout", "-o", str(out)).returncode == 0
-    assert_one_line_error(edgewasm("run", str(out), stdin=b"{}"), 2, "no timeout", "--no-timeout")
-    ok = edgewasm("run", str(out), "--timeout", "0", stdin=b"[3]")
+    refused = edgewasm("run", "--allow-precompiled", str(out), stdin=b"{}")
+    assert_one_line_error(refused, 2, "no timeout", "--no-timeout")
+    ok = edgewasm("run", "--allow-precompiled", str(out), "--timeout", "0", stdin=b"[3]")
     assert ok.returncode == 0 and json.loads(ok.stdout) == [3]
 
 

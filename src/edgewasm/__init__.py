@@ -7,7 +7,7 @@
 See docs/abi.md for what a guest exports and README.md for the command line.
 """
 
-from ._cache import CacheWarning, DiskCache
+from ._cache import CacheError, CacheWarning, DiskCache
 from ._command import CommandResult
 from ._errors import (
     AbiError,
@@ -30,6 +30,7 @@ __version__ = "0.1.0"
 __all__ = [
     "AbiError",
     "ArtifactError",
+    "CacheError",
     "CacheWarning",
     "CommandResult",
     "DiskCache",

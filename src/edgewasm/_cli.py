@@ -181,6 +181,7 @@ def _parse_env(items: tuple[str, ...]) -> dict[str, str]:
     help="WASI-NN model preloaded for load_by_name (repeatable); see docs/wasi-nn.md",
 )
 @click.option("--no-cache", is_flag=True, help="compile without the artifact cache")
+@click.option("--allow-precompiled", is_flag=True, help="run a .cwasm: native code the sandbox cannot check")
 @click.pass_context
 @_errors
 def run(
@@ -202,6 +203,7 @@ def run(
     no_models: bool,
     nn_preload: tuple[str, ...],
     no_cache: bool,
+    allow_precompiled: bool,
 ) -> None:
     """Run MODULE (.wasm, .wat or .cwasm): an infer guest gets the request (JSON or msgpack on stdin) and
     its answer is printed as JSON; a WASI command gets stdin, and its stdout and exit code are passed through."""
@@ -220,6 +222,7 @@ def run(
         nn_preload=list(nn_preload),
         cache=_cache(ctx, no_cache),
         stderr=True,
+        allow_precompiled=allow_precompiled,
     )
     if guest.kind == "command":
         if image:
@@ -264,7 +267,10 @@ def compile_cmd(module: str, output: str | None, opt_level: str, fuel: bool, no_
     out = Path(output) if output else Path(module).with_suffix(".cwasm")
     settings = EngineSettings(opt_level=opt_level, fuel=fuel, epoch=not no_timeout)  # type: ignore[arg-type]
     loaded = compile_to(module, out, settings)
-    click.echo(f"{out}: {loaded.verdict.kind} guest, {out.stat().st_size} bytes, for this host only")
+    click.echo(
+        f"{out}: {loaded.verdict.kind} guest, {out.stat().st_size} bytes, for this host only "
+        f"(run it with `edgewasm run --allow-precompiled {out}`)"
+    )
 
 
 @cli.command()

@@ -21,7 +21,7 @@ import wasmtime
 from . import _codec
 from ._cache import DiskCache
 from ._command import CommandResult, run_command
-from ._engine import EngineSettings, OptLevel
+from ._engine import EngineSettings, OptLevel, check_timeout
 from ._errors import AbiError, GuestError, ModuleLoadError
 from ._instance import Instance, raw_bytes
 from ._loader import Loaded, load_module, wasi_instance_pre
@@ -206,6 +206,7 @@ def load(
     cache: bool | str | os.PathLike[str] | DiskCache = True,
     opt_level: OptLevel = "speed",
     stderr: bool = False,
+    allow_precompiled: bool = False,
 ) -> Guest:
     """Load a guest (.wasm, .wat or .cwasm), compiling it ahead of time through the artifact cache.
 
@@ -213,9 +214,11 @@ def load(
     dirs: `{guest_path: host_path}` preopened read-only, or `Mount`/"HOST::GUEST[:rw]" items.
     models: the model store for guests that ask for it (None: the default store; False: never mount).
     nn_preload: WASI-NN models the host loads for `load_by_name` ("NAME:ENCODING:TARGET:PATH[:PATH]").
+    allow_precompiled: run a `.cwasm`, native code the sandbox cannot check (see docs/cache.md); refused without.
     """
+    timeout = check_timeout(timeout)
     settings = EngineSettings(opt_level=opt_level, fuel=fuel is not None, epoch=timeout is not None)
-    loaded = load_module(module, settings, _cache_for(cache))
+    loaded = load_module(module, settings, _cache_for(cache), allow_precompiled=allow_precompiled)
     sandbox = Sandbox.build(
         timeout=timeout, memory_limit=memory_limit, fuel=fuel, dirs=dirs, env=env, args=args, inherit_stderr=stderr
     )
