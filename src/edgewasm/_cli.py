@@ -192,10 +192,17 @@ def _jsonable(obj: Any, depth: int = 0) -> Any:
         return obj.tolist()
     if isinstance(obj, (bytes, bytearray, memoryview)):
         return {"$base64": base64.b64encode(bytes(obj)).decode()}
+    # Loops, not comprehensions: a comprehension is a frame of its own, and deep responses count frames.
     if isinstance(obj, dict):
-        return {str(k): _jsonable(v, depth + 1) for k, v in obj.items()}
+        out = {}
+        for k, v in obj.items():
+            out[str(k)] = _jsonable(v, depth + 1)
+        return out
     if isinstance(obj, (list, tuple)) and not isinstance(obj, msgpack.ExtType):
-        return [_jsonable(v, depth + 1) for v in obj]
+        items = []
+        for v in obj:
+            items.append(_jsonable(v, depth + 1))
+        return items
     if isinstance(obj, msgpack.ExtType):
         return {"$ext": obj.code, "$base64": base64.b64encode(obj.data).decode()}
     if isinstance(obj, msgpack.Timestamp):
@@ -457,6 +464,8 @@ def main() -> None:
 
 
 def _main() -> int:
+    # Room for messages as deep as msgpack allows, through json and _jsonable (Python frames are cheap here).
+    sys.setrecursionlimit(max(sys.getrecursionlimit(), 8 * _codec.MAX_DEPTH))
     try:
         cli.main(prog_name="edgewasm", standalone_mode=False)
     except click.exceptions.NoArgsIsHelpError as e:

@@ -29,8 +29,8 @@ DTYPES = frozenset(
     ["bool", "int8", "uint8", "int16", "uint16", "int32", "uint32", "int64", "uint64", "float16", "float32", "float64"]
 )
 _ARRAY_KEYS = frozenset(("dtype", "shape", "data"))
-#: The deepest nesting of arrays and maps a request may have: msgpack's encoder refuses deeper ones.
-MAX_DEPTH = 511
+#: The deepest nesting of arrays and maps a message may have: msgpack's encoder and decoder refuse deeper ones.
+MAX_DEPTH = 1024
 
 
 class _HasArray(Exception):
@@ -196,6 +196,6 @@ def decode(buf: Any) -> Any:
     try:
         return msgpack.unpackb(buf, object_hook=_array_hook, raw=False, strict_map_key=False)
     except msgpack.StackError:
-        raise ValueError("it nests too deeply") from None
+        raise ValueError(f"it nests deeper than {MAX_DEPTH} levels") from None
     except TypeError as e:  # a list, map or array as a map key: "unhashable type"
         raise ValueError(f"a map key is an array or a map ({e})") from None
