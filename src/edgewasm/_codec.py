@@ -49,6 +49,8 @@ def _scalar_default(obj: Any) -> Any:
             raise _HasArray
         if isinstance(obj, np.generic):
             return obj.item()
+    if isinstance(obj, int):
+        raise OverflowError(f"the integer {obj} does not fit in msgpack's 64 bits")
     raise TypeError(f"cannot send a {type(obj).__name__} to a guest")
 
 
@@ -123,7 +125,7 @@ class _Writer:
             for k, v in obj.items():
                 self.value(k, depth + 1)
                 self.value(v, depth + 1)
-        elif isinstance(obj, (list, tuple)):
+        elif isinstance(obj, (list, tuple)) and not isinstance(obj, msgpack.ExtType):  # ExtType is a namedtuple
             self.packer.pack_array_header(len(obj))
             for v in obj:
                 self.value(v, depth + 1)

@@ -123,6 +123,17 @@ class Sandbox:
             raise SandboxError(f"timeout must be a positive number of seconds, got {timeout}")
         if fuel is not None and (isinstance(fuel, bool) or not isinstance(fuel, int) or fuel <= 0):
             raise SandboxError(f"fuel must be a positive number of instructions, got {fuel!r}")
+        for key, value in (env or {}).items():
+            if not isinstance(key, str) or not isinstance(value, str) or not key or "=" in key or "\0" in key + value:
+                raise SandboxError(
+                    f"cannot pass the environment variable {key!r}={value!r} to the guest",
+                    hint="names are non-empty without '=' or NUL, values strings without NUL",
+                )
+        for arg in args:
+            if not isinstance(arg, str) or "\0" in arg:
+                raise SandboxError(
+                    f"cannot pass the argument {arg!r} to the guest", hint="arguments are strings without NUL"
+                )
         mounts: list[Mount] = []
         if isinstance(dirs, Mapping):
             # {guest_path: host_path}, as in `dirs={"/models": "/srv/models"}`.
