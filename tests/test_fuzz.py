@@ -167,6 +167,10 @@ def test_deep_requests_work_or_are_request_errors(leaf: Any, depth: int) -> None
         reply = ECHO.infer(value)
     except edgewasm.RequestError as e:
         assert "nests deeper" in str(e)
+    except edgewasm.AbiError as e:
+        # msgpack's encoder writes one level more than its decoder reads (1025): the echo of such a request
+        # cannot be decoded, which is an AbiError (the long profile found the case).
+        assert "nests deeper than 1024 levels" in str(e)
     else:  # compared as msgpack: a recursive comparison would need more stack than pytest leaves
         assert msgpack.packb(reply) == msgpack.packb(value)
     _still_serving()
@@ -202,6 +206,7 @@ def test_sizes_parse_or_are_sandbox_errors(text: str) -> None:
 
 
 @given(st.text(max_size=40), st.text(max_size=20), st.booleans())
+@example("~0", "0", False)  # a user that does not exist: expanduser raised RuntimeError (found by the long profile)
 def test_dir_specs_mount_or_are_sandbox_errors(host: str, guest: str, rw: bool) -> None:
     from edgewasm._sandbox import Mount
 

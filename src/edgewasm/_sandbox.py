@@ -83,7 +83,12 @@ class Mount:
                 f"cannot preopen {str(self.host)!r} as {self.guest!r}: empty or invalid path",
                 hint="write --dir HOST::GUEST, e.g. --dir ./data::/data",
             )
-        host = self.host.expanduser().resolve()
+        try:
+            host = self.host.expanduser().resolve()
+        except (RuntimeError, OSError) as e:  # `~nobody/x` for a user that does not exist, a symlink loop
+            raise SandboxError(
+                f"cannot preopen {self.host} for the guest: {e}", hint="fix the --dir HOST::GUEST argument"
+            ) from None
         if not host.is_dir():
             raise SandboxError(
                 f"cannot preopen {self.host} for the guest: not a directory",
