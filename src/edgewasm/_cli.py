@@ -148,12 +148,14 @@ _IMAGES = ((b"\xff\xd8\xff", "a JPEG image"), (b"\x89PNG\r\n\x1a\n", "a PNG imag
 
 def _read_request(data: bytes, fmt: str, module: str = "MODULE") -> Any:
     """The request from stdin or --request: JSON or msgpack, or one clear RequestError."""
-    for magic, what in _IMAGES:
-        if data.startswith(magic) or (data[:4] == b"RIFF" and data[8:12] == b"WEBP" and (what := "a WebP image")):
-            raise RequestError(
-                f"the request is {what}, not JSON or msgpack",
-                hint=f"send a photo with --image: edgewasm run {module} --image photo.jpg",
-            )
+    what = next((what for magic, what in _IMAGES if data.startswith(magic)), None)
+    if what is None and data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        what = "a WebP image"
+    if what is not None:
+        raise RequestError(
+            f"the request is {what}, not JSON or msgpack",
+            hint=f"send a photo with --image: edgewasm run {module} --image photo.jpg",
+        )
     if fmt == "msgpack" or (fmt == "auto" and data[:1] not in b'{["0123456789-tfn \t\r\n'):
         try:
             return _codec.decode(data)
