@@ -43,8 +43,8 @@ pub mod __private {
 /// Exports `infer(ptr, len) -> i64` calling `handler: fn(Req) -> Result<Resp, GuestError>`.
 ///
 /// `Req` is any `serde::de::DeserializeOwned` type, read by [`decode`] (a struct only from a msgpack map, never
-/// from an array; a request that does not decode becomes a `bad_request` error map without reaching the handler). `Resp` is any
-/// `serde::Serialize` type; structs are written as msgpack maps with their field names.
+/// from an array; a request that does not decode becomes a `bad_request` error map without reaching the
+/// handler). `Resp` is any `serde::Serialize` type; structs are written as msgpack maps with their field names.
 #[macro_export]
 macro_rules! export_infer {
     ($handler:expr) => {
