@@ -84,8 +84,8 @@ def test_guest_top1_matches_onnxruntime(classifier: tuple[str, edgewasm.Guest], 
     want = int(np.argmax(logits))
     reply = guest.infer({"pixels": pixels, "top_k": 5, "return_logits": True})
     assert reply["class_id"] == want, f"{backend}/{photo}: {reply['label']} vs class {want}"
-    assert [t["class_id"] for t in reply["top5"]][:1] == [want]
-    assert len(reply["top5"]) == 5
+    assert [t["class_id"] for t in reply["top_k"]][:1] == [want]
+    assert len(reply["top_k"]) == 5
     assert set(reply["stages_ms"]) == {"load", "decode", "preprocess", "inference", "postprocess"}
     # the same preprocessed tensor: the logits themselves agree with ONNX Runtime in Python
     exact = guest.infer({"tensor": hwc, "return_logits": True})
@@ -110,7 +110,7 @@ def test_guest_without_preload_reports_not_found(model_store: Path) -> None:  # 
         assert err.value.kind == "not_found"
         assert "--nn-preload" in err.value.message
         # the host keeps serving: the bytes mode works on the same instance
-        assert guest.infer({"tensor": np.zeros((224, 224, 3), np.float32), "load": "bytes"})["top5"]
+        assert guest.infer({"tensor": np.zeros((224, 224, 3), np.float32), "load": "bytes"})["top_k"]
 
 
 def test_store_id_preload(model_store: Path, monkeypatch: pytest.MonkeyPatch, reference: Any) -> None:  # noqa: F811
@@ -268,7 +268,7 @@ def test_guest_request_forms_and_errors(model_store: Path, reference: Any, monke
         assert guest.infer({"image_data": floats, "width": w, "height": h})["class_id"] == want
         echoed = guest.infer({"tensor": hwc, "return_tensor": True, "top_k": 3})
         np.testing.assert_array_equal(echoed["tensor"], hwc)
-        assert len(echoed["top5"]) == 3
+        assert len(echoed["top_k"]) == 3
         bad = hwc.copy()
         bad[5, 6, 1] = np.nan
         cases: list[tuple[dict[str, Any], str, str]] = [
