@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import wasmtime
 
-from edgewasm.nn import NnErrno, WasiNN, imports_wasi_nn
+from edgewasm.nn import NnErrno, NnLimits, WasiNN, imports_wasi_nn
 from edgewasm.nn._host import _store_key
 from test_nn_support import RawGuest, tiny_expected, tiny_onnx
 
@@ -62,6 +62,14 @@ MISUSES: dict[str, NnErrno] = {
 X = np.array([1, 2, 3, 4], dtype=np.float32)
 
 
+@pytest.fixture(autouse=True)
+def fresh_log_limits() -> None:
+    """Unexpected host errors are logged at most once a minute per kind; each test starts with a clean slate."""
+    from edgewasm.nn import _host
+
+    _host._ratelog.reset()
+
+
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("nn") / "tiny.onnx"
@@ -71,8 +79,9 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module", params=[True, False], ids=["unchecked-calls", "define_func"])
 def nn(tiny_model: Path, request: pytest.FixtureRequest) -> WasiNN:
-    """Both ways of registering the host functions: wasmtime's unchecked C API (default) and Linker.define_func."""
-    return WasiNN([f"default:ONNX:CPU:{tiny_model}"], fast_calls=request.param)
+    """Both ways of registering the host functions: wasmtime's unchecked C API (default) and Linker.define_func.
+    nn_misuse.wat makes a context per scenario and never frees one: its budget allows all of them."""
+    return WasiNN([f"default:ONNX:CPU:{tiny_model}"], fast_calls=request.param, limits=NnLimits(contexts=1024))
 
 
 @pytest.fixture(scope="module")
@@ -232,7 +241,7 @@ def test_load_from_guest_bytes_and_unload(nn: WasiNN) -> None:
 
 
 def test_handle_limits(tiny_model: Path) -> None:
-    nn = WasiNN([f"default:ONNX:CPU:{tiny_model}"], max_contexts=3)
+    nn = WasiNN([f"default:ONNX:CPU:{tiny_model}"], limits=NnLimits(contexts=3))
     g = RawGuest(nn, "nn_probe.wat")
     g.write(b"default", 0)
     assert g.call("load_by_name", 0, 7, 0x100) == 0

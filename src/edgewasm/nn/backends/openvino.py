@@ -1,4 +1,12 @@
-"""OpenVINO backend (encoding 0): IR xml + weights, compiled once per graph, one infer request per context."""
+"""OpenVINO backend (encoding 0): IR xml + weights, compiled once per graph, one infer request per context.
+
+`Core.read_model(text, weights)` offers the text to every frontend, not only the IR's: the ONNX frontend takes
+ONNX bytes and resolves their external data against the host's working directory. A guest's first builder must
+therefore be IR XML, checked so that no other frontend can claim it: it starts with `<`, which no protobuf (ONNX,
+Paddle, TensorFlow), flatbuffer (TFLite) or GGUF file can, and holds no DTD and no `__weights_path` (the rt_info
+key OpenVINO's weightless cache reads a weights file path from). The IR frontend reads the weights from the second
+builder's bytes. At a guest call's deadline the infer request is cancelled.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +19,26 @@ import openvino as ov
 
 from .._enums import ExecutionTarget
 from .._errno import NnErrno, NnError
+from .._watchdog import at_deadline
 from ._base import Backend, BackendOptions, Context, Graph, InputSpec, model_error, unsupported_target
+from ._onnxrefs import ModelRefused
+
+
+def check_ir_xml(blob: bytes) -> str:
+    """The text of a guest's IR xml builder; ModelRefused for anything another frontend could read, or that names
+    a file; runtime_error for text that is not UTF-8."""
+    if not blob.startswith(b"<"):
+        raise ModelRefused("OpenVINO's first builder must be IR XML (starting with '<'); other model formats "
+                           "from guest memory could make the host read files")  # fmt: skip
+    try:
+        text = blob.decode("utf-8")
+    except UnicodeDecodeError:
+        raise NnError(NnErrno.RUNTIME_ERROR, "openvino cannot load the model: the IR XML is not UTF-8") from None
+    if "<!DOCTYPE" in text or "<!ENTITY" in text:
+        raise ModelRefused("the IR XML has a DTD (OpenVINO's IR has none; entities can name files)")
+    if "__weights_path" in text:
+        raise ModelRefused("the IR XML names a weights file (__weights_path)")
+    return text
 
 
 def _dtype(element_type: Any) -> np.dtype[np.generic] | None:
@@ -38,7 +65,12 @@ class OpenVinoContext(Context):
             for i, arr in enumerate(inputs):
                 # shared_memory: OpenVINO reads the guest's buffer in place during infer().
                 self._request.set_input_tensor(i, ov.Tensor(arr, shared_memory=True))
-            self._request.infer()
+            with at_deadline(self._request.cancel) as timed:
+                if timed:
+                    self._request.start_async()
+                    self._request.wait()  # returns (or raises) once the request has stopped reading guest memory
+                else:
+                    self._request.infer()
             outputs = [self._request.get_output_tensor(i).data for i in range(self._n_outputs)]
             return [np.array(o, copy=True) for o in outputs]
         except Exception as exc:
@@ -98,9 +130,10 @@ class OpenVinoBackend(Backend):
     def load(self, blobs: Sequence[bytes], target: ExecutionTarget) -> Graph:
         self._device(target)  # an unavailable target fails before the (slow) model read
         xml, weights = blobs
+        text = check_ir_xml(xml)
         weights_array = np.frombuffer(weights, dtype=np.uint8)
         try:
-            model = self._core.read_model(model=xml.decode("utf-8"), weights=ov.Tensor(weights_array))
+            model = self._core.read_model(model=text, weights=ov.Tensor(weights_array))
         except Exception as exc:
             raise model_error("openvino", exc) from exc
         return self._compile(model, target, weights_array)

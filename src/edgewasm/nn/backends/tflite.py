@@ -1,5 +1,11 @@
 """TensorFlow Lite backend (encoding 4) on LiteRT (`ai-edge-litert`): one Interpreter per context,
-because an Interpreter is not thread-safe and owns its tensors."""
+because an Interpreter is not thread-safe and owns its tensors.
+
+A guest's flatbuffer may not declare custom ops (Flex ops are custom ops: with a Flex delegate in the process they
+run TensorFlow kernels such as ReadFile) or external buffers (weights in a named file; LiteRT 2.x does not load them
+from `model_content`, and must never start to for a guest). LiteRT's Python Interpreter cannot be cancelled: past
+a guest call's deadline `invoke` runs to its end, and the call then stops with `GuestTimeout`.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +18,31 @@ from ai_edge_litert.interpreter import Interpreter
 from .._enums import ExecutionTarget
 from .._errno import NnErrno, NnError
 from ._base import Backend, BackendOptions, Context, Graph, InputSpec, model_error, unsupported_target
+from ._onnxrefs import ModelRefused
+
+
+def check_self_contained(blob: bytes) -> None:
+    """ModelRefused for custom ops or external buffers; runtime_error for bytes the check cannot read (it fails
+    closed: LiteRT's verifier would refuse them too)."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    try:
+        model = schema.Model.GetRootAs(blob, 0)
+        n_codes = model.OperatorCodesLength()
+        if n_codes > len(blob) // 4:
+            raise ValueError("operator code vector longer than the model")
+        custom = schema.BuiltinOperator.CUSTOM
+        for i in range(n_codes):
+            code = model.OperatorCodes(i)
+            if code is not None and custom in (code.BuiltinCode(), code.DeprecatedBuiltinCode()):
+                name = (code.CustomCode() or b"").decode("utf-8", "replace")[:64]
+                raise ModelRefused(f"custom op {name!r} (custom and Flex ops are not accepted from guest memory)")
+        if not model.ExternalBufferGroupsIsNone() or not model.ExternalBuffersIsNone():
+            raise ModelRefused("the model declares external buffers (weights in a file)")
+    except NnError:
+        raise
+    except Exception as exc:
+        raise model_error("litert", exc) from None
 
 
 class TfliteContext(Context):
@@ -62,6 +93,7 @@ class TfliteBackend(Backend):
     def load(self, blobs: Sequence[bytes], target: ExecutionTarget) -> Graph:
         if target not in (ExecutionTarget.CPU, ExecutionTarget.AUTO):
             raise unsupported_target(target, "tensorflowlite")
+        check_self_contained(bytes(blobs[0]))
         try:
             return TfliteGraph(bytes(blobs[0]), self._options.threads)
         except Exception as exc:
