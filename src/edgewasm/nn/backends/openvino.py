@@ -61,11 +61,18 @@ class OpenVinoContext(Context):
         self._n_outputs = len(graph.compiled.outputs)
 
     def compute(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
+        cancelled = False
+
+        def cancel() -> None:
+            nonlocal cancelled
+            cancelled = True
+            self._request.cancel()
+
         try:
             for i, arr in enumerate(inputs):
                 # shared_memory: OpenVINO reads the guest's buffer in place during infer().
                 self._request.set_input_tensor(i, ov.Tensor(arr, shared_memory=True))
-            with at_deadline(self._request.cancel) as timed:
+            with at_deadline(cancel) as timed:
                 if timed:
                     self._request.start_async()
                     self._request.wait()  # returns (or raises) once the request has stopped reading guest memory
@@ -74,6 +81,8 @@ class OpenVinoContext(Context):
             outputs = [self._request.get_output_tensor(i).data for i in range(self._n_outputs)]
             return [np.array(o, copy=True) for o in outputs]
         except Exception as exc:
+            if cancelled:
+                raise NnError(NnErrno.RUNTIME_ERROR, "openvino: inference cancelled at the call's deadline") from exc
             first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
             raise NnError(NnErrno.RUNTIME_ERROR, f"openvino: {first}") from exc
 
