@@ -20,7 +20,7 @@ from _model_fixtures import model_store  # noqa: F401  (fixture)
 from _nn_script import COMPUTE, F32, GROW, GUEST, INIT, LOAD, LOAD_BY_NAME, ONNX, SET_INPUT, TFLITE, Script
 from _nn_slow import COLS, INPUT_DIMS, ROWS, slow_onnx, slow_openvino, slow_tflite
 from edgewasm import GuestTimeout, _deadline
-from edgewasm.nn import WasiNN, _graphcache
+from edgewasm.nn import NnLimits, WasiNN, _graphcache
 from test_nn_support import WASM
 
 NODES = 150  # several seconds of compute on each backend; the timeout is a fraction of that
@@ -94,7 +94,9 @@ def test_litert_call_stops_when_the_host_function_returns(caplog: pytest.LogCapt
     load (which builds a first interpreter) may be where it passes, too."""
     pytest.importorskip("ai_edge_litert")
     script = _compute_script((ROWS, COLS), [slow_tflite(NODES)], TFLITE)
-    with edgewasm.load(GUEST, timeout=TIMEOUT) as guest:
+    # each op packs the shared weight again: a context costs NODES times it, past the default model budget
+    limits = NnLimits(model_bytes=2 << 30)
+    with edgewasm.load(GUEST, timeout=TIMEOUT, nn_limits=limits) as guest:
         err = _stopped(guest, script, caplog)
     assert any(f"wasi_ephemeral_nn.{f}" in str(err) for f in ("load", "init_execution_context", "compute"))
 

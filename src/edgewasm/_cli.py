@@ -147,6 +147,17 @@ def _check_preloads(specs: tuple[str, ...]) -> tuple[str, ...]:
     return specs
 
 
+def _nn_limits(items: tuple[str, ...]) -> Any:
+    if not items:
+        return None
+    from .nn import NnLimits
+
+    try:
+        return NnLimits.parse(items)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--nn-limit") from None
+
+
 def _parse_env(items: tuple[str, ...]) -> dict[str, str]:
     env = {}
     for item in items:
@@ -180,6 +191,14 @@ def _parse_env(items: tuple[str, ...]) -> dict[str, str]:
     callback=lambda ctx, param, value: _check_preloads(value),
     help="WASI-NN model preloaded for load_by_name (repeatable); see docs/wasi-nn.md",
 )
+@click.option(
+    "--nn-limit",
+    "nn_limit",
+    multiple=True,
+    metavar="NAME=VALUE",
+    callback=lambda ctx, param, value: _nn_limits(value),
+    help="raise a WASI-NN host budget: graphs=N, contexts=N, model-bytes=SIZE, tensor-bytes=SIZE (repeatable)",
+)
 @click.option("--no-cache", is_flag=True, help="compile without the artifact cache")
 @click.pass_context
 @_errors
@@ -201,6 +220,7 @@ def run(
     models_dir: str | None,
     no_models: bool,
     nn_preload: tuple[str, ...],
+    nn_limit: Any,
     no_cache: bool,
 ) -> None:
     """Run MODULE (.wasm, .wat or .cwasm): an infer guest gets the request (JSON or msgpack on stdin) and
@@ -218,6 +238,7 @@ def run(
         args=guest_args,
         models=models,
         nn_preload=list(nn_preload),
+        nn_limits=nn_limit,
         cache=_cache(ctx, no_cache),
         stderr=True,
     )

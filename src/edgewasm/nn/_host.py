@@ -67,6 +67,7 @@ class _LiveGraph:
 class _ExecContext:
     live: _LiveGraph
     backend_ctx: Context
+    charged_bytes: int = 0  # the graph's context_bytes, charged to the model budget
     inputs: dict[int, _Input] = field(default_factory=dict)
     outputs: list[np.ndarray] | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -97,26 +98,28 @@ class _StoreState:
         self.model_bytes = 0
         self.tensor_bytes = 0
 
-    def charge_graph(self, nbytes: int) -> None:
+    def charge_graph(self, nbytes: int, graphs: int = 1) -> None:
+        """Charge a graph loaded from guest memory (or, graphs=0, a context's share of one) to the budgets."""
         with self.lock:
-            if self.loaded_graphs + 1 > self.limits.graphs:
+            if self.loaded_graphs + graphs > self.limits.graphs:
                 raise NnError(
                     NnErrno.RUNTIME_ERROR,
                     f"this instance already holds {self.loaded_graphs} graphs loaded from its memory "
                     f"(limit {self.limits.graphs}); unload one, or {raise_hint('graphs')}",
                 )
             if self.model_bytes + nbytes > self.limits.model_bytes:
+                what = "model" if graphs else "context (its copy of the weights)"
                 raise NnError(
                     NnErrno.TOO_LARGE,
-                    f"a {nbytes}-byte model on top of {self.model_bytes} bytes of live models is past this "
+                    f"a {nbytes}-byte {what} on top of {self.model_bytes} bytes of live models is past this "
                     f"instance's model budget of {self.limits.model_bytes} bytes; {raise_hint('model_bytes')}",
                 )
-            self.loaded_graphs += 1
+            self.loaded_graphs += graphs
             self.model_bytes += nbytes
 
-    def uncharge_graph(self, nbytes: int) -> None:
+    def uncharge_graph(self, nbytes: int, graphs: int = 1) -> None:
         with self.lock:
-            self.loaded_graphs -= 1
+            self.loaded_graphs -= graphs
             self.model_bytes -= nbytes
 
     def release_graph(self, live: _LiveGraph) -> None:
@@ -346,8 +349,14 @@ class WasiNN:
     def _init_execution_context(self, st: _StoreState, mem: GuestMemory, graph: int, cout: int) -> int:
         live = st.graphs.get(graph)
         mem.check(cout, 4, "context out pointer")
-        ctx = _ExecContext(live, live.graph.new_context())
-        handle = st.contexts.insert(ctx)
+        cost = live.graph.context_bytes if live.charged else 0
+        st.charge_graph(cost, graphs=0)  # before the backend makes it
+        try:
+            ctx = _ExecContext(live, live.graph.new_context(), cost)
+            handle = st.contexts.insert(ctx)
+        except BaseException:
+            st.uncharge_graph(cost, graphs=0)
+            raise
         st.retain_graph(live)
         mem.write_u32(cout, handle, "context out pointer")
         return 0
@@ -358,6 +367,7 @@ class WasiNN:
             st.change_tensors(c.held_bytes(), 0)
             c.inputs.clear()
             c.outputs = None
+        st.uncharge_graph(c.charged_bytes, graphs=0)
         st.release_graph(c.live)
         return 0
 

@@ -29,16 +29,17 @@ class NnLimits:
 
     graphs: live graphs loaded from guest memory (a graph stays live while its handle or a context made from it
         does). contexts: live execution contexts. model_bytes: bytes of those graphs' models, as the guest sent
-        them (the backend's session is typically 1-3x that). tensor_bytes: tensor bytes the host holds for the
-        guest: inputs copied at `set_input` (`copy_inputs=True`) and outputs kept for `get_output`.
-    The defaults let a guest with a 64 MiB memory limit hold one to a few real models; the host's WASI-NN memory
-    for one instance then stays within a few hundred MiB.
+        them (the backend's session is typically 1-4x that), plus what each LiteRT context copies of them.
+        tensor_bytes: tensor bytes the host holds for the guest: inputs copied at `set_input`
+        (`copy_inputs=True`) and outputs kept for `get_output`.
+    The defaults let a guest hold a few models like EfficientNet-Lite0 (18 MB); the host's WASI-NN memory for
+    one instance then stays within a few hundred MiB (docs/wasi-nn.md has the measurement).
     """
 
     graphs: int = 4
     contexts: int = 16
-    model_bytes: int = 128 * MiB
-    tensor_bytes: int = 128 * MiB
+    model_bytes: int = 64 * MiB
+    tensor_bytes: int = 64 * MiB
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -64,7 +65,10 @@ class NnLimits:
             except (ValueError, SandboxError):
                 want = "a size like 512MiB" if field.endswith("_bytes") else "a whole number"
                 raise ValueError(f"bad --nn-limit {item!r}: the value must be {want}") from None
-        return dataclasses.replace(base or cls(), **changes)
+        try:
+            return dataclasses.replace(base or cls(), **changes)
+        except ValueError as exc:
+            raise ValueError(f"bad --nn-limit: {exc}") from None
 
 
 def raise_hint(field: str) -> str:
