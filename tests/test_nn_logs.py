@@ -73,9 +73,9 @@ def test_a_thousand_bad_shapes_log_nothing_above_debug(dynamic_model: Path, capl
     good = s.tensor([1, 2, 2], F32, np.arange(4, dtype=np.float32).tobytes())
     s.call(SET_INPUT, 0, 0, good)
     s.call(COMPUTE, 0)
-    with edgewasm.load(GUEST, nn_preload=[f"default:ONNX:CPU:{dynamic_model}"]) as guest:
-        with caplog.at_level(logging.DEBUG, logger="edgewasm.nn"):
-            results, _ = s.decode(guest.run(s.encode()).stdout)
+    spec = f"default:ONNX:CPU:{dynamic_model}"
+    with edgewasm.load(GUEST, nn_preload=[spec]) as guest, caplog.at_level(logging.DEBUG, logger="edgewasm.nn"):
+        results, _ = s.decode(guest.run(s.encode()).stdout)
     assert results[:2] == [0, 0]
     assert set(results[2:-2:2]) == {E.INVALID_ARGUMENT}  # every bad set_input refused...
     assert set(results[3:-2:2]) == {E.INVALID_ARGUMENT}  # ...so compute has no input
