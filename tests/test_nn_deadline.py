@@ -66,7 +66,16 @@ def _stopped(guest: edgewasm.Guest, script: Script, caplog: pytest.LogCaptureFix
     return err.value
 
 
-def test_onnxruntime_run_is_terminated_at_the_deadline(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+@pytest.mark.parametrize("fast", [True, False], ids=["unchecked-calls", "define_func"])
+def test_onnxruntime_run_is_terminated_at_the_deadline(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch, fast: bool
+) -> None:
+    """Both ways of registering the host functions trap at the deadline; wasmtime-py's define_func can trap only
+    by raising, and that exception must not linger in its global slot for the next caller."""
+    import wasmtime
+
+    if not fast:
+        monkeypatch.setattr("edgewasm.nn._fastcall.available", lambda: False)
     model = tmp_path / "slow.onnx"
     model.write_bytes(slow_onnx(NODES))
     spec = _preloaded(f"default:ONNX:CPU:{model}")
@@ -75,6 +84,7 @@ def test_onnxruntime_run_is_terminated_at_the_deadline(tmp_path: Path, caplog: p
         err = _stopped(guest, script, caplog)
     assert "compute" in str(err)
     assert any("terminate flag" in r.getMessage() for r in caplog.records), "ONNX Runtime was not told to stop"
+    assert wasmtime._func.LAST_EXCEPTION is None
 
 
 def test_openvino_request_is_cancelled_at_the_deadline(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:

@@ -149,18 +149,19 @@ class Instance:
         if self._per_call:
             if self._fuel is not None:
                 _set_fuel(self._ctx, self._fuel)
-            if self.sandbox.timeout is not None:
+            timeout = self.sandbox.timeout
+            if timeout is not None:
                 _set_deadline(self._ctx, self._deadline)
-                return self._timed_call(func_addr, nargs)
+                return self._timed_call(func_addr, nargs, timeout)
         err = _call_unchecked(self._ctx, func_addr, self._args_addr, nargs, self._trap_addr)
         if err or self._trap.value:
             self.broken = True
             raise self._trap_error(err)
 
-    def _timed_call(self, func_addr: int, nargs: int) -> None:
+    def _timed_call(self, func_addr: int, nargs: int, timeout: float) -> None:
         """A call under the sandbox's timeout. The epoch interrupt stops wasm code; host functions (WASI-NN) see the
         deadline through `_deadline`, cancel their work when it passes and return a trap, reported here."""
-        outer = _deadline.enter(self.sandbox.timeout)  # type: ignore[arg-type]
+        outer = _deadline.enter(timeout)
         try:
             err = _call_unchecked(self._ctx, func_addr, self._args_addr, nargs, self._trap_addr)
         finally:
@@ -173,7 +174,7 @@ class Instance:
                 if isinstance(getattr(wasmtime._func, "LAST_EXCEPTION", None), _deadline.Stopped):
                     wasmtime._func.LAST_EXCEPTION = None
                 raise GuestTimeout(
-                    f"{self.loaded.name}: guest call exceeded its timeout of {self.sandbox.timeout:g} s "
+                    f"{self.loaded.name}: guest call exceeded its timeout of {timeout:g} s "
                     f"and was stopped in {stopped_in}",
                     trap_code="INTERRUPT",
                 )
