@@ -329,3 +329,69 @@ def test_preloads_stay_trusted(tmp_path: Path) -> None:
         results, out = script.decode(guest.run(script.encode()).stdout)
     assert results == [0, 0, 0, 0]
     assert out == weights.tobytes()
+
+
+# -- the walk itself --------------------------------------------------------------------------------------------------
+
+
+def _field(number: int, payload: bytes) -> bytes:
+    """A length-delimited protobuf field."""
+    size, n = b"", len(payload)
+    while True:
+        size += bytes([(n & 0x7F) | (0x80 if n >> 7 else 0)])
+        n >>= 7
+        if not n:
+            break
+    return bytes([number << 3 | 2]) + size + payload
+
+
+@pytest.mark.parametrize(
+    ("blob", "errno"),
+    [
+        (_field(7, _field(5, b"\x70\x01")), NnErrno.INVALID_ARGUMENT),  # graph > initializer > data_location 1
+        (_field(7, _field(5, b"\x70\x00")), None),  # data_location DEFAULT is fine
+        (_field(7, _field(1, _field(5, _field(6, _field(5, _field(13, b"")))))), NnErrno.INVALID_ARGUMENT),
+        (_field(7, _field(5, b"\x0b")), NnErrno.RUNTIME_ERROR),  # a group: fails closed
+        (_field(7, b"\x2a\xff\xff\xff\xff\x0f"), NnErrno.RUNTIME_ERROR),  # a length past the end
+        (_field(14, _field(1, b"ort_config")), NnErrno.INVALID_ARGUMENT),
+        (_field(7, _field(1, _field(4, b"EPContext"))), NnErrno.INVALID_ARGUMENT),
+        (b"\x00", NnErrno.RUNTIME_ERROR),  # field number 0
+    ],
+)
+def test_the_walk(blob: bytes, errno: NnErrno | None) -> None:
+    from edgewasm.nn import NnError
+    from edgewasm.nn.backends._onnxrefs import check_self_contained
+
+    if errno is None:
+        check_self_contained(blob)
+        return
+    with pytest.raises(NnError) as err:
+        check_self_contained(blob)
+    assert err.value.errno == errno
+
+
+def test_the_walk_fails_closed_on_deep_nesting_without_recursion() -> None:
+    from edgewasm.nn import NnError
+    from edgewasm.nn.backends._onnxrefs import check_self_contained
+
+    blob = b""
+    for _ in range(5000):  # graph > node > attribute > graph > ...: far past any recursion limit
+        blob = _field(6, _field(1, _field(5, blob)))
+    with pytest.raises(NnError) as err:
+        check_self_contained(_field(7, _field(1, _field(5, blob))))
+    assert err.value.errno == NnErrno.RUNTIME_ERROR and "nested" in str(err.value)
+
+
+def test_the_walk_stops_at_the_deadline() -> None:
+    """Millions of tiny fields cost the walk seconds of host time: it stops when the guest call's time is up."""
+    from edgewasm import _deadline
+    from edgewasm.nn import NnError
+    from edgewasm.nn.backends._onnxrefs import check_self_contained
+
+    blob = _field(7, _field(5, b"\x10\x01" * (4 << 20)))
+    outer = _deadline.enter(0.0)
+    try:
+        with pytest.raises(NnError, match="deadline"):
+            check_self_contained(blob)
+    finally:
+        _deadline.leave(outer)

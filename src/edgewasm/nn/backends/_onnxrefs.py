@@ -6,11 +6,13 @@ sit: graph initializers and sparse initializers, node attributes (a Constant's v
 If/Loop/Scan (any graph attribute, at any depth), local functions and training graphs. It also refuses EPContext
 nodes (an execution provider's cached binary, named by path) and an `ort_config` metadata entry (session options ORT
 reads from a model when ORT_LOAD_CONFIG_FROM_MODEL=1, profiling files among them). What it cannot read it refuses:
-the check fails closed. It walks the structure only; weights (`raw_data`) are skipped by length.
+the check fails closed. It walks the structure only; weights (`raw_data`) are skipped by length. A blob made of
+millions of tiny fields costs the walk seconds: it stops at the guest call's deadline.
 """
 
 from __future__ import annotations
 
+from ... import _deadline
 from .._errno import NnErrno, NnError
 
 
@@ -72,6 +74,7 @@ def _varint(buf: bytes, pos: int, end: int) -> tuple[int, int]:
 def _find_reference(buf: bytes) -> str | None:
     """A description of the first file reference, or None. Iterative, so nesting cannot exhaust the stack."""
     todo = [(_MODEL, 0, len(buf), 0)]
+    fields = 0
     while todo:
         kind, pos, end, depth = todo.pop()
         if depth > MAX_DEPTH:
@@ -84,6 +87,9 @@ def _find_reference(buf: bytes) -> str | None:
             else:
                 tag, pos = _varint(buf, pos, end)
             field, wire = tag >> 3, tag & 7
+            fields += 1
+            if not fields & 0xFFFF and _deadline.expired():
+                raise NnError(NnErrno.RUNTIME_ERROR, "the model check ran past the call's deadline")
             if field == 0:
                 raise _Malformed("field number 0")
             if kind == _TENSOR and field in (13, 14):
