@@ -347,3 +347,28 @@ def test_keyboard_interrupt_still_stops_the_guest(
     with pytest.raises(KeyboardInterrupt):
         g.call("unload", 0)
     assert g.call("finalize_execution_context", 0) == E.INVALID_ARGUMENT  # the instance still answers
+
+
+def test_a_reused_store_address_gets_a_fresh_namespace(tiny_model: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Handle namespaces are keyed by store address, which the allocator reuses. A store bound at the address of
+    a dead one whose finalizer has not run yet must not see its handles, and that finalizer must not drop the new
+    store's namespace. (Every store gets the same address here.)"""
+    import gc
+
+    from edgewasm.nn import _host
+
+    monkeypatch.setattr(_host, "_store_key", lambda store: 0x1000)
+    nn = WasiNN([f"default:ONNX:CPU:{tiny_model}"])
+    old = RawGuest(nn, "nn_probe.wat")
+    nn.bind(old.store)
+    old.write(b"default", 0)
+    assert old.call("load_by_name", 0, 7, 0x100) == 0 and old.call("init_execution_context", 0, 0x104) == 0
+    assert _set_x(old, 0, X) == 0
+    new = RawGuest(nn, "nn_probe.wat")
+    nn.bind(new.store)
+    assert new.call("compute", 0) == E.INVALID_ARGUMENT  # the old store's context 0 is not visible
+    new.write(b"default", 0)
+    assert new.call("load_by_name", 0, 7, 0x100) == 0 and new.call("init_execution_context", 0, 0x104) == 0
+    del old
+    gc.collect()  # the old store's finalizer runs now
+    assert _set_x(new, 0, X) == 0 and new.call("compute", 0) == 0

@@ -222,8 +222,15 @@ class WasiNN:
     # ---- per-store handle namespaces ----------------------------------------------------------------------
 
     def bind(self, store: wasmtime.Store) -> None:
-        """Release this store's graphs and contexts automatically when the Store object is collected."""
-        weakref.finalize(store, _release_key, weakref.ref(self), _store_key(store))
+        """Give `store` a fresh handle namespace now, and release it when the Store object is collected.
+
+        Keys are store addresses, which the allocator reuses: a namespace made here replaces whatever a dead store
+        at the same address left (its finalizer may not have run yet), and that finalizer then removes only its own.
+        """
+        key = _store_key(store)
+        with self._stores_lock:
+            state = self._new_state(key)
+        weakref.finalize(store, _release_state, weakref.ref(self), key, weakref.ref(state))
 
     def release(self, store: wasmtime.Store) -> None:
         """Drop every graph and context handle that instances in `store` created (call it when the host discards
@@ -235,29 +242,35 @@ class WasiNN:
         with self._stores_lock:
             self._stores.clear()
 
-    def _release_key(self, key: int) -> None:
+    def _release_key(self, key: int, only: _StoreState | None = None) -> None:
         with self._stores_lock:
-            self._stores.pop(key, None)
+            if only is None or self._stores.get(key) is only:
+                self._stores.pop(key, None)
+
+    def _new_state(self, key: int) -> _StoreState:
+        """A fresh namespace for `key` (caller holds _stores_lock); past max_stores the least recently used goes."""
+        self._stores.pop(key, None)
+        state = self._stores[key] = _StoreState(self.limits, len(self._preloads))
+        if len(self._stores) > self._max_stores:
+            # a host that never releases stores: forget the least recently used one
+            self._stores.popitem(last=False)
+            if not self._evict_warned:
+                self._evict_warned = True
+                log.warning(
+                    "wasi-nn: more than %d stores hold handles (is the host calling release/bind?); "
+                    "dropping the least recently used",
+                    self._max_stores,
+                )
+        return state
 
     def _state(self, caller: wasmtime.Caller) -> _StoreState:
-        """The calling store's handle tables (created on its first WASI-NN call)."""
+        """The calling store's handle tables (created on its first WASI-NN call if `bind` did not)."""
         key = _store_key(caller)
         with self._stores_lock:
             state = self._stores.get(key)
             if state is None:
-                state = self._stores[key] = _StoreState(self.limits, len(self._preloads))
-                if len(self._stores) > self._max_stores:
-                    # a host that never releases stores: forget the least recently used one
-                    self._stores.popitem(last=False)
-                    if not self._evict_warned:
-                        self._evict_warned = True
-                        log.warning(
-                            "wasi-nn: more than %d stores hold handles (is the host calling release/bind?); "
-                            "dropping the least recently used",
-                            self._max_stores,
-                        )
-            else:
-                self._stores.move_to_end(key)
+                return self._new_state(key)
+            self._stores.move_to_end(key)
             return state
 
     # ---- graphs -------------------------------------------------------------------------------------
@@ -486,11 +499,12 @@ def _store_key(store: wasmtime.Store | wasmtime.Caller) -> int:
     return ctypes.cast(store._context(), ctypes.c_void_p).value or 0
 
 
-def _release_key(nn: weakref.ref[WasiNN], key: int) -> None:
-    """`bind`'s finalizer: weak, so that a bound store does not keep its `WasiNN` alive."""
-    target = nn()
-    if target is not None:
-        target._release_key(key)
+def _release_state(nn: weakref.ref[WasiNN], key: int, state: weakref.ref[_StoreState]) -> None:
+    """`bind`'s finalizer: weak references, so that a bound store keeps neither its `WasiNN` nor, once released,
+    its graphs alive; it removes its own namespace only, not a newer store's at the same address."""
+    target, own = nn(), state()
+    if target is not None and own is not None:
+        target._release_key(key, own)
 
 
 def _guard(
