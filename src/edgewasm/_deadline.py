@@ -1,9 +1,9 @@
 """The wall-clock deadline of the guest call running on this thread, for host code that runs outside wasm.
 
 The epoch interrupt stops wasm code only: a host function (a WASI-NN `compute`) runs outside it for as long as it
-likes. `Instance` sets the deadline around each call of a sandbox that has a timeout; host functions read it to
-cancel their work (`remaining`) and, once it has passed, return a trap and `stop` the call, which `Instance` then
-reports as `GuestTimeout`. A call without a timeout sets nothing and pays nothing.
+likes. `Instance` sets the deadline around each call of a sandbox that has a timeout, in guests that import WASI-NN
+(the only host functions that read it); they cancel their work (`remaining`) and, once it has passed, return a trap
+and `stop` the call, which `Instance` then reports as `GuestTimeout`. Other calls set nothing and pay nothing.
 """
 
 from __future__ import annotations

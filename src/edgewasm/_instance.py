@@ -115,6 +115,8 @@ class Instance:
         if loaded.verdict.kind == "reactor" and not {"infer", "edge_alloc", "edge_free"} <= self._faddr.keys():
             raise AbiError(f"{loaded.name}: the instance lacks the ABI v1 exports its module declared")
         self._per_call = sandbox.fuel is not None or sandbox.timeout is not None
+        # Only WASI-NN host functions read the call's deadline (`_deadline`): other guests do not pay for it.
+        self._host_deadline = sandbox.timeout is not None and loaded.verdict.imports_wasi_nn
         self._buf_ptr = 0
         self._buf_cap = 0
         # A view of all of guest memory, rebuilt whenever its base or length changes (growth may move it).
@@ -149,10 +151,10 @@ class Instance:
         if self._per_call:
             if self._fuel is not None:
                 _set_fuel(self._ctx, self._fuel)
-            timeout = self.sandbox.timeout
-            if timeout is not None:
+            if self.sandbox.timeout is not None:
                 _set_deadline(self._ctx, self._deadline)
-                return self._timed_call(func_addr, nargs, timeout)
+                if self._host_deadline:
+                    return self._timed_call(func_addr, nargs, self.sandbox.timeout)
         err = _call_unchecked(self._ctx, func_addr, self._args_addr, nargs, self._trap_addr)
         if err or self._trap.value:
             self.broken = True
