@@ -54,6 +54,7 @@ def test_classifier_guests_with_a_preload(
 ) -> None:
     spec = f"efficientnet-lite0:ONNX:CPU:{model_entry / 'model.onnx'}"
     tensor = np.zeros((224, 224, 3), np.float32)
+    gc.collect()  # what earlier tests left for the cycle collector
     defined = _fastcall.live_definitions()
 
     def one() -> None:
@@ -62,7 +63,7 @@ def test_classifier_guests_with_a_preload(
         guest.close()
 
     rss, fds = _cycles(one)
-    assert _fastcall.live_definitions() == defined  # every guest's nine callbacks are gone
+    assert _fastcall.live_definitions() <= defined  # every guest's nine callbacks are gone
     assert fds <= 0, f"{fds} descriptors more after {CYCLES - WARMUP} cycles"
     assert rss < RSS_SLACK_MIB, f"RSS grew {rss:.1f} MiB over {CYCLES - WARMUP} cycles"
 
@@ -73,6 +74,7 @@ def test_guests_loading_models_from_their_memory() -> None:
     s.call(LOAD, arr, n, ONNX, 0, s.space(4))
     s.call(INIT, 0, s.space(4))
     stdin = s.encode()
+    gc.collect()  # what earlier tests left for the cycle collector
     defined = _fastcall.live_definitions()
 
     def one() -> None:
@@ -81,7 +83,7 @@ def test_guests_loading_models_from_their_memory() -> None:
         guest.close()
 
     rss, fds = _cycles(one)
-    assert _fastcall.live_definitions() == defined
+    assert _fastcall.live_definitions() <= defined
     assert fds <= 0 and rss < RSS_SLACK_MIB, (rss, fds)
 
 
