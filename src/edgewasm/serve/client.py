@@ -23,6 +23,7 @@ from .tensors import HEADER_LENGTH, read_tensors, split_body, write_body
 
 _TRAPS: dict[str, type[GuestTrap]] = {
     "timeout": GuestTimeout,
+    "deadline_exceeded": GuestTimeout,  # the server's deadline (queue time included) passed first
     "out_of_memory": GuestOutOfMemory,
     "out_of_fuel": GuestOutOfFuel,
     "trap": GuestTrap,

@@ -28,6 +28,18 @@ def _too_large_body(limit: int) -> bytes:
     ).encode()
 
 
+async def _drain(receive: Receive, cap: int) -> None:
+    """Read and drop the rest of a refused body (up to `cap` bytes), so the client reads our 413, not a reset."""
+    dropped = 0
+    while dropped <= cap:
+        message = await receive()
+        if message["type"] != "http.request":
+            return
+        dropped += len(message.get("body", b""))
+        if not message.get("more_body", False):
+            return
+
+
 class RequestContext:
     def __init__(self, app: ASGIApp, metrics: Metrics, max_body_size: int) -> None:
         self.app = app
@@ -60,6 +72,7 @@ class RequestContext:
             length = 0
         try:
             if length > self.limit:
+                await _drain(receive, self.limit)
                 await self._refuse(send_with_id)
                 return
             await self.app(scope, self._limited(receive), send_with_id)
@@ -108,6 +121,8 @@ class RequestContext:
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > limit:
+                    if message.get("more_body", False):
+                        await _drain(receive, limit)
                     raise BodyTooLarge(
                         f"request body larger than the server's limit of {limit} bytes",
                         hint="send a smaller request, or start the server with a larger --max-body-size",
