@@ -116,13 +116,13 @@ class Service:
 
     async def _run(self, request: Request, config: ModelConfig, job: Callable[..., Result], *args: Any) -> Response:
         """Run `job(guest, *args)` on one of the model's instances, within the request's deadline."""
-        if not self.ready:
-            raise NotReady("the server is starting or shutting down", hint="retry when /v2/health/ready is 200")
         arrived = request.state.arrived
         deadline = arrived + config.timeout if config.timeout is not None else float("inf")
         labels = (config.name, config.version)
         m = self.metrics
         try:
+            if not self.ready:
+                raise NotReady("the server is starting or shutting down", hint="retry when /v2/health/ready is 200")
             pool = await self.registry.get(config.name)
             m.pending.labels(*labels).set(pool.pending + 1)
             result: Result = await pool.submit(_bind(job, args), deadline)
@@ -293,7 +293,7 @@ def _guarded(route: str, handler: Handler) -> Handler:
         except EdgeWasmError as e:
             status, kind = status_and_kind(e)
             request.state.error_kind = kind
-            return _json(error_body(e), status)
+            return _json(error_body(e), status, {"Retry-After": "1"} if status == 503 else None)
         except ClientDisconnect:
             return Response(status_code=499)
         except HTTPException:
