@@ -14,10 +14,10 @@ import httpx
 import msgpack
 import numpy as np
 import pytest
-
-import edgewasm
 from tests._model_fixtures import model_store  # noqa: F401
 from tests._serve_support import CAT, CAT_CLASSES, ROOT, WASM, Server, metric
+
+import edgewasm
 
 HAS_ORT = importlib.util.find_spec("onnxruntime") is not None
 BODY_LIMIT = 4 << 20
@@ -154,8 +154,22 @@ def test_requested_outputs_only(http: httpx.Client) -> None:
         (json.dumps({"inputs": [{"name": "x", "datatype": "INT8", "shape": [1], "data": [1.5]}]}).encode(), "INT8"),
         (json.dumps({"inputs": [{"name": "x", "datatype": "FP99", "shape": [1], "data": [1]}]}).encode(), "datatype"),
         (json.dumps({"inputs": [{"name": "x", "datatype": "INT8", "shape": [-1], "data": [1]}]}).encode(), "shape"),
-        (json.dumps({"inputs": [{"name": "x", "datatype": "BYTES", "shape": [1], "data": ["%%"],
-                                 "parameters": {"content_type": "base64"}}]}).encode(), "base64"),  # fmt: skip
+        (
+            json.dumps(
+                {
+                    "inputs": [
+                        {
+                            "name": "x",
+                            "datatype": "BYTES",
+                            "shape": [1],
+                            "data": ["%%"],
+                            "parameters": {"content_type": "base64"},
+                        }
+                    ]
+                }
+            ).encode(),
+            "base64",
+        ),
         (json.dumps({"inputs": "x"}).encode(), "list"),
     ],
 )
@@ -170,14 +184,15 @@ def test_protocol_errors_are_400_with_one_line(http: httpx.Client, req: bytes, w
 
 def test_binary_extension_by_hand(http: httpx.Client) -> None:
     arr = np.arange(6, dtype=np.float32).reshape(2, 3)
-    elements = [b"\x00\x01bin", "text".encode()]
+    elements = [b"\x00\x01bin", b"text"]
     raw_bytes = b"".join(len(e).to_bytes(4, "little") + e for e in elements)
     header = json.dumps({
         "inputs": [
             {"name": "m", "datatype": "FP32", "shape": [2, 3], "parameters": {"binary_data_size": arr.nbytes}},
             {"name": "b", "datatype": "BYTES", "shape": [2], "parameters": {"binary_data_size": len(raw_bytes)}},
         ],
-        "outputs": [{"name": "m", "parameters": {"binary_data": True}}, {"name": "b", "parameters": {"binary_data": True}}],
+        "outputs": [{"name": "m", "parameters": {"binary_data": True}},
+                    {"name": "b", "parameters": {"binary_data": True}}],
     }).encode()  # fmt: skip
     r = http.post(
         "/v2/models/echo/infer",
@@ -357,7 +372,9 @@ def test_msgpack_request_and_answer(http: httpx.Client) -> None:
 
 @pytest.mark.parametrize("model", classifiers())
 def test_image_as_raw_body_and_as_form(http: httpx.Client, model: str) -> None:
-    raw = http.post(f"/models/{model}/classify?top_k=2", content=CAT.read_bytes(), headers={"content-type": "image/jpeg"})
+    raw = http.post(
+        f"/models/{model}/classify?top_k=2", content=CAT.read_bytes(), headers={"content-type": "image/jpeg"}
+    )
     assert raw.status_code == 200, raw.text
     form = http.post(f"/models/{model}/classify", files={"image": ("cat.jpg", CAT.read_bytes(), "image/jpeg")},
                      data={"top_k": "2"})  # fmt: skip
@@ -489,7 +506,7 @@ def test_openapi_is_served(http: httpx.Client) -> None:
 
 def test_page_is_self_contained(http: httpx.Client) -> None:
     html = http.get("/").text
-    assert "<script src=\"/static/app.js\">" in html
+    assert '<script src="/static/app.js">' in html
     for asset in ("/static/app.js", "/static/style.css"):
         r = http.get(asset)
         assert r.status_code == 200 and "http://" not in r.text and "https://" not in r.text

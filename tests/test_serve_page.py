@@ -11,7 +11,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from tests._model_fixtures import model_store  # noqa: F401
 from tests._serve_support import CAT, ROOT, WASM, Server
 
@@ -21,7 +20,12 @@ SCREENSHOT = ROOT / "docs" / "img" / "serve-page.png"
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory, model_store: Path) -> Iterator[Server]:  # noqa: F811
-    args = ["--task", "classifier=image-classification", f"classifier={WASM / 'classifier.wasm'}", f"echo={WASM / 'echo.wat'}"]
+    args = [
+        "--task",
+        "classifier=image-classification",
+        f"classifier={WASM / 'classifier.wasm'}",
+        f"echo={WASM / 'echo.wat'}",
+    ]
     srv = Server(args, cache_dir=tmp_path_factory.mktemp("c"), env={"EDGEWASM_MODELS": str(model_store)})
     srv.start()
     yield srv

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-
 from tests._model_fixtures import model_store  # noqa: F401
 from tests._serve_support import CAT, CAT_CLASSES, ROOT, WASM, Server, metric
 
@@ -69,17 +68,17 @@ def test_ready_only_after_every_module_is_loaded(tmp_path: Path) -> None:
 
 
 def test_lru_of_loaded_guests(tmp_path: Path) -> None:
-    with Server(["--max-loaded", "1", f"a={WASM / 'echo.wat'}", f"b={WASM / 'echo.wat'}"], cache_dir=tmp_path) as srv:
-        with httpx.Client(base_url=srv.url, timeout=30) as c:
-            assert c.get("/v2/models/a/ready").status_code == 200
-            assert c.get("/v2/models/b/ready").status_code == 503  # compiled, not loaded
-            for model in ("b", "b", "a", "b"):
-                r = c.post(f"/v2/models/{model}/infer", json={"inputs": [{"name": "m", "datatype": "BYTES",
-                           "shape": [1], "data": [model]}]})  # fmt: skip
-                assert r.status_code == 200 and r.json()["outputs"][0]["data"] == [model]
-            text = c.get("/metrics").text
-            assert c.get("/v2/models/b/ready").status_code == 200
-            assert c.get("/v2/models/a/ready").status_code == 503
+    args = ["--max-loaded", "1", f"a={WASM / 'echo.wat'}", f"b={WASM / 'echo.wat'}"]
+    with Server(args, cache_dir=tmp_path) as srv, httpx.Client(base_url=srv.url, timeout=30) as c:
+        assert c.get("/v2/models/a/ready").status_code == 200
+        assert c.get("/v2/models/b/ready").status_code == 503  # compiled, not loaded
+        for model in ("b", "b", "a", "b"):
+            r = c.post(f"/v2/models/{model}/infer", json={"inputs": [{"name": "m", "datatype": "BYTES",
+                       "shape": [1], "data": [model]}]})  # fmt: skip
+            assert r.status_code == 200 and r.json()["outputs"][0]["data"] == [model]
+        text = c.get("/metrics").text
+        assert c.get("/v2/models/b/ready").status_code == 200
+        assert c.get("/v2/models/a/ready").status_code == 503
     assert metric(text, "edgewasm_model_loads_total", model="a") == 2
     assert metric(text, "edgewasm_model_loads_total", model="b") == 2
     assert metric(text, "edgewasm_model_evictions_total", model="a") == 2
@@ -194,7 +193,9 @@ def test_import_edgewasm_and_run_do_not_import_the_stack(tmp_path: Path) -> None
         "print(sorted(m for m in sys.modules if m.split('.')[0] in {'starlette','uvicorn','prometheus_client',"
         "'multipart','anyio','httpx'} or m.startswith('edgewasm.serve')))\n"
     )
-    out = subprocess.run([sys.executable, "-c", probe, str(WASM / "echo.wat")], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", probe, str(WASM / "echo.wat")], capture_output=True, text=True, check=True
+    )
     assert out.stdout.strip() == "[]"
     run = subprocess.run(
         [sys.executable, "-X", "importtime", "-m", "edgewasm", "run", str(WASM / "echo.wat")],
