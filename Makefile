@@ -1,6 +1,6 @@
 # edgewasm: common tasks. `make setup` once, then `make demo` and `make test`.
 PYTHON ?= python3
-EXTRAS ?= dev,models,onnx,openvino,tflite,plots
+EXTRAS ?= dev,models,onnx,openvino,tflite,plots,serve
 
 .PHONY: setup toolchain test lint guest guest-check guest-test models demo bench bench-report clean
 

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import httpx
 from bench._loadgen import Request, http_request, run_load
-from edgewasm.serve.mapping import request_tensors
-from edgewasm.serve.tensors import HEADER_LENGTH, write_body
 from tests._model_fixtures import model_store  # noqa: F401
 from tests._serve_support import CAT, WASM, Server, metric
+
+from edgewasm.serve.mapping import request_tensors
+from edgewasm.serve.tensors import HEADER_LENGTH, write_body
 
 
 def oip(model: str, request: dict[str, object], kind: str) -> Request:
@@ -42,7 +44,7 @@ def test_mixed_traffic_keeps_good_requests_whole(tmp_path: Path, model_store: Pa
     with Server(["--repository", str(repo)], cache_dir=tmp_path / "c", env=env) as srv:
         port = int(srv.url.rsplit(":", 1)[1])
         run = run_load("127.0.0.1", port, traffic, 8, seconds=20.0, count=600)
-        text = __import__("httpx").get(srv.url + "/metrics").text
+        text = httpx.get(srv.url + "/metrics").text
     good = run.of("good")
     assert len(good) > 100
     assert run.failures("good") == 0, sorted({s.status for s in good})
