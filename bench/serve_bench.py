@@ -114,7 +114,7 @@ def edgewasm_serve(repo: dict[str, str], tmp: Path, extra: list[str] | None = No
 
 def baseline(store: Path) -> Proc:
     proc = Proc([sys.executable, str(HERE / "serve_baseline.py"), str(store / "efficientnet-lite0")])
-    proc.wait_ready("/echo") if False else _wait_port(proc)
+    _wait_port(proc)
     return proc
 
 
@@ -198,6 +198,7 @@ def main() -> int:
         "command": "python bench/serve_bench.py" + (f" --soak {args.soak:g}" if args.soak else ""),
         "seconds": args.seconds,
         "count": args.count,
+        "load_average_start": round(os.getloadavg()[0], 1),
     }
 
     # 1. Throughput and latency: the guests and the baselines, side by side, each concurrency in one go.
@@ -306,6 +307,7 @@ def main() -> int:
         }
         print(json.dumps({k: v for k, v in results["soak"].items() if k != "samples"}), flush=True)
 
+    results["load_average_end"] = round(os.getloadavg()[0], 1)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     if args.out.exists() and not args.soak:  # keep the last soak when this run had none
         old = json.loads(args.out.read_text())
@@ -326,7 +328,9 @@ def _row(target: str, rows: list[dict[str, Any]], c: int) -> dict[str, Any] | No
 
 def render(results: dict[str, Any]) -> str:
     rows = results["throughput"]
-    out = [BEGIN, "", f"Measured {results['when']} on {results['machine']}, loopback, closed-loop client "
+    out = [BEGIN, "", f"Measured {results['when']} on {results['machine']} (load average "
+           f"{results.get('load_average_start', '?')} at the start, {results.get('load_average_end', '?')} at the end: "
+           "other jobs shared the machine), loopback, closed-loop client "
            f"(`bench/_loadgen.py`), {results['seconds']:g} s per run; written by:", "",
            "```sh", results["command"], "```", "",
            "| target | concurrency | req/s | p50 ms | p99 ms | failed |", "|---|---|---|---|---|---|"]  # fmt: skip

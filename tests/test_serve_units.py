@@ -153,3 +153,14 @@ def test_openapi_document_is_json() -> None:
     for path, ops in doc["paths"].items():
         for op in ops.values():
             assert "200" in op["responses"], path
+
+
+def test_deeply_nested_requests_are_400_not_internal_errors() -> None:
+    # json.loads raises RecursionError (not ValueError) on deep nesting; it was an internal error with a traceback.
+    from edgewasm.serve.inference import call_native, infer_oip
+
+    deep = b"[" * 100_000 + b"]" * 100_000
+    with pytest.raises(errors.BadRequest, match="nested too deeply"):
+        infer_oip(None, deep, None, "m", "1", "rid")  # type: ignore[arg-type]
+    with pytest.raises(errors.BadRequest, match="nested too deeply"):
+        call_native(None, deep, "application/json", "")  # type: ignore[arg-type]

@@ -129,8 +129,7 @@ class Service:
         except EdgeWasmError as e:
             return self._failure(request, e, config)
         finally:
-            pending = self.registry._loaded.get(config.name)
-            m.pending.labels(*labels).set(pending.pending if pending is not None else 0)
+            m.pending.labels(*labels).set(self.registry.pending(config.name))
         elapsed = time.monotonic() - arrived
         m.success.labels(*labels).inc()
         m.count.labels(*labels).inc()

@@ -12,6 +12,7 @@ import time
 from typing import Any
 
 from .. import _codec
+from .._errors import AbiError
 from .._guest import Guest
 from .errors import BadRequest
 from .mapping import from_jsonable, guest_request, jsonable, output_tensors
@@ -27,6 +28,22 @@ class Result:
     infer_s: float = 0.0
     output_s: float = 0.0
     stages_ms: dict[str, float] = dataclasses.field(default_factory=dict)
+
+
+class _Depth:
+    """Deeply nested JSON or guest answers exhaust Python's recursion: a 400 for a request, an ABI error for a guest."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
+        if kind is RecursionError:
+            if self.what == "request":
+                raise BadRequest("the request is nested too deeply", hint="flatten it") from None
+            raise AbiError("the guest's answer is nested too deeply to map to JSON or tensors") from None
 
 
 def _stages(reply: Any) -> dict[str, float]:
@@ -63,24 +80,23 @@ def infer_oip(
 ) -> Result:
     """One OIP `/infer` request (JSON tensors, or the binary tensor data extension)."""
     t0 = time.perf_counter()
-    header, binary = split_body(body, header_length)
-    inputs = read_tensors(header.get("inputs"), binary)
-    params = header.get("parameters") or {}
-    wanted, binary_names, all_binary = _wanted_outputs(header)
-    request = guest_request(inputs, params)
+    with _Depth("request"):
+        header, binary = split_body(body, header_length)
+        inputs = read_tensors(header.get("inputs"), binary)
+        params = header.get("parameters") or {}
+        wanted, binary_names, all_binary = _wanted_outputs(header)
+        request = guest_request(inputs, params)
     rid = header.get("id")
     t1 = time.perf_counter()
     reply = guest.infer(request)
     t2 = time.perf_counter()
-    tensors = output_tensors(reply, wanted)
-    if all_binary:
-        binary_names = {t.name for t in tensors}
-    head: dict[str, Any] = {
-        "model_name": model,
-        "model_version": version,
-        "id": rid if isinstance(rid, str) else request_id,
-    }
-    out, length = write_body(head, "outputs", tensors, binary_names)
+    head: dict[str, Any] = {"model_name": model, "model_version": version}
+    head["id"] = rid if isinstance(rid, str) else request_id
+    with _Depth("answer"):
+        tensors = output_tensors(reply, wanted)
+        if all_binary:
+            binary_names = {t.name for t in tensors}
+        out, length = write_body(head, "outputs", tensors, binary_names)
     t3 = time.perf_counter()
     media = "application/json" if length is None else "application/octet-stream"
     return Result(out, media, length, t1 - t0, t2 - t1, t3 - t2, _stages(reply))
@@ -99,7 +115,8 @@ def call_native(guest: Guest, body: bytes, content_type: str, accept: str) -> Re
             raise BadRequest(f"request body is not valid msgpack: {e}") from None
     else:
         try:
-            request = from_jsonable(json.loads(body))
+            with _Depth("request"):
+                request = from_jsonable(json.loads(body))
         except (ValueError, UnicodeDecodeError) as e:
             raise BadRequest(
                 f"request body is not valid JSON: {e}", hint="send JSON, or msgpack with its type"
@@ -107,12 +124,13 @@ def call_native(guest: Guest, body: bytes, content_type: str, accept: str) -> Re
     t1 = time.perf_counter()
     reply = guest.infer(request)
     t2 = time.perf_counter()
-    if any(t in accept for t in MSGPACK_TYPES):
-        out = b"".join(bytes(s) if isinstance(s, bytes) else s.tobytes() for s in _codec.encode(reply))
-        media = "application/msgpack"
-    else:
-        out = json.dumps(jsonable(reply), ensure_ascii=False, allow_nan=True).encode()
-        media = "application/json"
+    with _Depth("answer"):
+        if any(t in accept for t in MSGPACK_TYPES):
+            out = b"".join(bytes(s) if isinstance(s, bytes) else s.tobytes() for s in _codec.encode(reply))
+            media = "application/msgpack"
+        else:
+            out = json.dumps(jsonable(reply), ensure_ascii=False, allow_nan=True).encode()
+            media = "application/json"
     return Result(out, media, None, t1 - t0, t2 - t1, time.perf_counter() - t2, _stages(reply))
 
 
@@ -121,5 +139,6 @@ def classify_image(guest: Guest, image: bytes, options: dict[str, Any]) -> Resul
     t0 = time.perf_counter()
     reply = guest.infer({"image": image, **options})
     t1 = time.perf_counter()
-    out = json.dumps(jsonable(reply), ensure_ascii=False, allow_nan=True).encode()
+    with _Depth("answer"):
+        out = json.dumps(jsonable(reply), ensure_ascii=False, allow_nan=True).encode()
     return Result(out, "application/json", None, 0.0, t1 - t0, time.perf_counter() - t1, _stages(reply))

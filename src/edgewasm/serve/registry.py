@@ -44,6 +44,11 @@ class Registry:
     def is_loaded(self, name: str) -> bool:
         return name in self._loaded
 
+    def pending(self, name: str) -> int:
+        """Requests queued or running for a model now (0 when it is not loaded)."""
+        pool = self._loaded.get(name)
+        return pool.pending if pool is not None else 0
+
     # -- loading -------------------------------------------------------------------------------------------------------
 
     def _load_blocking(self, config: ModelConfig) -> InstancePool:
