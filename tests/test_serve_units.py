@@ -164,3 +164,12 @@ def test_deeply_nested_requests_are_400_not_internal_errors() -> None:
         infer_oip(None, deep, None, "m", "1", "rid")  # type: ignore[arg-type]
     with pytest.raises(errors.BadRequest, match="nested too deeply"):
         call_native(None, deep, "application/json", "")  # type: ignore[arg-type]
+
+
+def test_a_guest_cannot_grow_the_metrics_without_bound() -> None:
+    from edgewasm.serve.metrics import MAX_STAGES, Metrics
+
+    m = Metrics().model("m", "1")
+    kept = [m.stage(f"s{i}") for i in range(MAX_STAGES + 50)]
+    assert sum(s is not None for s in kept) == MAX_STAGES
+    assert m.stage("s0") is kept[0] and m.stage("has space") is None

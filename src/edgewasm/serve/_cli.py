@@ -39,6 +39,7 @@ def _tasks(items: tuple[str, ...], names: list[str]) -> dict[str, str]:
 @click.option("--grace", type=float, default=10.0, show_default=True, help="seconds to drain on SIGTERM/SIGINT")
 @click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info")
+@click.option("--access-log/--no-access-log", default=True, show_default=True, help="one log line per request")
 @click.option("--task", "tasks", multiple=True, metavar="[NAME=]TASK", help="e.g. image-classification (repeatable)")
 @click.option("--timeout", type=float, default=30.0, show_default=True, help="seconds per request (0: none)")
 @click.option("--memory-limit", default="1GiB", show_default=True, help="guest memory, e.g. 256MiB (0: none)")
@@ -70,6 +71,7 @@ def serve(
     grace: float,
     log_format: str,
     log_level: str,
+    access_log: bool,
     tasks: tuple[str, ...],
     timeout: float,
     memory_limit: str,
@@ -122,6 +124,7 @@ def serve(
         grace=grace,
         log_format=log_format,
         log_level=log_level,
+        access_log=access_log,
     )
     try:
         from .server import serve as run_server  # the ASGI stack, imported only now

@@ -110,7 +110,7 @@ class Service:
         status, kind = status_and_kind(exc)
         request.state.error_kind = kind
         if config is not None:
-            self.metrics.failure.labels(config.name, config.version, kind).inc()
+            self.metrics.model(config.name, config.version).failure(kind).inc()
         headers = {"Retry-After": str(self.server.retry_after)} if status == 503 else None
         return _json(error_body(exc), status, headers)
 
@@ -118,29 +118,30 @@ class Service:
         """Run `job(guest, *args)` on one of the model's instances, within the request's deadline."""
         arrived = request.state.arrived
         deadline = arrived + config.timeout if config.timeout is not None else float("inf")
-        labels = (config.name, config.version)
-        m = self.metrics
+        m = self.metrics.model(config.name, config.version)
         try:
             if not self.ready:
                 raise NotReady("the server is starting or shutting down", hint="retry when /v2/health/ready is 200")
             pool = await self.registry.get(config.name)
-            m.pending.labels(*labels).set(pool.pending + 1)
+            m.pending.set(pool.pending + 1)
             result: Result = await pool.submit(_bind(job, args), deadline)
         except EdgeWasmError as e:
             return self._failure(request, e, config)
         finally:
-            m.pending.labels(*labels).set(self.registry.pending(config.name))
+            m.pending.set(self.registry.pending(config.name))
         elapsed = time.monotonic() - arrived
-        m.success.labels(*labels).inc()
-        m.count.labels(*labels).inc()
-        m.exec_count.labels(*labels).inc()
-        m.request_us.labels(*labels).inc(elapsed * 1e6)
-        m.request_seconds.labels(*labels).observe(elapsed)
-        m.input_us.labels(*labels).inc(result.input_s * 1e6)
-        m.infer_us.labels(*labels).inc(result.infer_s * 1e6)
-        m.output_us.labels(*labels).inc(result.output_s * 1e6)
+        m.success.inc()
+        m.count.inc()
+        m.exec_count.inc()
+        m.request_us.inc(elapsed * 1e6)
+        m.request_seconds.observe(elapsed)
+        m.input_us.inc(result.input_s * 1e6)
+        m.infer_us.inc(result.infer_s * 1e6)
+        m.output_us.inc(result.output_s * 1e6)
         for stage, ms in result.stages_ms.items():
-            m.stage_us.labels(*labels, stage).inc(ms * 1e3)
+            series = m.stage(stage)
+            if series is not None:
+                series.inc(ms * 1e3)
         headers = {HEADER_LENGTH: str(result.header_length)} if result.header_length is not None else None
         return Response(result.body, 200, headers, media_type=result.media_type)
 
@@ -343,4 +344,4 @@ def create_app(
     ]
     app = Starlette(routes=routes, lifespan=svc.lifespan, exception_handlers={HTTPException: _http_error})
     app.state.service = svc
-    return RequestContext(app, svc.metrics, server.max_body_size), svc
+    return RequestContext(app, svc.metrics, server.max_body_size, server.access_log), svc

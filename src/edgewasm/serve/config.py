@@ -172,6 +172,8 @@ class ServerConfig:
     #: Seconds in-flight requests get to finish after SIGTERM/SIGINT.
     grace: float = 10.0
     log_format: str = "text"
+    #: One log line per request.
+    access_log: bool = True
     log_level: str = "info"
     #: Seconds a client is told to wait (Retry-After) when a queue is full.
     retry_after: int = 1

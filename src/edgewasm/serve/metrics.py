@@ -6,10 +6,16 @@ mean; `edgewasm_inference_request_duration_seconds` is also a histogram, for qua
 
 from __future__ import annotations
 
+import re
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 PREFIX = "edgewasm"
+#: Distinct guest stage names kept per model, so a guest cannot grow the metrics without bound.
+MAX_STAGES = 16
+_STAGE = re.compile(r"^[A-Za-z0-9_]{1,32}$")
 _MV = ("model", "version")
 
 __all__ = ["CONTENT_TYPE_LATEST", "Metrics"]
@@ -62,9 +68,52 @@ class Metrics:
             "instance_replacements", "Instances discarded after a trap (the next call gets a new one)"
         )
         self.loaded = Gauge(f"{PREFIX}_models_loaded", "Models loaded now", registry=r)
+        self._models: dict[tuple[str, str], ModelMetrics] = {}
         self.http = Counter(
             f"{PREFIX}_http_requests", "HTTP requests by route and status", ("route", "status"), registry=r
         )
 
+    def model(self, name: str, version: str) -> ModelMetrics:
+        """The per-request series of one model, looked up once (a `labels()` call costs microseconds)."""
+        key = (name, version)
+        found = self._models.get(key)
+        if found is None:
+            found = self._models[key] = ModelMetrics(self, name, version)
+        return found
+
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class ModelMetrics:
+    """One model's labelled series, bound once."""
+
+    def __init__(self, m: Metrics, name: str, version: str) -> None:
+        labels = (name, version)
+        self._m = m
+        self._labels = labels
+        self.success = m.success.labels(*labels)
+        self.count = m.count.labels(*labels)
+        self.exec_count = m.exec_count.labels(*labels)
+        self.request_us = m.request_us.labels(*labels)
+        self.request_seconds = m.request_seconds.labels(*labels)
+        self.queue_us = m.queue_us.labels(*labels)
+        self.input_us = m.input_us.labels(*labels)
+        self.infer_us = m.infer_us.labels(*labels)
+        self.output_us = m.output_us.labels(*labels)
+        self.pending = m.pending.labels(*labels)
+        self.instances_in_use = m.instances_in_use.labels(*labels)
+        self.replacements = m.replacements.labels(*labels)
+        self._stages: dict[str, Any] = {}
+
+    def stage(self, stage: str) -> Any | None:
+        """The series of a stage the guest reported; None past `MAX_STAGES` names (a guest chooses them)."""
+        child = self._stages.get(stage)
+        if child is None:
+            if len(self._stages) >= MAX_STAGES or not _STAGE.match(stage):
+                return None
+            child = self._stages[stage] = self._m.stage_us.labels(*self._labels, stage)
+        return child
+
+    def failure(self, kind: str) -> Any:
+        return self._m.failure.labels(*self._labels, kind)

@@ -41,8 +41,10 @@ async def _drain(receive: Receive, cap: int) -> None:
 
 
 class RequestContext:
-    def __init__(self, app: ASGIApp, metrics: Metrics, max_body_size: int) -> None:
+    def __init__(self, app: ASGIApp, metrics: Metrics, max_body_size: int, access_log: bool = True) -> None:
         self.app = app
+        self.access_log = access_log
+        self._http: dict[tuple[str, int], Any] = {}
         self.metrics = metrics
         self.limit = max_body_size
 
@@ -79,25 +81,32 @@ class RequestContext:
         finally:
             elapsed = (time.perf_counter() - started) * 1e3
             route = state.get("route", "other")
-            self.metrics.http.labels(route, str(status)).inc()
-            log.info(
-                "%s %s %d %.1f ms",
-                scope["method"],
-                scope["path"],
-                status,
-                elapsed,
-                extra={
-                    "fields": {
-                        "request_id": rid,
-                        "method": scope["method"],
-                        "path": scope["path"],
-                        "status": status,
-                        "ms": round(elapsed, 3),
-                        **({"model": state["model"]} if "model" in state else {}),
-                        **({"kind": state["error_kind"]} if "error_kind" in state else {}),
-                    }
-                },
-            )
+            series = self._http.get((route, status))
+            if series is None:
+                series = self._http[(route, status)] = self.metrics.http.labels(route, str(status))
+            series.inc()
+            if self.access_log:
+                self._log(scope, rid, status, elapsed, state)
+
+    def _log(self, scope: Scope, rid: str, status: int, elapsed: float, state: dict[str, Any]) -> None:
+        log.info(
+            "%s %s %d %.1f ms",
+            scope["method"],
+            scope["path"],
+            status,
+            elapsed,
+            extra={
+                "fields": {
+                    "request_id": rid,
+                    "method": scope["method"],
+                    "path": scope["path"],
+                    "status": status,
+                    "ms": round(elapsed, 3),
+                    **({"model": state["model"]} if "model" in state else {}),
+                    **({"kind": state["error_kind"]} if "error_kind" in state else {}),
+                }
+            },
+        )
 
     async def _refuse(self, send: Send) -> None:
         body = _too_large_body(self.limit)

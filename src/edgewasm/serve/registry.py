@@ -54,15 +54,15 @@ class Registry:
     def _load_blocking(self, config: ModelConfig) -> InstancePool:
         started = time.perf_counter()
         guest = edgewasm.load(config.module, **config.load_kwargs())
-        labels = (config.name, config.version)
+        m = self.metrics.model(config.name, config.version)
         pool = InstancePool(
             config.name,
             guest,
             config.instances,
             config.queue,
-            on_queued=lambda s: self.metrics.queue_us.labels(*labels).inc(s * 1e6),
-            on_trap=lambda: self.metrics.replacements.labels(*labels).inc(),
-            on_busy=lambda n: self.metrics.instances_in_use.labels(*labels).set(n),
+            on_queued=lambda s: m.queue_us.inc(s * 1e6),
+            on_trap=m.replacements.inc,
+            on_busy=m.instances_in_use.set,
         )
         try:
             pool.start()
