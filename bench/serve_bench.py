@@ -82,12 +82,16 @@ class Proc:
             time.sleep(0.1)
         raise SystemExit(f"{self.url} never became ready")
 
+    def memory(self) -> dict[str, float]:
+        """Resident memory of the server process, MiB: VmRSS, VmHWM (peak), RssAnon, RssFile (shared libraries)."""
+        lines = Path(f"/proc/{self.p.pid}/status").read_text().splitlines()
+        fields = dict(line.split(":", 1) for line in lines if ":" in line)
+        return {k: int(fields[k].split()[0]) / 1024 for k in ("VmRSS", "VmHWM", "RssAnon", "RssFile")}
+
     def rss_mib(self) -> tuple[float, float]:
         """(current, peak) resident memory of the server process."""
-        fields = dict(
-            line.split(":", 1) for line in Path(f"/proc/{self.p.pid}/status").read_text().splitlines() if ":" in line
-        )
-        return int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024
+        m = self.memory()
+        return m["VmRSS"], m["VmHWM"]
 
     def stop(self) -> int:
         self.p.terminate()
@@ -278,10 +282,12 @@ def main() -> int:
         server = edgewasm_serve({model: toml}, tmp)
         idle = server.rss_mib()[0]
         run = run_load("127.0.0.1", server.port, [oip(model, {"image": cat})], 4, args.seconds, args.count)
-        now, peak = server.rss_mib()
+        mem = server.memory()
         server.stop()
-        rss.append({"service": label, "instances": instances, "idle_mib": round(idle, 1), "after_mib": round(now, 1),
-                    "peak_mib": round(peak, 1), "requests": len(run.samples), "failed": run.failures()})  # fmt: skip
+        rss.append({"service": label, "instances": instances, "idle_mib": round(idle, 1),
+                    "after_mib": round(mem["VmRSS"], 1), "peak_mib": round(mem["VmHWM"], 1),
+                    "anon_mib": round(mem["RssAnon"], 1), "file_mib": round(mem["RssFile"], 1),
+                    "requests": len(run.samples), "failed": run.failures()})  # fmt: skip
         print(json.dumps(rss[-1]), flush=True)
     results["rss"] = rss
 
@@ -372,7 +378,8 @@ def render(results: dict[str, Any]) -> str:
     for r in results["rss"]:
         verdict = ("yes" if r["peak_mib"] <= POD_LIMIT_MIB else "no") if r["service"] == "pure classifier" else "—"
         goals.append(f"| peak RSS under load ≤ {POD_LIMIT_MIB} MiB: {r['service']}, {r['instances']} instance(s) | "
-                     f"{r['peak_mib']:.0f} MiB (idle {r['idle_mib']:.0f}) | {verdict} |")  # fmt: skip
+                     f"{r['peak_mib']:.0f} MiB (idle {r['idle_mib']:.0f}; after the load {r.get('anon_mib', 0):.0f} "
+                     f"anonymous + {r.get('file_mib', 0):.0f} file-backed) | {verdict} |")  # fmt: skip
     soak = results.get("soak")
     if soak:
         lo, hi = soak["rss_after_warmup_mib"]

@@ -120,12 +120,16 @@ class InstancePool:
             self._run(item)
 
     def _run(self, item: _Item) -> None:
+        outcome: tuple[bool, Any] = (False, None)
         try:
-            ok, value = self._call(item)
-        finally:
-            _post(item.loop, self._release)
-        if value is not None or ok:
-            _post(item.loop, _settle, item.future, ok, value)
+            outcome = self._call(item)
+        finally:  # one wake-up of the loop: release the place and settle the request
+            _post(item.loop, self._finish, item.future, *outcome)
+
+    def _finish(self, future: asyncio.Future[Any], ok: bool, value: Any) -> None:
+        self.pending -= 1
+        if ok or value is not None:  # (False, None): the request was abandoned, nobody waits for it
+            _settle(future, ok, value)
 
     def _call(self, item: _Item) -> tuple[bool, Any]:
         item.started = time.monotonic()
@@ -144,9 +148,6 @@ class InstancePool:
             return False, e
         finally:
             self._count_busy(-1)
-
-    def _release(self) -> None:
-        self.pending -= 1
 
     def _count_busy(self, delta: int) -> None:
         with self._busy_lock:
