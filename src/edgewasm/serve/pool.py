@@ -44,6 +44,16 @@ def _settle(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
         future.set_exception(value)
 
 
+def _expire(future: asyncio.Future[Any], name: str) -> None:
+    if not future.done():
+        future.set_exception(
+            DeadlineExceeded(
+                f"{name}: no answer within the request's deadline",
+                hint="raise the model's timeout, or send less work per request",
+            )
+        )
+
+
 def _post(loop: asyncio.AbstractEventLoop, fn: Callable[..., None], *args: Any) -> None:
     with contextlib.suppress(RuntimeError):  # a closed loop: the server is gone, nobody waits for this
         loop.call_soon_threadsafe(fn, *args)
@@ -170,13 +180,14 @@ class InstancePool:
         future: asyncio.Future[Any] = loop.create_future()
         self.pending += 1  # released by the worker when the item is done, so a call past its deadline holds it
         self._queue.put(_Item(fn, loop, future, deadline))
+        # A timer, not asyncio.wait_for (a task and a shield per request): it fails the future at the deadline; the
+        # worker then skips the item if it has not started, or its late answer is dropped.
+        timer = None
+        if deadline != float("inf"):
+            delay = max(deadline - time.monotonic(), 0.0)
+            timer = loop.call_later(delay, _expire, future, self.name)
         try:
-            return await asyncio.wait_for(asyncio.shield(future), max(deadline - time.monotonic(), 0.0))
-        except asyncio.TimeoutError:
-            raise DeadlineExceeded(
-                f"{self.name}: no answer within the request's deadline",
-                hint="raise the model's timeout, or send less work per request",
-            ) from None
+            return await future
         finally:
-            if not future.done():
-                future.cancel()
+            if timer is not None:
+                timer.cancel()
