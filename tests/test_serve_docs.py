@@ -10,7 +10,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from tests._model_fixtures import model_store  # noqa: F401
 from tests._serve_support import ROOT, Server
 
