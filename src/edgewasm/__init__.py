@@ -28,11 +28,26 @@ from ._sandbox import Mount, SandboxError
 
 __version__ = "0.1.0"
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from .serve.client import Client
+
+
+def __getattr__(name: str) -> object:
+    # The HTTP client is imported on first use, so `import edgewasm` stays as light as it was.
+    if name == "Client":
+        from .serve.client import Client
+
+        return Client
+    raise AttributeError(f"module 'edgewasm' has no attribute {name!r}")
+
+
 __all__ = [
     "AbiError",
     "ArtifactError",
     "CacheError",
     "CacheWarning",
+    "Client",
     "CommandResult",
     "DiskCache",
     "EdgeWasmError",

@@ -90,7 +90,11 @@ def _cache(ctx: click.Context, no_cache: bool = False) -> DiskCache | bool:
 class _LazyGroup(click.Group):
     """Subcommands whose modules import heavy libraries load only when invoked, so `run` starts fast."""
 
-    lazy: ClassVar[dict[str, tuple[str, str]]] = {"models": ("edgewasm.models._cli", "models")}
+    lazy: ClassVar[dict[str, tuple[str, str]]] = {
+        "models": ("edgewasm.models._cli", "models"),
+        "serve": ("edgewasm.serve._cli", "serve"),
+        "infer": ("edgewasm.serve._cli", "infer"),
+    }
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted([*super().list_commands(ctx), *self.lazy])
