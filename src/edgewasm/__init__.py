@@ -7,24 +7,27 @@
 See docs/abi.md for what a guest exports and README.md for the command line.
 """
 
-from ._cache import CacheError, CacheWarning, DiskCache
+from ._cache import DiskCache
 from ._command import CommandResult
 from ._errors import (
     AbiError,
     ArtifactError,
+    CacheError,
+    CacheWarning,
     EdgeWasmError,
     GuestError,
-    GuestExit,
     GuestOutOfFuel,
     GuestOutOfMemory,
     GuestOutputLimit,
     GuestTimeout,
     GuestTrap,
     ModuleLoadError,
+    ProcExit,
     RequestError,
+    SandboxError,
 )
 from ._guest import Guest, load
-from ._sandbox import Mount, SandboxError
+from ._sandbox import Mount
 
 __version__ = "0.1.0"
 
@@ -53,7 +56,6 @@ __all__ = [
     "EdgeWasmError",
     "Guest",
     "GuestError",
-    "GuestExit",
     "GuestOutOfFuel",
     "GuestOutOfMemory",
     "GuestOutputLimit",
@@ -61,6 +63,7 @@ __all__ = [
     "GuestTrap",
     "ModuleLoadError",
     "Mount",
+    "ProcExit",
     "RequestError",
     "SandboxError",
     "__version__",

@@ -350,7 +350,7 @@ def run(
 def _run_command(guest: Any, stdin: bytes | None) -> None:
     """Run a WASI command as the wasmtime CLI does: stdin, stdout and stderr are this process's, streamed as the
     guest runs; its exit code is ours; a trap is one line on stderr after its output and exit code 134."""
-    from ._instance import BadExitStatus
+    from ._errors import BadExitStatus
 
     sys.stdout.flush()
     try:

@@ -19,7 +19,7 @@ import wasmtime
 from wasmtime import _ffi as ffi
 
 from . import _host, _ticker
-from ._sandbox import SandboxError
+from ._errors import SandboxError
 
 OptLevel = Literal["none", "speed", "speed_and_size"]
 
