@@ -88,7 +88,7 @@ def test_lru_of_loaded_guests(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_signal_drains_in_flight_requests_and_exits_0(tmp_path: Path, model_store: Path, sig: int) -> None:  # noqa: F811
-    # The scalar classifier is slow enough (~150 ms a call, one instance) that requests are still queued.
+    # The scalar classifier is slow enough (one instance, many milliseconds a call) that requests are still queued.
     args = ["--instances", "1", "--task", "image-classification", "--models", str(model_store),
             f"slow={WASM / 'classifier_scalar.wasm'}"]  # fmt: skip
     srv = Server(args, cache_dir=tmp_path).start()

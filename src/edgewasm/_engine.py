@@ -62,7 +62,7 @@ class EngineSettings:
         cfg.cranelift_nan_canonicalization = self.nan_canonicalization
         cfg.max_wasm_stack = self.max_wasm_stack
         cfg.debug_info = self.debug_info
-        # Cache hits are what make start-up fast; on a miss, use both cores.
+        # Cache hits are what make start-up fast; on a miss, compile on every core.
         cfg.parallel_compilation = True
         if self.pooling:
             _enable_pooling(cfg)
