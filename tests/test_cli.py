@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
@@ -304,3 +305,49 @@ def test_a_rust_guest_out_of_memory_says_so(wasm_dir: Path, tmp_path: Path) -> N
     assert err[0] == "memory allocation of 24000000 bytes failed"  # what the guest said stays visible
     assert err[-1].startswith("edgewasm: error: ") and "ran out of memory" in err[-1]
     assert "could not allocate 24000000 bytes" in err[-1] and "--memory-limit" in err[-1]
+
+
+def test_set_and_file_build_the_request(wasm_dir: Path, tmp_path: Path) -> None:
+    """Any guest's request from the command line: JSON values, text, a file's bytes; on top of --request's map."""
+    blob = tmp_path / "blob.bin"
+    blob.write_bytes(bytes(range(256)))
+    base = tmp_path / "base.json"
+    base.write_text('{"keep": 1, "top_k": 9}')
+    proc = edgewasm("run", str(wasm_dir / "echo.wat"), "--request", str(base),
+                    "--set", "top_k=3", "--set", "name=tabby", "--set", 'm={"a": [1, 2.5, null]}',
+                    "--file", "data=" + str(blob))  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    reply = json.loads(proc.stdout)
+    assert base64.b64decode(reply.pop("data")["$base64"]) == bytes(range(256))  # bytes print as {"$base64": ...}
+    assert reply == {"keep": 1, "top_k": 3, "name": "tabby", "m": {"a": [1, 2.5, None]}}
+
+
+def test_image_is_the_classifier_shorthand_for_set_and_file(wasm_dir: Path) -> None:
+    cat = wasm_dir.parent / "examples" / "cat.jpg"
+    short = edgewasm("run", str(wasm_dir / "echo.wat"), "--image", str(cat), "--top-k", "2")
+    long = edgewasm("run", str(wasm_dir / "echo.wat"), "--file", f"image={cat}",
+                    "--set", 'model_id="efficientnet-lite0"', "--set", "top_k=2")  # fmt: skip
+    assert short.returncode == long.returncode == 0, (short.stderr, long.stderr)
+    reply = json.loads(short.stdout)
+    assert reply == json.loads(long.stdout)
+    assert base64.b64decode(reply["image"]["$base64"]) == cat.read_bytes() and reply["top_k"] == 2
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--set", "nokey"], "--set: 'nokey' is not KEY=VALUE"),
+        (["--set", "=1"], "is not KEY=VALUE"),
+        (["--file", "x=/nonexistent/file"], "--file: /nonexistent/file"),
+    ],
+)
+def test_bad_request_fields_are_one_line_errors(wasm_dir: Path, args: list[str], needle: str) -> None:
+    assert_one_line_error(edgewasm("run", str(wasm_dir / "echo.wat"), *args), 2, needle)
+
+
+def test_request_fields_need_a_map_and_an_infer_guest(wasm_dir: Path, tmp_path: Path) -> None:
+    listed = tmp_path / "list.json"
+    listed.write_text("[1, 2]")
+    proc = edgewasm("run", str(wasm_dir / "echo.wat"), "--request", str(listed), "--set", "a=1")
+    assert_one_line_error(proc, 2, "add fields to a map")
+    assert_one_line_error(edgewasm("run", str(wasm_dir / "cat.wat"), "--set", "a=1"), 2, "WASI command")

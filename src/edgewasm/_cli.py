@@ -249,10 +249,33 @@ def _parse_env(items: tuple[str, ...]) -> dict[str, str]:
     return env
 
 
+def _request_fields(sets: tuple[str, ...], files: tuple[str, ...]) -> dict[str, Any]:
+    """`--set KEY=VALUE` (VALUE as JSON when it parses, else the string) and `--file KEY=PATH` (the file's bytes)."""
+    fields: dict[str, Any] = {}
+    for option, items in (("--set", sets), ("--file", files)):
+        for item in items:
+            key, sep, value = item.partition("=")
+            if not sep or not key:
+                raise click.BadParameter(f"{item!r} is not KEY=VALUE", param_hint=option)
+            if option == "--file":
+                try:
+                    fields[key] = Path(value).read_bytes()
+                except OSError as e:
+                    raise click.BadParameter(f"{value}: {e.strerror}", param_hint=option) from None
+                continue
+            try:
+                fields[key] = json.loads(value)
+            except ValueError:
+                fields[key] = value
+    return fields
+
+
 @cli.command()
 @click.argument("module", type=click.Path(dir_okay=False))
 @click.argument("guest_args", nargs=-1)
-@click.option("--image", type=click.Path(exists=True, dir_okay=False), help="send this JPEG/PNG as `image`")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="a request field (VALUE as JSON, or text)")
+@click.option("--file", "files", multiple=True, metavar="KEY=PATH", help="a request field: the file's bytes")
+@click.option("--image", type=click.Path(exists=True, dir_okay=False), help="classifiers: send this JPEG/PNG")
 @click.option("--model-id", default="efficientnet-lite0", show_default=True, help="model_id sent with --image")
 @click.option("--top-k", type=click.IntRange(1, 1000), default=None, help="top_k sent with --image")
 @click.option("--request", "request_file", type=click.File("rb"), help="read the request from a file, not stdin")
@@ -288,6 +311,8 @@ def run(
     ctx: click.Context,
     module: str,
     guest_args: tuple[str, ...],
+    sets: tuple[str, ...],
+    files: tuple[str, ...],
     image: str | None,
     model_id: str,
     top_k: int | None,
@@ -306,9 +331,17 @@ def run(
     no_cache: bool,
     allow_precompiled: bool,
 ) -> None:
-    """Run MODULE (.wasm, .wat or .cwasm): an infer guest gets the request (JSON or msgpack on stdin) and
-    its answer is printed as JSON; a WASI command gets stdin, and its stdout and exit code are passed through."""
+    """Run MODULE (.wasm, .wat or .cwasm): an infer guest gets the request (JSON or msgpack on stdin, or the
+    fields of --set/--file on top of --request's) and its answer is printed as JSON; a WASI command gets stdin,
+    and its stdout and exit code are passed through."""
     from ._guest import load
+
+    if image is not None:  # the classifiers' shorthand: their request as fields
+        files = (*files, f"image={image}")
+        sets = (f"model_id={json.dumps(model_id)}", *sets)
+        if top_k is not None:
+            sets = (*sets, f"top_k={top_k}")
+    fields = _request_fields(sets, files)
 
     models: bool | str | None = False if no_models else models_dir
     guest = load(
@@ -327,16 +360,20 @@ def run(
         allow_precompiled=allow_precompiled,
     )
     if guest.kind == "command":
-        if image:
-            raise RequestError(f"{module} is a WASI command; --image is for infer guests", hint="pipe stdin instead")
+        if fields:
+            what = "--image" if image else "--set and --file"
+            raise RequestError(f"{module} is a WASI command; {what} is for infer guests", hint="pipe stdin instead")
         _run_command(guest, request_file.read() if request_file else None)
-    if image:
-        request: Any = {"model_id": model_id, "image": Path(image).read_bytes()}
-        if top_k is not None:
-            request["top_k"] = top_k
+    if fields:  # stdin is not read: the request is these fields, on top of --request's map if given
+        request: Any = _read_request(request_file.read(), input_fmt, module) if request_file else {}
+        if not isinstance(request, dict):
+            raise RequestError("--set and --file add fields to a map; the --request file holds something else")
+        request.update(fields)
     else:
         if request_file is None and sys.stdin.isatty():
-            raise RequestError("no request", hint=f"pipe one: edgewasm run {module} < request.json, or use --image")
+            raise RequestError(
+                "no request", hint=f"pipe one: edgewasm run {module} < request.json, or use --set/--file (--image)"
+            )
         data = request_file.read() if request_file else sys.stdin.buffer.read()
         request = _read_request(data, input_fmt, module)
     with _signals_end_the_process():
