@@ -17,7 +17,7 @@ import wasmtime
 
 from conftest import require
 from edgewasm.nn import NnErrno, NnLimits, WasiNN, imports_wasi_nn
-from edgewasm.nn._host import _store_key
+from edgewasm.nn._functions import _store_key
 from test_nn_support import RawGuest, tiny_expected, tiny_onnx
 
 E = NnErrno
@@ -66,7 +66,7 @@ X = np.array([1, 2, 3, 4], dtype=np.float32)
 @pytest.fixture(autouse=True)
 def fresh_log_limits() -> None:
     """Unexpected host errors are logged at most once a minute per kind; each test starts with a clean slate."""
-    from edgewasm.nn import _host
+    from edgewasm.nn import _functions as _host
 
     _host._ratelog.reset()
 
@@ -357,7 +357,7 @@ def test_a_reused_store_address_gets_a_fresh_namespace(tiny_model: Path, monkeyp
     store's namespace. (Every store gets the same address here.)"""
     import gc
 
-    from edgewasm.nn import _host
+    from edgewasm.nn import _functions as _host
 
     monkeypatch.setattr(_host, "_store_key", lambda store: 0x1000)
     nn = WasiNN([f"default:ONNX:CPU:{tiny_model}"])

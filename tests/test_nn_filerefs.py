@@ -141,7 +141,7 @@ ONNX_MODELS: dict[str, Callable[[str], bytes]] = {
 @pytest.fixture(autouse=True)
 def fresh_log_limits() -> None:
     """Refusals are logged at most once a minute; each test starts with a clean slate."""
-    from edgewasm.nn import _host
+    from edgewasm.nn import _functions as _host
 
     _host._ratelog.reset()
 

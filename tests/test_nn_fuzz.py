@@ -34,7 +34,7 @@ from hypothesis import strategies as st
 
 from _nn_script import COMPUTE, F32, GUEST, INIT, LOAD_BY_NAME, SET_INPUT, Script
 from edgewasm.nn import NnLimits, WasiNN
-from edgewasm.nn import _host as nn_host
+from edgewasm.nn import _functions as nn_host
 from test_nn_support import WASM, tiny_expected, tiny_onnx, tiny_tflite
 
 LONG = os.environ.get("EDGEWASM_FUZZ", "").lower() == "long"

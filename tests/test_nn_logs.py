@@ -17,8 +17,8 @@ import pytest
 import edgewasm
 from _nn_script import COMPUTE, F32, GUEST, INIT, LOAD_BY_NAME, SET_INPUT, Script
 from edgewasm.nn import NnErrno, WasiNN
-from edgewasm.nn import _host as nn_host
-from edgewasm.nn._host import _store_key
+from edgewasm.nn import _functions as nn_host
+from edgewasm.nn._functions import _store_key
 from test_nn_support import RawGuest
 
 E = NnErrno

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from edgewasm.nn import NnErrno, NnError, resolve_tensor_type
-from edgewasm.nn._host import _raw_output
+from edgewasm.nn._functions import _raw_output
 from edgewasm.nn._tables import HandleTable
 
 

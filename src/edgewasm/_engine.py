@@ -18,7 +18,7 @@ from typing import Any, Literal
 import wasmtime
 from wasmtime import _ffi as ffi
 
-from . import _host, _ticker
+from . import _hostinfo, _ticker
 from ._errors import SandboxError
 
 OptLevel = Literal["none", "speed", "speed_and_size"]
@@ -77,7 +77,7 @@ POOL_MAX_MEMORY = 4 << 30
 
 @functools.cache
 def _key_json(settings: EngineSettings) -> str:
-    key = {"settings": dataclasses.asdict(settings), "host": _host.fingerprint()}
+    key = {"settings": dataclasses.asdict(settings), "host": _hostinfo.fingerprint()}
     return json.dumps(key, sort_keys=True, separators=(",", ":"))
 
 

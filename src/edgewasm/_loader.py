@@ -12,7 +12,7 @@ from typing import Any
 
 import wasmtime
 
-from . import _abi, _artifact, _host
+from . import _abi, _artifact, _hostinfo
 from ._cache import DiskCache, entry_key
 from ._engine import EngineSettings, engine_for
 from ._errors import ArtifactError, ModuleLoadError
@@ -314,7 +314,7 @@ def _artifact_settings(source: Source, meta: dict[str, Any], wanted: EngineSetti
     """The settings an explicit artifact was built with, refused unless they fit this host and this run."""
     built_for: dict[str, Any] = meta.get("engine", {})
     host = built_for.get("host", {})
-    here = _host.fingerprint()
+    here = _hostinfo.fingerprint()
     for field, what in (("target", "target"), ("cpu", "CPU features"), ("wasmtime", "wasmtime version")):
         if host.get(field) != here[field]:
             raise ArtifactError(

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from ._enums import ExecutionTarget, GraphEncoding, resolve_tensor_type
 from ._errno import NnErrno, NnError
-from ._host import MODULE, WasiNN, imports_wasi_nn
+from ._functions import MODULE, WasiNN, imports_wasi_nn
 from ._limits import NnLimits
 from ._preload import Preload, parse_preload
 from .backends import BackendOptions
