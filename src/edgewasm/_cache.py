@@ -58,6 +58,9 @@ def _warn(message: str, *, once_for: tuple[str, str] | None = None) -> None:
 
 
 class DiskCache:
+    """The artifact cache in one directory (default: the user's cache dir): entries keyed by module and engine,
+    MAC-checked on every read; a directory that is not private to this user is not used (docs/cache.md)."""
+
     def __init__(self, directory: str | os.PathLike[str] | None = None) -> None:
         self.dir = Path(directory).expanduser() if directory is not None else cache_dir()
 

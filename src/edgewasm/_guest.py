@@ -28,7 +28,7 @@ from ._paths import models_dir
 from ._sandbox import DEFAULT_MAX_OUTPUT, Mount, Sandbox
 
 if TYPE_CHECKING:
-    from .nn import NnLimits
+    from .nn import NnLimits, WasiNN
 
 #: Where a guest that asks for the model store (custom section `edgewasm.needs`: `models`) finds it.
 MODELS_GUEST_PATH = "/models"
@@ -42,7 +42,7 @@ class Guest:
     ) -> None:
         self._loaded = loaded
         self.sandbox = sandbox
-        self.nn: Any = None
+        self.nn: WasiNN | None = None  # the guest's WASI-NN host, when it imports wasi_ephemeral_nn
         try:
             if loaded.verdict.imports_wasi_nn or nn_preload:
                 self._pre = self._link_with_nn(nn_preload, nn_limits)
@@ -102,9 +102,9 @@ class Guest:
         if self.nn is not None:
             self.nn.bind(inst.store)  # its graphs and contexts go when the instance does
         try:
-            if "_initialize" in inst._funcs:
+            if inst.exports("_initialize"):
                 inst.call_export("_initialize")
-            if "edge_abi_version" in inst._funcs:
+            if inst.exports("edge_abi_version"):
                 version = inst.call_export("edge_abi_version") & 0xFFFFFFFF
                 if version != _abi.ABI_VERSION:
                     raise AbiError(
@@ -112,7 +112,7 @@ class Guest:
                         hint=f"rebuild the guest against ABI v{_abi.ABI_VERSION} or upgrade edgewasm",
                     )
         except BaseException:
-            inst.broken = True
+            inst.discard()
             raise
         with self._lock:
             self._instances.add(inst)
@@ -170,7 +170,7 @@ class Guest:
         with self._lock:
             self._closed = True
             for inst in list(self._instances):
-                inst.broken = True
+                inst.discard()
             self._instances.clear()
         self._local = threading.local()
         if self.nn is not None:

@@ -123,7 +123,7 @@ class Instance:
         self.memory = memory if isinstance(memory, wasmtime.Memory) else None
         self._mem_addr = ctypes.addressof(self.memory._memory) if self.memory is not None else 0
         self._funcs: dict[str, wasmtime.Func] = {}
-        for name in ("infer", "edge_alloc", "edge_free", "edge_abi_version", "_initialize", "_start"):
+        for name in _abi.EXPORTS:
             f = exports.get(name)
             if isinstance(f, wasmtime.Func):
                 self._funcs[name] = f
@@ -199,6 +199,14 @@ class Instance:
                     trap_code="INTERRUPT",
                 )
             raise error
+
+    def exports(self, name: str) -> bool:
+        """Whether the instance has the ABI's function export `name`."""
+        return name in self._funcs
+
+    def discard(self) -> None:
+        """Never use this instance again (its owner makes a fresh one): it trapped, failed to start, or was closed."""
+        self.broken = True
 
     def call_export(self, name: str, *args: int) -> int:
         """Call a function export with i32 arguments; returns the raw i64 slot (callers mask what they need)."""
