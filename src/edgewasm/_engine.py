@@ -16,9 +16,8 @@ import threading
 from typing import Any, Literal
 
 import wasmtime
-from wasmtime import _ffi as ffi
 
-from . import _hostinfo, _ticker
+from . import _hostinfo, _ticker, _wasmtime
 from ._errors import SandboxError
 
 OptLevel = Literal["none", "speed", "speed_and_size"]
@@ -65,7 +64,7 @@ class EngineSettings:
         # Cache hits are what make start-up fast; on a miss, compile on every core.
         cfg.parallel_compilation = True
         if self.pooling:
-            _enable_pooling(cfg)
+            _wasmtime.enable_pooling(cfg, POOL_INSTANCES, POOL_MAX_MEMORY)
         return cfg
 
 
@@ -79,20 +78,6 @@ POOL_MAX_MEMORY = 4 << 30
 def _key_json(settings: EngineSettings) -> str:
     key = {"settings": dataclasses.asdict(settings), "host": _hostinfo.fingerprint()}
     return json.dumps(key, sort_keys=True, separators=(",", ":"))
-
-
-def _enable_pooling(cfg: wasmtime.Config) -> None:
-    """The pooling allocator is not exposed by wasmtime-py's Config; its C functions are bound, so use them."""
-    pool = ffi.wasmtime_pooling_allocation_config_new()
-    try:
-        ffi.wasmtime_pooling_allocation_config_total_core_instances_set(pool, POOL_INSTANCES)
-        ffi.wasmtime_pooling_allocation_config_total_memories_set(pool, POOL_INSTANCES)
-        ffi.wasmtime_pooling_allocation_config_total_tables_set(pool, POOL_INSTANCES)
-        ffi.wasmtime_pooling_allocation_config_total_stacks_set(pool, POOL_INSTANCES)
-        ffi.wasmtime_pooling_allocation_config_max_memory_size_set(pool, POOL_MAX_MEMORY)
-        ffi.wasmtime_pooling_allocation_strategy_set(cfg.ptr(), pool)
-    finally:
-        ffi.wasmtime_pooling_allocation_config_delete(pool)
 
 
 _engines: dict[EngineSettings, wasmtime.Engine] = {}

@@ -15,9 +15,8 @@ from collections.abc import Callable
 from typing import Any
 
 import wasmtime
-from wasmtime import _ffi as ffi
 
-from . import _abi, _codec, _deadline, _engine
+from . import _abi, _codec, _deadline, _engine, _wasmtime
 from ._errors import (
     AbiError,
     BadExitStatus,
@@ -39,20 +38,11 @@ from ._sandbox import WASM_PAGE, Sandbox
 _RUST_ALLOC_FAILED = re.compile(r"memory allocation of (\d+) bytes failed")
 
 
-def _proto(name: str, restype: Any, *argtypes: Any) -> Any:
-    # Item access gives a fresh function object, so wasmtime-py's own prototypes stay as they are.
-    fn = ffi.dll[name]
-    fn.restype = restype
-    fn.argtypes = list(argtypes)
-    return fn
-
-
-_vp, _sz, _u64 = ctypes.c_void_p, ctypes.c_size_t, ctypes.c_uint64
-_call_unchecked = _proto("wasmtime_func_call_unchecked", _vp, _vp, _vp, _vp, _sz, _vp)
-_memory_data = _proto("wasmtime_memory_data", _vp, _vp, _vp)
-_memory_size = _proto("wasmtime_memory_data_size", _sz, _vp, _vp)
-_set_deadline = _proto("wasmtime_context_set_epoch_deadline", None, _vp, _u64)
-_set_fuel = _proto("wasmtime_context_set_fuel", _vp, _vp, _u64)
+_call_unchecked = _wasmtime.call_unchecked
+_memory_data = _wasmtime.memory_data
+_memory_size = _wasmtime.memory_size
+_set_deadline = _wasmtime.set_epoch_deadline
+_set_fuel = _wasmtime.set_fuel
 _memmove = ctypes.memmove
 _addressof = ctypes.addressof
 _c_char = ctypes.c_char
@@ -70,10 +60,6 @@ def trap_reason(text: str) -> str:
         if not line.startswith(("error while executing", "0:", "1:", "2:")) and not line[:1].isdigit():
             return line
     return lines[0] if lines else "trap"
-
-
-def _addr(obj: Any) -> int:
-    return ctypes.cast(obj, ctypes.c_void_p).value or 0
 
 
 class Instance:
@@ -104,7 +90,7 @@ class Instance:
         if sandbox.memory_limit is not None:
             store.set_limits(memory_size=sandbox.memory_limit)
         self.store = store
-        self._ctx = _addr(store._context())
+        self._ctx = _wasmtime.context_address(store)
         self._deadline = _engine.deadline_ticks(sandbox.timeout)
         if sandbox.timeout is not None:
             _engine.ensure_ticker(loaded.settings)
@@ -112,7 +98,7 @@ class Instance:
         self._fuel = sandbox.fuel
         self._trap = ctypes.c_void_p()
         self._trap_addr = ctypes.addressof(self._trap)
-        self._args = (ffi.wasmtime_val_raw_t * 2)()
+        self._args = (_wasmtime.ValRaw * 2)()
         self._args_addr = ctypes.addressof(self._args)
         try:
             self.instance = pre.instantiate(store)
@@ -121,14 +107,14 @@ class Instance:
         exports = self.instance.exports(store)
         memory = exports.get("memory")
         self.memory = memory if isinstance(memory, wasmtime.Memory) else None
-        self._mem_addr = ctypes.addressof(self.memory._memory) if self.memory is not None else 0
+        self._mem_addr = _wasmtime.memory_address(self.memory) if self.memory is not None else 0
         self._funcs: dict[str, wasmtime.Func] = {}
         for name in _abi.EXPORTS:
             f = exports.get(name)
             if isinstance(f, wasmtime.Func):
                 self._funcs[name] = f
         # Addresses of the wasmtime_func_t structs, passed straight to the C call (the Funcs keep them alive).
-        self._faddr = {name: ctypes.addressof(f._func) for name, f in self._funcs.items()}
+        self._faddr = {name: _wasmtime.func_address(f) for name, f in self._funcs.items()}
         if loaded.verdict.kind == "reactor" and not {"infer", "edge_alloc", "edge_free"} <= self._faddr.keys():
             raise AbiError(f"{loaded.name}: the instance lacks the ABI v1 exports its module declared")
         self._per_call = sandbox.fuel is not None or sandbox.timeout is not None
@@ -191,8 +177,7 @@ class Instance:
             error = self._trap_error(err)
             if stopped_in is not None:
                 # wasmtime-py's define_func route traps by raising; that exception is ours, not the caller's
-                if isinstance(getattr(wasmtime._func, "LAST_EXCEPTION", None), _deadline.Stopped):
-                    wasmtime._func.LAST_EXCEPTION = None
+                _wasmtime.take_pending_exception(_deadline.Stopped)
                 raise GuestTimeout(
                     f"{self.loaded.name}: guest call exceeded its timeout of {timeout:g} s "
                     f"and was stopped in {stopped_in}",
@@ -218,10 +203,10 @@ class Instance:
     def _trap_error(self, err: int | None) -> EdgeWasmError:
         exc: Exception
         if self._trap.value:
-            exc = wasmtime.Trap._from_ptr(ctypes.cast(self._trap.value, ctypes.POINTER(ffi.wasm_trap_t)))
+            exc = _wasmtime.trap_from(self._trap.value)
             self._trap.value = None
         else:
-            exc = wasmtime.WasmtimeError._from_ptr(ctypes.cast(err or 0, ctypes.POINTER(ffi.wasmtime_error_t)))
+            exc = _wasmtime.error_from(err or 0)
         error = self.classify(exc)
         if isinstance(error, GuestTrap) and self.stderr is not None:
             error.stderr = self.stderr.value()

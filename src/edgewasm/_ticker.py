@@ -25,7 +25,8 @@ import threading
 from typing import Any, Protocol
 
 import wasmtime
-from wasmtime import _ffi as ffi
+
+from . import _wasmtime
 
 #: How long after `timer_delete` the engine reference is released: far longer than a notify thread takes to run.
 GRACE_SECONDS = 1.0
@@ -97,7 +98,7 @@ class _Rt:
         self.delete = lib.timer_delete
         self.delete.argtypes = (ctypes.c_void_p,)
         self.delete.restype = ctypes.c_int
-        self.increment_epoch = ctypes.cast(ffi.dll.wasmtime_engine_increment_epoch, ctypes.c_void_p).value
+        self.increment_epoch = _wasmtime.INCREMENT_EPOCH
 
 
 _rt: _Rt | None = None
@@ -122,7 +123,7 @@ class PosixTimerTicker:
         if _rt is None:
             _rt = _Rt()
         self._timer: int | None = None
-        self._engine_ref: Any = ffi.wasmtime_engine_clone(engine.ptr())
+        self._engine_ref: Any = _wasmtime.engine_clone(engine)
         event = _SigEvent()
         event.sigev_notify = _SIGEV_THREAD
         event.sigev_value = ctypes.cast(self._engine_ref, ctypes.c_void_p).value
@@ -130,7 +131,7 @@ class PosixTimerTicker:
         timer = ctypes.c_void_p()
         if _rt.create(_CLOCK_MONOTONIC, ctypes.byref(event), ctypes.byref(timer)) != 0:
             error = _oserror("timer_create")
-            ffi.wasm_engine_delete(self._engine_ref)
+            _wasmtime.engine_delete(self._engine_ref)
             raise error
         self._timer = timer.value or 0
         seconds, fraction = divmod(period, 1.0)
@@ -147,7 +148,7 @@ class PosixTimerTicker:
         _rt.delete(timer)
         ref, self._engine_ref = self._engine_ref, None
         if ref is not None and not _exiting:
-            release = threading.Timer(GRACE_SECONDS, ffi.wasm_engine_delete, (ref,))
+            release = threading.Timer(GRACE_SECONDS, _wasmtime.engine_delete, (ref,))
             release.daemon = True
             release.start()
 

@@ -21,9 +21,8 @@ from collections.abc import Callable
 from typing import Any
 
 import wasmtime
-from wasmtime import _ffi as ffi
 
-from .. import _deadline
+from .. import _deadline, _wasmtime
 
 # env -> (callback, number of i32 params, "module.name")
 _registered: dict[int, tuple[Callable[..., int], int, str]] = {}
@@ -33,10 +32,7 @@ _lock = threading.Lock()
 
 def available() -> bool:
     """True when this wasmtime-py exposes the unchecked linker API this module needs."""
-    return all(
-        hasattr(ffi, name)
-        for name in ("wasmtime_linker_define_func_unchecked", "wasmtime_func_unchecked_callback_t", "wasmtime_val_raw")
-    ) and hasattr(wasmtime, "Caller")
+    return _wasmtime.unchecked_host_functions()
 
 
 def live_definitions() -> int:
@@ -45,8 +41,7 @@ def live_definitions() -> int:
 
 
 def _trap(message: str) -> int:
-    trap = wasmtime.Trap(message)._consume()
-    return ctypes.cast(trap, ctypes.c_void_p).value or 0
+    return _wasmtime.new_trap(message)
 
 
 def _trampoline(env: int | None, caller_ptr: Any, values: Any, _num: int) -> int:
@@ -54,7 +49,7 @@ def _trampoline(env: int | None, caller_ptr: Any, values: Any, _num: int) -> int
     if entry is None:  # cannot happen while wasmtime holds the definition
         return _trap("edgewasm: a host function was called after it was released")
     func, nparams, qualname = entry
-    caller = wasmtime.Caller(caller_ptr)
+    caller = _wasmtime.caller(caller_ptr)
     try:
         args = [values[i].i32 for i in range(nparams)]
         values[0].i32 = _to_i32(func(caller, *args))
@@ -63,10 +58,10 @@ def _trampoline(env: int | None, caller_ptr: Any, values: Any, _num: int) -> int
         return _trap(f"{qualname}: the guest call's deadline passed")
     except BaseException as exc:  # only KeyboardInterrupt/SystemExit get here: func catches every Exception
         # the same route as wasmtime-py's own trampoline: a trap now, the exception re-raised by the outer call
-        wasmtime._func.LAST_EXCEPTION = exc  # type: ignore[assignment]
+        _wasmtime.reraise_later(exc)
         return _trap(f"python exception in {qualname}")
     finally:
-        caller._invalidate()
+        _wasmtime.caller_done(caller)
 
 
 def _finalize(env: int | None) -> None:
@@ -77,7 +72,7 @@ def _finalize(env: int | None) -> None:
         pass
 
 
-_TRAMPOLINE: Any = ffi.wasmtime_func_unchecked_callback_t(_trampoline) if available() else None
+_TRAMPOLINE: Any = _wasmtime.unchecked_callback(_trampoline) if available() else None
 _FINALIZER: Any = ctypes.CFUNCTYPE(None, ctypes.c_void_p)(_finalize)
 # wasmtime may call these while the interpreter tears modules down: never let the thunks themselves be freed.
 for _thunk in (_TRAMPOLINE, _FINALIZER):
@@ -90,16 +85,13 @@ def define(linker: wasmtime.Linker, module: str, name: str, nparams: int, func: 
     with _lock:
         env = next(_ids)
         _registered[env] = (func, nparams, f"{module}.{name}")
-    m, n = module.encode(), name.encode()
     # A fresh type each time: wasmtime ties a type to the first engine it is used with.
     ty = wasmtime.FuncType([wasmtime.ValType.i32()] * nparams, [wasmtime.ValType.i32()])
-    error = ffi.wasmtime_linker_define_func_unchecked(
-        linker.ptr(), ctypes.create_string_buffer(m), len(m), ctypes.create_string_buffer(n), len(n),
-        ty.ptr(), _TRAMPOLINE, env, _FINALIZER,
-    )  # fmt: skip
-    if error:
+    try:
+        _wasmtime.define_unchecked(linker, module, name, ty, _TRAMPOLINE, env, _FINALIZER)
+    except wasmtime.WasmtimeError:
         _finalize(env)  # wasmtime did not take it (it calls the finalizer only for definitions it holds)
-        raise wasmtime.WasmtimeError._from_ptr(error)
+        raise
 
 
 def _to_i32(value: int) -> int:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import struct
 import threading
@@ -14,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import wasmtime
 
-from .. import _deadline
+from .. import _deadline, _wasmtime
 from . import _fastcall, _graphcache
 from ._enums import ExecutionTarget, GraphEncoding, Numbering, resolve_tensor_type
 from ._errno import NnErrno, NnError
@@ -496,7 +495,7 @@ def _raw_output(array: np.ndarray, index: int) -> np.ndarray:
 
 def _store_key(store: wasmtime.Store | wasmtime.Caller) -> int:
     """A store's identity: the address of its wasmtime context (the same through a Caller of that store)."""
-    return ctypes.cast(store._context(), ctypes.c_void_p).value or 0
+    return _wasmtime.context_address(store)
 
 
 def _release_state(nn: weakref.ref[WasiNN], key: int, state: weakref.ref[_StoreState]) -> None:
