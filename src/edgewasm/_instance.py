@@ -33,7 +33,6 @@ from ._loader import Loaded
 from ._output import StderrSink
 from ._sandbox import WASM_PAGE, Sandbox
 
-#: Responses longer than this are an ABI error, not an allocation the host attempts.
 #: What Rust's default allocation-error handler prints before it aborts (the abort is an `unreachable` trap).
 _RUST_ALLOC_FAILED = re.compile(r"memory allocation of (\d+) bytes failed")
 
