@@ -100,6 +100,7 @@ def onnx_fp16(src: Path, dst: Path) -> dict[str, Any]:
     """float16 weights and compute, float32 input and output (Cast nodes at both ends)."""
     onnx = need("onnx", "onnx")
     float16 = need("onnxruntime.transformers.float16", "onnxruntime")
+    dst.parent.mkdir(parents=True, exist_ok=True)
     try:
         with _quiet():
             model = float16.convert_float_to_float16(onnx.load(str(src)), keep_io_types=True)
@@ -137,6 +138,7 @@ def onnx_int8(src: Path, dst: Path, calibration: F32) -> dict[str, Any]:
     need("onnx", "onnx")
     quant = need("onnxruntime.quantization", "onnxruntime's quantization module")
     shape_inference = need("onnxruntime.quantization.shape_inference", "onnxruntime's quantization module")
+    dst.parent.mkdir(parents=True, exist_ok=True)
     seven_bit = {f"{layer}.w": [{"reduce_range": True, "symmetric": True, "axis": 0}] for layer in GEMM_LAYERS}
     try:
         with _quiet(), tempfile.TemporaryDirectory(prefix="edgewasm-quant-") as tmp:
