@@ -21,10 +21,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import platform
 import statistics
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -87,6 +89,21 @@ def _configs(store: Path) -> list[Config]:
     return out
 
 
+def _int4(store: Path, tmp: Path) -> Config:
+    """What INT4 exists for this convnet: NNCF's weight-only compression. It puts the classifier (a MatMul) in
+    4 bits and, being weight-only, the convolutions' weights in 8; everything computes in float32."""
+    import nncf
+    import openvino as ov
+
+    model = ov.convert_model(str(store / BASE / "model.onnx"))
+    nncf.set_log_level(logging.ERROR)
+    model = nncf.compress_weights(model, mode=nncf.CompressWeightsMode.INT4_SYM, ratio=1.0, group_size=-1,
+                                  all_layers=True)  # fmt: skip
+    xml = tmp / "int4" / "model.xml"
+    ov.save_model(model, str(xml), compress_to_fp16=False)
+    return Config("openvino", "int4", BASE, [xml, xml.with_suffix(".bin")])
+
+
 def _open(cfg: Config, store: Path) -> None:
     if cfg.backend == "onnx":
         cfg.runner = _accuracy.onnx_runner(cfg.files[0])
@@ -96,6 +113,8 @@ def _open(cfg: Config, store: Path) -> None:
         cfg.guest = edgewasm.load(WASM / "classifier.wasm", timeout=120.0, models=str(store))
     else:
         preload = f"{cfg.model_id}:store:{cfg.model_id}:{cfg.backend}"
+        if cfg.precision == "int4":  # not a store entry: preloaded from its files under the base's name
+            preload = f"{cfg.model_id}:OpenVINO:CPU:{cfg.files[0]}:{cfg.files[1]}"
         cfg.guest = edgewasm.load(WASM / "wasinn_classifier.wasm", timeout=120.0, models=str(store),
                                   nn_preload=[preload])  # fmt: skip
 
@@ -224,8 +243,9 @@ def _machine() -> dict[str, Any]:
             "openvino": openvino.__version__.split("-")[0]}  # fmt: skip
 
 
-def measure(store: Path, rounds: int, views: bool) -> dict[str, Any]:
+def measure(store: Path, rounds: int, views: bool, tmp: Path) -> dict[str, Any]:
     cfgs = _configs(store)
+    cfgs.insert(6, _int4(store, tmp))
     for cfg in cfgs:
         _open(cfg, store)
     try:
@@ -288,8 +308,9 @@ def render(result: dict[str, Any], command: str) -> str:
         agree = f"{a['agree']}/{a['agree_count']} = {a['agree'] / a['agree_count']:.1%}"
         agree += f" ({a['agree_confident']}/{a['confident_count']})"
         rel = size / fp32_size[backend]
+        label = precision.upper() + (" weight-only (NNCF)" if precision == "int4" else "")
         lines.append(
-            f"| {BACKENDS[backend]} | {precision.upper()} | {_mb(size)} ({rel:.0%}) | {a['labeled_top1']}/"
+            f"| {BACKENDS[backend]} | {label} | {_mb(size)} ({rel:.0%}) | {a['labeled_top1']}/"
             f"{a['labeled_count']} | {agree} | {a['max_abs']:.2f} / {a['mean_abs']:.3f} | {run_txt} | {ratio_txt} | "
             f"{tim['median_ms'][f'{key}-e2e']:.2f} ms | **{tim['e2e_ratio'][key]:.2f}x** | "
             f"{art[0]} / {art[1]} / {art[2]} |"
@@ -297,7 +318,6 @@ def render(result: dict[str, Any], command: str) -> str:
     lines += [
         "| pure-Wasm guest | INT8 | *placeholder: issue 13 (relaxed-SIMD INT8 kernels) fills this row* | | | | | | | "
         f"| {' / '.join(ARTICLE['int8'])} |",
-        f"| any | INT4 | not measured (see INT4 below) | | | | | | | | {' / '.join(ARTICLE['int4'])} |",
         "",
         "Speed-up in the article's sense is the inverse of the `vs ORT FP32` column (0.50x = 2x faster).",
         "",
@@ -327,7 +347,8 @@ def main(argv: list[str]) -> int:
     if args.render:
         result = json.loads(args.render.read_text(encoding="utf-8"))
     else:
-        result = measure(args.store or default_store(), args.rounds, not args.no_views)
+        with tempfile.TemporaryDirectory(prefix="edgewasm-quant-bench-") as tmp:
+            result = measure(args.store or default_store(), args.rounds, not args.no_views, Path(tmp))
         result["command"] = "python bench/quantization.py" + (" " + " ".join(argv) if argv else "")
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")

@@ -133,13 +133,15 @@ class _Reader:
         self._i = 0
 
 
-def onnx_int8(src: Path, dst: Path, calibration: F32) -> dict[str, Any]:
-    """Static QDQ quantization, per-channel weights, calibrated (MinMax) on ``calibration`` [N, 3, 224, 224]."""
+def onnx_int8(src: Path, dst: Path, calibration: F32, *, seven_bit_gemm: bool = True) -> dict[str, Any]:
+    """Static QDQ quantization, per-channel weights, calibrated (MinMax) on ``calibration`` [N, 3, 224, 224].
+    ``seven_bit_gemm=False`` keeps every weight in 8 bits (bench/quant_saturation.py measures what that does)."""
     need("onnx", "onnx")
     quant = need("onnxruntime.quantization", "onnxruntime's quantization module")
     shape_inference = need("onnxruntime.quantization.shape_inference", "onnxruntime's quantization module")
     dst.parent.mkdir(parents=True, exist_ok=True)
-    seven_bit = {f"{layer}.w": [{"reduce_range": True, "symmetric": True, "axis": 0}] for layer in GEMM_LAYERS}
+    seven = GEMM_LAYERS if seven_bit_gemm else ()
+    seven_bit = {f"{layer}.w": [{"reduce_range": True, "symmetric": True, "axis": 0}] for layer in seven}
     try:
         with _quiet(), tempfile.TemporaryDirectory(prefix="edgewasm-quant-") as tmp:
             pre = Path(tmp) / "pre.onnx"
@@ -169,7 +171,9 @@ def onnx_int8(src: Path, dst: Path, calibration: F32) -> dict[str, Any]:
         "weight_bits": {
             "7 (reduce_range)": "stem, every expand and project 1x1 conv, head, fc",
             "8": "the depthwise convolutions",
-        },
+        }
+        if seven_bit_gemm
+        else {"8": "every layer"},
         "bias": "int32",
         "output": "float32 logits (the classifier's output is not quantized)",
     }
