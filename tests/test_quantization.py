@@ -191,6 +191,9 @@ def test_damaged_variant_is_rebuilt(vstore: Path, tmp_path: Path, monkeypatch: p
 
     monkeypatch.setattr(_variant_store, "_build", fake_build)
     assert _store.install(INT8, store=store) == store / INT8 and not built  # healthy: kept
+    with pytest.raises(RuntimeError, match="rebuild started"):  # asked for another calibration
+        _variant_store.install_variant(INT8, store, calibration=["samples", "opencv"])
+    built.clear()
     with (store / INT8 / "model.onnx").open("r+b") as f:
         f.seek(1000)
         f.write(b"\0\0\0\0")

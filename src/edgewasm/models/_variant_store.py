@@ -132,12 +132,16 @@ def _manifest(v: Variant, entry: Path, base: dict[str, Any], record: dict[str, A
     }
 
 
-def _healthy(model_id: str, store: str | os.PathLike[str] | None) -> bool:
+def _current(v: Variant, store: str | os.PathLike[str] | None, sets: Sequence[str]) -> bool:
+    """The installed entry verifies and was calibrated on the sets asked for."""
     try:
-        _store.verify(model_id, store)
+        manifest = _store.verify(v.id, store)
     except ModelStoreError:
         return False
-    return True
+    if v.precision != "int8":
+        return True
+    made = manifest.get("variant", {}).get("calibration", {}).get("sets")
+    return bool(made == list(dict.fromkeys(sets)))
 
 
 def install_variant(
@@ -150,13 +154,13 @@ def install_variant(
 ) -> Path:
     """Make and install a variant (and its base if needed); a verified install is kept unless ``force``.
 
-    An entry that fails verification is rebuilt. ``calibration`` names the photo sets (``_calibration.SETS``)
-    the INT8 variant is calibrated on.
+    An entry that fails verification, or an INT8 entry calibrated on other sets than ``calibration`` (names
+    from ``_calibration.SETS``), is rebuilt.
     """
     v = _variant(model_id)
     root = _store._root(store)
     entry = root / v.id
-    if not force and (entry / _store.MANIFEST).is_file() and _healthy(v.id, store):
+    if not force and (entry / _store.MANIFEST).is_file() and _current(v, store, calibration):
         return entry
     base_entry = _store.install(v.base, store)
     base = _store.verify(v.base, store)
