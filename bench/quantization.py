@@ -54,7 +54,7 @@ CAT_CLASSES = {281, 282, 285}  # tabby, tiger cat, Egyptian cat
 # The article's quantization table (relative to FP32), as claimed: size, accuracy loss, speed-up.
 ARTICLE = {"fp32": ("100%", "0%", "1x"), "fp16": ("50%", "< 0.1%", "1.5x"), "int8": ("25%", "1–3%", "2–4x"),
            "int4": ("12.5%", "3–8%", "3–6x")}  # fmt: skip
-BACKENDS = {"onnx": "ONNX Runtime", "openvino": "OpenVINO", "pure": "pure-Wasm guest"}
+BACKENDS = {"onnx": "ONNX Runtime", "openvino": "OpenVINO", "tflite": "LiteRT", "pure": "pure-Wasm guest"}
 
 
 @dataclass
@@ -85,8 +85,23 @@ def _configs(store: Path) -> list[Config]:
             if missing:
                 raise SystemExit(f"missing {missing[0]}; run: edgewasm models install {BASE} --variant all")
             out.append(Config(backend, precision, mid, files))
+    for precision in ("fp16", "int8"):
+        mid = variant_id(BASE, precision)
+        tfl = store / mid / "model.tflite"
+        if not tfl.is_file():
+            raise SystemExit(f"missing {tfl}; install ai-edge-litert, then: edgewasm models install {mid} --force")
+        out.append(Config("tflite", precision, mid, [tfl]))
     out.append(Config("pure", "fp32", BASE, [store / BASE / "weights.ewt"]))
     return out
+
+
+def _tflite_fp32(store: Path, tmp: Path) -> Config:
+    """LiteRT FP32 is not a store file: the same writer as the variants', from the FP32 weights."""
+    from edgewasm.models import _ewt, _tflite
+
+    path = tmp / "fp32.tflite"
+    path.write_bytes(_tflite.build_float(_ewt.read(store / BASE / "weights.ewt").tensors))
+    return Config("tflite", "fp32", BASE, [path])
 
 
 def _int4(store: Path, tmp: Path) -> Config:
@@ -109,12 +124,16 @@ def _open(cfg: Config, store: Path) -> None:
         cfg.runner = _accuracy.onnx_runner(cfg.files[0])
     elif cfg.backend == "openvino":
         cfg.runner = _accuracy.openvino_runner(cfg.files[0])
+    elif cfg.backend == "tflite":
+        cfg.runner = _accuracy.litert_runner(cfg.files[0])
     if cfg.backend == "pure":
         cfg.guest = edgewasm.load(WASM / "classifier.wasm", timeout=120.0, models=str(store))
     else:
         preload = f"{cfg.model_id}:store:{cfg.model_id}:{cfg.backend}"
         if cfg.precision == "int4":  # not a store entry: preloaded from its files under the base's name
             preload = f"{cfg.model_id}:OpenVINO:CPU:{cfg.files[0]}:{cfg.files[1]}"
+        elif cfg.backend == "tflite" and cfg.precision == "fp32":
+            preload = f"{cfg.model_id}:TFLite:CPU:{cfg.files[0]}"
         cfg.guest = edgewasm.load(WASM / "wasinn_classifier.wasm", timeout=120.0, models=str(store),
                                   nn_preload=[preload])  # fmt: skip
 
@@ -246,6 +265,7 @@ def _machine() -> dict[str, Any]:
 def measure(store: Path, rounds: int, views: bool, tmp: Path) -> dict[str, Any]:
     cfgs = _configs(store)
     cfgs.insert(6, _int4(store, tmp))
+    cfgs.insert(7, _tflite_fp32(store, tmp))
     for cfg in cfgs:
         _open(cfg, store)
     try:

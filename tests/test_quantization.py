@@ -19,7 +19,17 @@ import pytest
 from click.testing import CliRunner
 
 import edgewasm
-from edgewasm.models import _accuracy, _calibration, _ewt, _quantize, _store, _variant_store, list_models, verify
+from edgewasm.models import (
+    _accuracy,
+    _calibration,
+    _ewt,
+    _quantize,
+    _store,
+    _tflite,
+    _variant_store,
+    list_models,
+    verify,
+)
 from edgewasm.models._cli import models as models_cli
 from edgewasm.models._errors import ModelStoreError
 from edgewasm.models._quantize import GEMM_LAYERS, QuantizeError
@@ -35,7 +45,8 @@ VERSIONS = {BASE: "1", FP16: "1-fp16", INT8: "1-int8"}
 
 
 def _tools() -> None:
-    for module in ("onnxruntime.quantization", "openvino", "nncf", "skimage", "sklearn", "matplotlib"):
+    for module in ("onnxruntime.quantization", "openvino", "nncf", "ai_edge_litert", "skimage", "sklearn",
+                   "matplotlib"):  # fmt: skip
         pytest.importorskip(module, reason=f"{module} (the quantize extra) is not installed")
 
 
@@ -66,12 +77,14 @@ def test_variant_entries_and_manifest(vstore: Path) -> None:
         m = verify(mid, vstore)
         assert m["id"] == mid and m["version"] == VERSIONS[mid]
         assert set(m["files"]) == {"labels.txt", "model.onnx", "weights.ewt", "openvino/model.xml",
-                                   "openvino/model.bin"}  # fmt: skip
+                                   "openvino/model.bin", "model.tflite"}  # fmt: skip
+        assert (m["onnx"], m["openvino"], m["tflite"]) == ("model.onnx", "openvino/model.xml", "model.tflite")
         assert m["input"] == base["input"] and m["output"] == base["output"]
         v = m["variant"]
         assert v["of"] == BASE and v["precision"] == precision
         assert v["of_onnx_sha256"] == base["files"]["model.onnx"]["sha256"]
         assert v["onnx"]["versions"]["onnxruntime"] and v["openvino"]["versions"]["openvino"]
+        assert v["tflite"]["versions"]["ai-edge-litert"]
         assert (vstore / mid / "labels.txt").read_bytes() == (vstore / BASE / "labels.txt").read_bytes()
         assert _ewt.read(vstore / mid / "weights.ewt").meta["version"] == VERSIONS[mid]
     fp16, int8 = (json.loads((vstore / i / "manifest.json").read_text())["variant"] for i in (FP16, INT8))
@@ -79,6 +92,9 @@ def test_variant_entries_and_manifest(vstore: Path) -> None:
     assert int8["onnx"]["format"] == "QDQ" and int8["onnx"]["per_channel"] is True
     assert int8["onnx"]["activations"].startswith("uint8") and int8["onnx"]["weights"].startswith("int8")
     assert int8["openvino"]["versions"]["nncf"] and int8["openvino"]["per_channel"] is True
+    assert int8["tflite"]["weights"] == "int8, symmetric, per output channel" and fp16["tflite"]["weights"].startswith(
+        "float16"
+    )
     cal = int8["calibration"]
     photos = _calibration.calibration_photos()
     assert cal["sets"] == ["samples"] and cal["count"] == len(photos) == 20
@@ -126,29 +142,36 @@ def test_variants_are_deterministic(tmp_path: Path, model_entry: Path) -> None:
     calib = _calibration.calibration_tensors(photos[:3])
     other = _calibration.calibration_tensors(photos[3:6])
     src = model_entry / "model.onnx"
+    fp32 = _ewt.read(model_entry / "weights.ewt").tensors
 
     def build(out: Path, batch: np.ndarray, fp16: bool = True) -> dict[str, bytes]:
         _quantize.onnx_int8(src, out / "int8.onnx", batch)
         _quantize.openvino_int8(src, out / "int8/model.xml", batch)
+        (out / "int8.tflite").write_bytes(_tflite.quantize_int8(_tflite.build_float(fp32), batch)[0])
         if fp16:
+            (out / "fp16.tflite").write_bytes(_tflite.build_float(fp32, fp16=True))
             _quantize.onnx_fp16(src, out / "fp16.onnx")
             _quantize.openvino_fp16(src, out / "fp16/model.xml")
         return {p.relative_to(out).as_posix(): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
 
     a, b, c = build(tmp_path / "a", calib), build(tmp_path / "b", calib), build(tmp_path / "c", other, fp16=False)
-    assert len(a) == 6
+    assert len(a) == 8
     for name in a:
         assert a[name] == b[name], f"{name} differs between two identical builds"
-    assert a["int8.onnx"] != c["int8.onnx"] and a["int8/model.bin"] != c["int8/model.bin"]
+    for name in ("int8.onnx", "int8/model.bin", "int8.tflite"):
+        assert a[name] != c[name], name
 
 
 # --- selection by model id --------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("fmt", ["onnx", "openvino"])
-@pytest.mark.parametrize("mid", [BASE, FP16, INT8])
+# the FP32 entry has no model.tflite (its converter predates LiteRT here); the variants have one each
+GUEST_CASES = [(m, f) for m in (BASE, FP16, INT8) for f in ("onnx", "openvino", "tflite") if (m, f) != (BASE, "tflite")]
+
+
+@pytest.mark.parametrize(("mid", "fmt"), GUEST_CASES)
 def test_wasinn_guest_serves_every_variant(vstore: Path, mid: str, fmt: str) -> None:
-    preload = mid if fmt == "onnx" else f"{mid}:store:{mid}:openvino"
+    preload = mid if fmt == "onnx" else f"{mid}:store:{mid}:{fmt}"
     with edgewasm.load(ROOT / "wasm" / "wasinn_classifier.wasm", models=str(vstore), nn_preload=[preload]) as g:
         reply = g.infer({"model_id": mid, "image": CAT.read_bytes(), "return_logits": True})
     assert reply["class_id"] in CAT_CLASSES and reply["label"] in ("tiger cat", "tabby", "Egyptian cat")
@@ -171,9 +194,23 @@ def test_int8_logits_follow_fp32(vstore: Path) -> None:
     _, batch = _accuracy.tensors([(p.name, p.read()) for p in photos], with_views=False)
     ref = _accuracy.onnx_runner(vstore / BASE / "model.onnx")(batch)
     for runner in (_accuracy.onnx_runner(vstore / INT8 / "model.onnx"),
-                   _accuracy.openvino_runner(vstore / INT8 / "openvino/model.xml")):  # fmt: skip
+                   _accuracy.openvino_runner(vstore / INT8 / "openvino/model.xml"),
+                   _accuracy.litert_runner(vstore / INT8 / "model.tflite")):  # fmt: skip
         a = _accuracy.agreement(ref, runner(batch))
         assert a.top1_equal == 2 and a.mean_abs < 0.5
+
+
+def test_litert_float_model_matches_onnx(vstore: Path, tmp_path: Path) -> None:
+    """The TFLite writer (LiteRT's schema, TensorFlow's SAME padding, NCHW input) is the same network."""
+    photos = [p for p in _calibration.calibration_photos() if p.name.endswith(("chelsea.png", "rocket.jpg"))]
+    _, batch = _accuracy.tensors([(p.name, p.read()) for p in photos], with_views=False)
+    ref = _accuracy.onnx_runner(vstore / BASE / "model.onnx")(batch)
+    path = tmp_path / "fp32.tflite"
+    path.write_bytes(_tflite.build_float(_ewt.read(vstore / BASE / "weights.ewt").tensors))
+    fp32 = _accuracy.litert_runner(path)(batch)
+    assert np.abs(fp32 - ref).max() < 1e-3
+    fp16 = _accuracy.litert_runner(vstore / FP16 / "model.tflite")(batch)
+    assert np.argmax(fp16, 1).tolist() == np.argmax(ref, 1).tolist() and np.abs(fp16 - ref).max() < 0.2
 
 
 # --- the store: repair, errors, the missing extra ---------------------------------------------------------

@@ -165,6 +165,25 @@ def openvino_runner(xml: Path, threads: int = 1, precision: str | None = "f32") 
     return run
 
 
+def litert_runner(path: Path, threads: int = 1) -> Runner:
+    """LiteRT's interpreter (with its default XNNPACK delegate), as the WASI-NN backend runs it."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interp = Interpreter(model_content=path.read_bytes(), num_threads=threads)
+    interp.allocate_tensors()
+    x, y = interp.get_input_details()[0]["index"], interp.get_output_details()[0]["index"]
+
+    def run(batch: F32) -> F32:
+        out = []
+        for i in range(len(batch)):
+            interp.set_tensor(x, np.ascontiguousarray(batch[i : i + 1]))
+            interp.invoke()
+            out.append(np.array(interp.get_tensor(y), np.float32))
+        return np.concatenate(out)
+
+    return run
+
+
 # --- metrics ----------------------------------------------------------------------------------------------
 
 

@@ -1,10 +1,11 @@
 """Install a quantized variant into the store: made from the verified FP32 entry, published atomically.
 
-The entry ``<store>/<base>-<precision>/`` holds ``model.onnx`` (ONNX Runtime), ``openvino/model.{xml,bin}`` (when
-openvino is installed), ``labels.txt`` (copied from the base) and ``weights.ewt``: the variant's own weights in the
-store's EWT container (float16 tensors; or int8 weights with per-channel scales and the activation ranges of the
-ONNX Runtime INT8 model). The manifest says how every file was made (tools and versions, method, calibration set
-and its digest). Same inputs and versions, same bytes.
+The entry ``<store>/<base>-<precision>/`` holds ``model.onnx`` (ONNX Runtime), ``openvino/model.{xml,bin}``
+(when openvino is installed), ``model.tflite`` (LiteRT, when ai-edge-litert is installed), ``labels.txt``
+(copied from the base) and ``weights.ewt``: the variant's own weights in the store's EWT container (float16
+tensors; or int8 weights with per-channel scales and the activation ranges of the ONNX Runtime INT8 model). The
+manifest says how every file was made (tools and versions, method, calibration set and its digest). Same inputs
+and versions, same bytes.
 """
 
 from __future__ import annotations
@@ -20,12 +21,22 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from . import _calibration, _convert, _ewt, _quantize, _store
+from . import _calibration, _convert, _ewt, _quantize, _store, _tflite
 from ._arch import BLOCKS, nhwc_tensor
 from ._errors import ModelStoreError
 from ._variants import VARIANTS, Variant
 
 EWT_PRECISION = {"fp16": "float16", "int8": "int8 weights, float32 scales and biases"}
+TFLITE_FILE = "model.tflite"
+
+
+def tflite_available() -> bool:
+    try:
+        _quantize.need("ai_edge_litert.schema_py_generated", "ai-edge-litert")
+        _quantize.need("flatbuffers", "flatbuffers")
+    except _quantize.QuantizeError:
+        return False
+    return True
 
 
 def _variant(model_id: str) -> Variant:
@@ -92,7 +103,7 @@ def int8_ewt(onnx_int8: Path, base_ewt: Path, dst: Path, v: Variant) -> dict[str
     return {"from": "model.onnx (its int8 weights and scales) and the FP32 biases", "dtypes": "i8, f32"}
 
 
-def _build(v: Variant, base: Path, out: Path, openvino: bool, sets: Sequence[str]) -> dict[str, Any]:
+def _build(v: Variant, base: Path, out: Path, openvino: bool, tflite: bool, sets: Sequence[str]) -> dict[str, Any]:
     """Write the variant's files into ``out``; return the manifest's ``variant`` record."""
     src = base / _convert.ONNX_FILE
     record: dict[str, Any] = {"of": v.base, "precision": v.precision}
@@ -100,6 +111,10 @@ def _build(v: Variant, base: Path, out: Path, openvino: bool, sets: Sequence[str
         record["onnx"] = _quantize.onnx_fp16(src, out / _convert.ONNX_FILE)
         if openvino:
             record["openvino"] = _quantize.openvino_fp16(src, out / _convert.OPENVINO_XML)
+        if tflite:
+            fp32 = _ewt.read(base / _convert.EWT_FILE).tensors
+            (out / TFLITE_FILE).write_bytes(_tflite.build_float(fp32, fp16=True, description=v.id))
+            record["tflite"] = _tflite.float_record(fp16=True)
         record["weights"] = fp16_ewt(out / _convert.ONNX_FILE, out / _convert.EWT_FILE, v)
     else:
         photos = _calibration.calibration_photos(sets)
@@ -108,6 +123,10 @@ def _build(v: Variant, base: Path, out: Path, openvino: bool, sets: Sequence[str
         record["onnx"] = _quantize.onnx_int8(src, out / _convert.ONNX_FILE, batch)
         if openvino:
             record["openvino"] = _quantize.openvino_int8(src, out / _convert.OPENVINO_XML, batch)
+        if tflite:
+            fp32 = _ewt.read(base / _convert.EWT_FILE).tensors
+            model, record["tflite"] = _tflite.quantize_int8(_tflite.build_float(fp32, description=v.id), batch)
+            (out / TFLITE_FILE).write_bytes(model)
         record["weights"] = int8_ewt(out / _convert.ONNX_FILE, base / _convert.EWT_FILE, out / _convert.EWT_FILE, v)
     shutil.copyfile(base / _convert.LABELS_FILE, out / _convert.LABELS_FILE)
     return record
@@ -126,6 +145,7 @@ def _manifest(v: Variant, entry: Path, base: dict[str, Any], record: dict[str, A
         "weights_precision": EWT_PRECISION[v.precision],
         "onnx": _convert.ONNX_FILE,
         "openvino": _convert.OPENVINO_XML if (entry / _convert.OPENVINO_XML).is_file() else None,
+        "tflite": TFLITE_FILE if (entry / TFLITE_FILE).is_file() else None,
         **{k: base[k] for k in ("input", "output", "preprocessing", "labels", "num_classes") if k in base},
         "variant": record,
         **{k: base[k] for k in ("source", "labels_source", "converter") if k in base},
@@ -150,6 +170,7 @@ def install_variant(
     force: bool = False,
     *,
     openvino: bool | None = None,
+    tflite: bool | None = None,
     calibration: Sequence[str] = (_calibration.DEFAULT_SET,),
 ) -> Path:
     """Make and install a variant (and its base if needed); a verified install is kept unless ``force``.
@@ -166,6 +187,8 @@ def install_variant(
     base = _store.verify(v.base, store)
     if openvino is None:
         openvino = _convert.openvino_available()
+    if tflite is None:
+        tflite = tflite_available()
     try:
         tmp = Path(tempfile.mkdtemp(prefix=f".install-{v.id}-", dir=root))
         tmp.chmod(0o755)
@@ -174,7 +197,7 @@ def install_variant(
             f"cannot write to the model store {root}: {exc.strerror}; set {_store.ENV_VAR} or --store"
         ) from exc
     try:
-        record = _build(v, base_entry, tmp, openvino, calibration)
+        record = _build(v, base_entry, tmp, openvino, tflite, calibration)
         manifest = _manifest(v, tmp, base, record)
         (tmp / _store.MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
         _store._fsync_tree(tmp)
