@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import atexit
 import functools
+import importlib.util
 import json
 import os
 import shutil
@@ -361,3 +362,46 @@ def test_ewt_typed_tensors() -> None:
         _ewt.decode(raw.replace(b" i8 ", b" u4 "))
     with pytest.raises(ValueError, match="cannot store dtype int64"):
         _ewt.encode({}, [], {"x": np.zeros(2, np.int64)})
+
+
+def test_pure_guest_refuses_variant_ids(vstore: Path) -> None:
+    """The pure guest has no INT8 or FP16 kernels yet: a variant id is not_found, never FP32 under its name."""
+    with (
+        edgewasm.load(ROOT / "wasm" / "classifier.wasm", models=str(vstore)) as g,
+        pytest.raises(edgewasm.GuestError) as err,
+    ):
+        g.infer({"model_id": INT8, "image": CAT.read_bytes()})
+    assert err.value.kind == "not_found"
+
+
+# --- the generated table ----------------------------------------------------------------------------------
+
+
+@functools.cache
+def _bench_module() -> Any:
+    spec = importlib.util.spec_from_file_location("bench_quantization", ROOT / "bench" / "quantization.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_doc_table_is_the_committed_run() -> None:
+    """docs/quantization.md's generated block is what bench/quantization.py renders from the committed JSON."""
+    bench = _bench_module()
+    result = json.loads((ROOT / "bench" / "results" / "quantization.json").read_text(encoding="utf-8"))
+    doc = (ROOT / "docs" / "quantization.md").read_text(encoding="utf-8")
+    block = bench.render(result, result["command"])
+    assert block in doc, (
+        "docs/quantization.md is stale: run python bench/quantization.py --render bench/results/quantization.json"
+    )
+    assert "| LiteRT | INT8 |" in block and "placeholder: issue 13" in block
+
+
+def test_doc_render_replaces_only_the_block(tmp_path: Path) -> None:
+    bench = _bench_module()
+    doc = tmp_path / "q.md"
+    doc.write_text(f"intro\n{bench.BEGIN}\nold\n{bench.END}\noutro\n", encoding="utf-8")
+    bench.write_doc(doc, f"{bench.BEGIN}\nnew\n{bench.END}")
+    assert doc.read_text(encoding="utf-8") == f"intro\n{bench.BEGIN}\nnew\n{bench.END}\noutro\n"
