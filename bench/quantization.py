@@ -307,8 +307,8 @@ def render(result: dict[str, Any], command: str) -> str:
         "probability of at least 0.5. Logit error: max and mean absolute difference to FP32.",
         "",
         "Time: `run` is the engine alone on the cat tensor (ratio: to ONNX Runtime FP32 `run`, per round); "
-        "end to end is the cat JPEG through the guest, photo in and answer out (WASI-NN guest for ONNX Runtime "
-        "and OpenVINO, `classifier.wasm` for the pure guest), ratio to Python + ONNX Runtime FP32 doing the same "
+        "end to end is the cat JPEG through the guest, photo in and answer out (`wasinn_classifier.wasm` for the host "
+        "engines, `classifier.wasm` for the pure guest), ratio to Python + ONNX Runtime FP32 doing the same "
         f"({tim['median_ms']['python-onnx-fp32-e2e']:.2f} ms median).",
         "",
         "| backend | precision | size | top-1 labeled | agreement with FP32 | logit error max / mean "
@@ -339,7 +339,9 @@ def render(result: dict[str, Any], command: str) -> str:
         "| pure-Wasm guest | INT8 | *placeholder: issue 13 (relaxed-SIMD INT8 kernels) fills this row* | | | | | | | "
         f"| {' / '.join(ARTICLE['int8'])} |",
         "",
-        "Speed-up in the article's sense is the inverse of the `vs ORT FP32` column (0.50x = 2x faster).",
+        "Speed-up in the article's sense is the inverse of the `vs ORT FP32` column (0.50x = 2x faster). LiteRT FP32 "
+        "and OpenVINO INT4 are not store files: they are written at bench time and preloaded from their files under "
+        "the FP32 model's id.",
         "",
         END,
     ]
