@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import wasmtime
 
+from conftest import require
 from edgewasm.nn import NnErrno, WasiNN, imports_wasi_nn
 from edgewasm.nn._host import _store_key
 from test_nn_support import RawGuest, tiny_expected, tiny_onnx
@@ -64,6 +65,7 @@ X = np.array([1, 2, 3, 4], dtype=np.float32)
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    require("onnxruntime")  # the tiny model runs on the ONNX backend
     path = tmp_path_factory.mktemp("nn") / "tiny.onnx"
     path.write_bytes(tiny_onnx())
     return path

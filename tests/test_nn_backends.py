@@ -249,8 +249,9 @@ def test_backends_are_imported_only_when_asked() -> None:
     assert out.stdout.strip() == "[] ['onnxruntime']", out.stdout + out.stderr
 
 
-def test_guest_request_forms_and_errors(model_store: Path, reference: Any) -> None:  # noqa: F811
+def test_guest_request_forms_and_errors(model_store: Path, reference: Any, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
     """image bytes, image_data floats and tensors reach the same answer; bad requests are error maps."""
+    monkeypatch.setenv("EDGEWASM_MODELS", str(model_store))  # the bare id in nn_preload resolves there
     import io
 
     from PIL import Image
@@ -289,9 +290,10 @@ def test_guest_request_forms_and_errors(model_store: Path, reference: Any) -> No
         assert guest.infer({"tensor": hwc})["class_id"] == want  # still serving
 
 
-def test_guest_load_stage(model_store: Path, reference: Any) -> None:  # noqa: F811
+def test_guest_load_stage(model_store: Path, reference: Any, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
     """stages_ms.load: load_by_name (or reading model.onnx and load) plus init_execution_context, on the
     first call of a fresh instance and when the load mode changes; 0 while the graph is reused."""
+    monkeypatch.setenv("EDGEWASM_MODELS", str(model_store))  # the bare id in nn_preload resolves there
     _, hwc, logits = reference["chelsea"]
     want = int(np.argmax(logits))
     with edgewasm.load(WASM / "wasinn_classifier.wasm", models=str(model_store), nn_preload=[MODEL_ID]) as guest:

@@ -21,12 +21,12 @@ import wasmtime
 from . import _codec
 from ._cache import DiskCache
 from ._command import CommandResult, run_command
-from ._engine import EngineSettings, OptLevel
-from ._errors import AbiError, GuestError, ModuleLoadError
+from ._engine import EngineSettings, OptLevel, check_timeout
+from ._errors import AbiError, GuestError, ModuleLoadError, RequestError
 from ._instance import Instance, raw_bytes
 from ._loader import Loaded, load_module, wasi_instance_pre
 from ._paths import models_dir
-from ._sandbox import Mount, Sandbox, SandboxError
+from ._sandbox import DEFAULT_MAX_OUTPUT, Mount, Sandbox, SandboxError
 
 #: Where a guest that asks for the model store (custom section `edgewasm.needs`: `models`) finds it.
 MODELS_GUEST_PATH = "/models"
@@ -36,7 +36,9 @@ def _decode_checked(view: memoryview) -> Any:
     try:
         reply = _codec.decode(view)
     except (ValueError, msgpack.UnpackException) as e:
-        raise AbiError(f"guest response is not valid msgpack: {e}", hint="the guest must answer in msgpack") from None
+        raise AbiError(
+            f"guest response cannot be decoded: {e}", hint="the guest must answer in msgpack (docs/abi.md)"
+        ) from None
     if isinstance(reply, dict) and "error" in reply:
         err = reply["error"]
         if isinstance(err, dict):
@@ -156,12 +158,22 @@ class Guest:
         """The raw round trip: request bytes in, response bytes out, no msgpack on the host."""
         return bytes(self._reactor().infer([bytes(request)], raw_bytes))
 
-    def run(self, stdin: bytes = b"", args: Sequence[str] | None = None) -> CommandResult:
-        """Run a WASI command guest once: `stdin` in, stdout/stderr and exit code out."""
+    def run(
+        self, stdin: bytes | None = b"", args: Sequence[str] | None = None, *, stream: bool = False
+    ) -> CommandResult:
+        """Run a WASI command guest once: `stdin` in, stdout/stderr and exit code out.
+
+        Output is captured, at most `max_output` bytes per stream (else `GuestOutputLimit`); on a trap what was
+        captured is on the exception (`.stdout`, `.stderr`). `stream=True` writes it to this process's stdout and
+        stderr as the guest runs instead, as the wasmtime CLI does; `stdin=None` gives the guest this process's.
+        """
         if self.kind != "command":
             raise AbiError(f"{self.name} is an infer guest, not a WASI command", hint="use infer() instead")
+        if stdin is not None and not isinstance(stdin, (bytes, bytearray, memoryview)):
+            raise RequestError(f"stdin must be bytes, not {type(stdin).__name__}", hint="encode it first")
         sandbox = self.sandbox if args is None else dataclasses.replace(self.sandbox, args=tuple(args))
-        return run_command(self._loaded, self._pre, sandbox, stdin, self.nn)
+        data = None if stdin is None else bytes(stdin)
+        return run_command(self._loaded, self._pre, sandbox, data, self.nn, stream=stream)
 
     def close(self) -> None:
         """Drop every instance (their memory returns to the pool)."""
@@ -206,6 +218,8 @@ def load(
     cache: bool | str | os.PathLike[str] | DiskCache = True,
     opt_level: OptLevel = "speed",
     stderr: bool = False,
+    allow_precompiled: bool = False,
+    max_output: int | str = DEFAULT_MAX_OUTPUT,
 ) -> Guest:
     """Load a guest (.wasm, .wat or .cwasm), compiling it ahead of time through the artifact cache.
 
@@ -213,11 +227,22 @@ def load(
     dirs: `{guest_path: host_path}` preopened read-only, or `Mount`/"HOST::GUEST[:rw]" items.
     models: the model store for guests that ask for it (None: the default store; False: never mount).
     nn_preload: WASI-NN models the host loads for `load_by_name` ("NAME:ENCODING:TARGET:PATH[:PATH]").
+    allow_precompiled: run a `.cwasm`, native code the sandbox cannot check (see docs/cache.md); refused without.
+    stderr: pass what the guest writes to stderr through to this process's. max_output: bytes of a command's
+    stdout, and of its stderr, that `run()` keeps in memory (16 MiB by default; "256MiB" raises it).
     """
+    timeout = check_timeout(timeout)
     settings = EngineSettings(opt_level=opt_level, fuel=fuel is not None, epoch=timeout is not None)
-    loaded = load_module(module, settings, _cache_for(cache))
+    loaded = load_module(module, settings, _cache_for(cache), allow_precompiled=allow_precompiled)
     sandbox = Sandbox.build(
-        timeout=timeout, memory_limit=memory_limit, fuel=fuel, dirs=dirs, env=env, args=args, inherit_stderr=stderr
+        timeout=timeout,
+        memory_limit=memory_limit,
+        fuel=fuel,
+        dirs=dirs,
+        env=env,
+        args=args,
+        inherit_stderr=stderr,
+        max_output=max_output,
     )
     sandbox = _with_model_store(sandbox, loaded, models)
     return Guest(loaded, sandbox, nn_preload)

@@ -9,6 +9,7 @@ re-reads the memory's base and length after every call, because a call that grow
 from __future__ import annotations
 
 import ctypes
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -18,10 +19,13 @@ from wasmtime import _ffi as ffi
 from . import _codec, _engine
 from ._errors import AbiError, EdgeWasmError, GuestOutOfFuel, GuestOutOfMemory, GuestTimeout, GuestTrap, ModuleLoadError
 from ._loader import Loaded
-from ._sandbox import WASM_PAGE, Sandbox
+from ._output import StderrSink
+from ._sandbox import WASM_PAGE, MemoryLimitTooSmall, Sandbox
 
 #: Responses longer than this are an ABI error, not an allocation the host attempts.
 MAX_RESPONSE = 1 << 30
+#: What Rust's default allocation-error handler prints before it aborts (the abort is an `unreachable` trap).
+_RUST_ALLOC_FAILED = re.compile(r"memory allocation of (\d+) bytes failed")
 
 
 def _proto(name: str, restype: Any, *argtypes: Any) -> Any:
@@ -52,6 +56,12 @@ class ProcExit(GuestTrap):
         self.status = status
 
 
+class BadExitStatus(GuestTrap):
+    """The guest called `proc_exit` with a status WASI does not allow (126 and above): wasmtime refuses it."""
+
+    default_hint = "exit with a status from 0 to 125 (126 and above mean 'not executable', 'not found' or a signal)"
+
+
 def trap_reason(text: str) -> str:
     """The line of a wasmtime trap message that says why (it follows the backtrace, after "Caused by:")."""
     lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
@@ -76,14 +86,24 @@ class Instance:
     """
 
     def __init__(
-        self, loaded: Loaded, pre: wasmtime.InstancePre, sandbox: Sandbox, wasi: wasmtime.WasiConfig | None = None
+        self,
+        loaded: Loaded,
+        pre: wasmtime.InstancePre,
+        sandbox: Sandbox,
+        wasi: wasmtime.WasiConfig | None = None,
+        stderr: StderrSink | None = None,
     ) -> None:
         self.loaded = loaded
         self.sandbox = sandbox
         self.broken = False
         engine = loaded.engine
         store = wasmtime.Store(engine)
-        store.set_wasi(wasi if wasi is not None else sandbox.wasi_config(loaded.name))
+        if wasi is None:
+            stderr = sandbox.stderr_sink()
+            wasi = sandbox.wasi_config(loaded.name, stderr)
+        #: The tail of what the guest wrote to stderr, where the host sees it (see _output), to explain a trap.
+        self.stderr = stderr
+        store.set_wasi(wasi)
         if sandbox.memory_limit is not None:
             store.set_limits(memory_size=sandbox.memory_limit)
         self.store = store
@@ -125,9 +145,10 @@ class Instance:
         text = str(e).strip()
         first = text.splitlines()[0] if text else type(e).__name__
         if "exceeds memory limits" in text or "memory minimum size" in text:
-            return GuestOutOfMemory(
+            return MemoryLimitTooSmall(
                 f"{self.loaded.name}: the module's initial memory does not fit its memory limit "
-                f"({self.sandbox.memory_limit} bytes): {first}"
+                f"({self.sandbox.memory_limit} bytes): {first}",
+                hint="raise memory_limit= (or --memory-limit) above the module's initial memory",
             )
         if "concurrent limit" in text:
             return ModuleLoadError(
@@ -170,7 +191,10 @@ class Instance:
             self._trap.value = None
         else:
             exc = wasmtime.WasmtimeError._from_ptr(ctypes.cast(err or 0, ctypes.POINTER(ffi.wasmtime_error_t)))
-        return self.classify(exc)
+        error = self.classify(exc)
+        if isinstance(error, GuestTrap) and self.stderr is not None:
+            error.stderr = self.stderr.value()
+        return error
 
     def classify(self, exc: Exception) -> EdgeWasmError:
         """Turn a wasmtime trap or error into the edgewasm exception that says why."""
@@ -178,6 +202,8 @@ class Instance:
         if isinstance(exc, wasmtime.ExitTrap):
             return ProcExit(f"{name}: guest called proc_exit({exc.code}) during a call", exc.code)
         first = trap_reason(str(exc))
+        if "exit with invalid exit status" in first:
+            return BadExitStatus(f"{name}: guest called proc_exit with a status outside 0..125", trap_code="exit")
         code = exc.trap_code if isinstance(exc, wasmtime.Trap) else None
         code_name = code.name if code is not None else None
         if code == wasmtime.TrapCode.INTERRUPT:
@@ -188,6 +214,10 @@ class Instance:
         if code == wasmtime.TrapCode.OUT_OF_FUEL:
             return GuestOutOfFuel(f"{name}: guest ran out of fuel ({self._fuel} units)", trap_code=code_name)
         limit = self.sandbox.memory_limit
+        if self.stderr is not None and code == wasmtime.TrapCode.UNREACHABLE:
+            oom = self.allocation_failure(self.stderr.text())
+            if oom is not None:
+                return oom
         if limit is not None and self.memory is not None:
             size = int(_memory_size(self._ctx, self._mem_addr))
             # wasmtime does not say that a memory.grow was refused; a trap with memory within a tenth of the limit
@@ -199,6 +229,28 @@ class Instance:
                     trap_code=code_name,
                 )
         return GuestTrap(f"{name}: guest trapped: {first}", trap_code=code_name)
+
+    def allocation_failure(self, stderr: str) -> GuestOutOfMemory | None:
+        """The error for an `unreachable` trap after which the guest's stderr says an allocation failed (what Rust's
+        default handler prints before it aborts), else None."""
+        alloc = _RUST_ALLOC_FAILED.findall(stderr)
+        if not alloc:
+            return None
+        name, limit = self.loaded.name, self.sandbox.memory_limit
+        size = int(_memory_size(self._ctx, self._mem_addr)) if self.memory is not None else 0
+        held = f"holding {size / 2**20:.1f} MiB"
+        if limit is None:
+            return GuestOutOfMemory(
+                f"{name}: guest ran out of memory: it could not allocate {int(alloc[-1])} bytes ({held}, no limit "
+                "set: a 32-bit guest cannot address more than 4 GiB)",
+                trap_code="UNREACHABLE",
+                hint="send a smaller request; the guest's address space is full",
+            )
+        return GuestOutOfMemory(
+            f"{name}: guest ran out of memory: it could not allocate {int(alloc[-1])} bytes ({held} of its "
+            f"{limit / 2**20:g} MiB limit)",
+            trap_code="UNREACHABLE",
+        )
 
     # -- the infer round trip ---------------------------------------------------------------------------------------
 

@@ -7,11 +7,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import openvino as ov
 
+from ..._openvino import import_openvino
 from .._enums import ExecutionTarget
 from .._errno import NnErrno, NnError
 from ._base import Backend, BackendOptions, Context, Graph, InputSpec, model_error, unsupported_target
+
+ov = import_openvino()  # without its telemetry writing into ~/intel (see edgewasm._openvino)
 
 
 def _dtype(element_type: Any) -> np.dtype[np.generic] | None:
