@@ -20,6 +20,7 @@ import pytest
 from click.testing import CliRunner
 
 import edgewasm
+from conftest import require
 from edgewasm.models import (
     _accuracy,
     _calibration,
@@ -46,9 +47,8 @@ VERSIONS = {BASE: "1", FP16: "1-fp16", INT8: "1-int8"}
 
 
 def _tools() -> None:
-    for module in ("onnxruntime.quantization", "openvino", "nncf", "ai_edge_litert", "skimage", "sklearn",
-                   "matplotlib"):  # fmt: skip
-        pytest.importorskip(module, reason=f"{module} (the quantize extra) is not installed")
+    """Skip (naming the extra) unless the quantize extra's tools and photo packages import."""
+    require("onnxruntime.quantization", "openvino", "nncf", "ai_edge_litert", "skimage", "sklearn", "matplotlib")
 
 
 @functools.cache
@@ -252,7 +252,9 @@ def test_missing_extra_is_one_line(tmp_path: Path, model_store: Path, monkeypatc
         return real(name, package)
 
     monkeypatch.setattr(_quantize.importlib, "import_module", no_nncf)
-    with pytest.raises(QuantizeError, match=r"install the quantize extra: pip install 'edgewasm\[quantize\]'"):
+    with pytest.raises(
+        QuantizeError, match=r"install the quantize extra: pip install -c constraints.txt -e '\.\[quantize\]'"
+    ):
         _quantize.need("nncf", "nncf")
     result = CliRunner().invoke(models_cli, ["install", BASE, "--variant", "fp16", "--store", str(store)])
     assert result.exit_code == 1
@@ -295,7 +297,7 @@ def test_calibration_photos(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> 
 
 def test_calibration_package_missing(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(_calibration, "_package_dir", lambda package: None)
-    with pytest.raises(_calibration.CalibrationError, match=r"scikit-image are missing.*edgewasm\[quantize\]"):
+    with pytest.raises(_calibration.CalibrationError, match=r"scikit-image are missing.*-e '\.\[quantize\]'"):
         _calibration.calibration_photos()
 
 

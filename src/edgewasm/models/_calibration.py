@@ -35,7 +35,7 @@ OPENCV = "opencv"
 SETS = (SAMPLES, OPENCV)
 DEFAULT_SET = SAMPLES
 OPENCV_DIR = Path("/usr/share/doc/opencv-doc/examples/data")
-QUANTIZE_HINT = "pip install 'edgewasm[quantize]'"
+QUANTIZE_HINT = "pip install -c constraints.txt -e '.[quantize]' (in the edgewasm checkout, with its venv active)"
 
 F32 = npt.NDArray[np.float32]
 U8 = npt.NDArray[np.uint8]

@@ -38,7 +38,7 @@ import numpy.typing as npt
 from ._arch import BLOCKS
 from ._errors import ModelsError
 
-QUANTIZE_HINT = "pip install 'edgewasm[quantize]'"
+QUANTIZE_HINT = "pip install -c constraints.txt -e '.[quantize]' (in the edgewasm checkout, with its venv active)"
 INPUT_NAME = "input"
 
 F32 = npt.NDArray[np.float32]
