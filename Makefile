@@ -39,8 +39,8 @@ guest:                ## rebuild every Rust guest into wasm/
 guest-check:          ## rebuild into a temp dir and fail if wasm/ differs (reproducible builds)
 	bash guest/build.sh --check
 
-guest-test:           ## the Rust kernel and preprocessing tests (scalar, native)
-	cd guest && /usr/bin/cargo test -p effnet -p vision --release --target x86_64-unknown-linux-gnu
+guest-test:           ## the Rust kernel, preprocessing, SDK and request tests, request fuzzing (scalar, native)
+	cd guest && /usr/bin/cargo test -p effnet -p vision -p classify -p edgewasm-guest --release --target x86_64-unknown-linux-gnu
 
 models:
 	$(PYTHON) -m edgewasm models install

@@ -1,7 +1,8 @@
 """Every command and snippet in README.md and docs/*.md runs as written.
 
 Each fenced block declares its language. `sh`/`bash`/`console` blocks run in bash in a temporary directory where
-the repository's `wasm/`, `examples/` and `tests/` are reachable (a `console` block runs its `$ ` lines), `python`
+the repository's `wasm/`, `examples/`, `tests/` and `bench/` are reachable (a `console` block runs its `$ ` lines),
+`python`
 blocks run with exec (`>>>` ones as doctests), `wat` blocks must load as guests. The model store is the session's
 test store.
 A block that cannot run in a test (root and apt, a benchmark run, an install) carries a visible marker in the doc
@@ -91,7 +92,7 @@ def test_skip_markers_are_counted() -> None:
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     work = tmp_path_factory.mktemp("docs")
-    for name in ("wasm", "examples", "tests"):
+    for name in ("wasm", "examples", "tests", "bench"):
         (work / name).symlink_to(ROOT / name, target_is_directory=True)
     return work
 

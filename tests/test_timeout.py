@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -20,27 +21,27 @@ from edgewasm._engine import EngineSettings
 linux = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="POSIX timers and /proc are Linux's here")
 
 
-def _state(native_id: int) -> str:
-    """The thread's scheduler state: R (running or runnable: spinning), S (asleep: waiting for the GIL), ..."""
+def _cpu_ticks(native_id: int) -> int:
+    """The thread's CPU time so far (user + system), in clock ticks."""
     with open(f"/proc/self/task/{native_id}/stat") as f:
-        return f.read().rsplit(")", 1)[1].split()[0]
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
 
 
 @linux
 def test_a_guest_stops_at_its_timeout_while_another_thread_holds_the_gil(wasm_dir: Path) -> None:
     """The Python-thread ticker cannot tick while the GIL is held, so the guest would spin for as long as it is.
 
-    The main thread holds the GIL in one native call (PyDLL keeps it across usleep) for six times the timeout; then,
-    still holding it (a 30 s switch interval: no other thread gets the GIL before), samples the guest thread's
-    state: stopped, it sleeps waiting for the GIL; still spinning, it is always running or runnable, however loaded
-    the machine. No wall-clock bound is asserted."""
+    Once the guest thread is spinning in wasm (its CPU clock runs), the main thread holds the GIL in one native call
+    (PyDLL keeps it across usleep) for four times the timeout, then, still holding it, reads the guest thread's CPU
+    clock twice, half a second apart: stopped at its timeout, the thread waits for the GIL and its clock stands
+    still; still spinning, it runs, however loaded the machine. No wall-clock bound is asserted."""
     spin = edgewasm.load(wasm_dir / "spin.wat", timeout=0.5, cache=False)
     libc = ctypes.PyDLL(None)
-    started, done = threading.Event(), threading.Event()
+    done = threading.Event()
     outcome: list[BaseException] = []
 
     def call() -> None:
-        started.set()
         try:
             spin.infer({})
         except BaseException as e:
@@ -48,23 +49,20 @@ def test_a_guest_stops_at_its_timeout_while_another_thread_holds_the_gil(wasm_di
         done.wait()  # stay alive, so that its CPU clock can be read
 
     worker = threading.Thread(target=call)
-    interval = sys.getswitchinterval()
-    sys.setswitchinterval(30.0)  # once this thread has the GIL back, it keeps it between the native calls
+    worker.start()
     try:
-        worker.start()
-        started.wait()
         assert worker.native_id is not None
-        libc.usleep(3_000_000)
-        states = []
-        for _ in range(20):
-            states.append(_state(worker.native_id))
-            libc.usleep(25_000)
+        while _cpu_ticks(worker.native_id) < 5 and worker.is_alive():  # it is in wasm, spinning
+            time.sleep(0.001)
+        libc.usleep(2_000_000)
+        before = _cpu_ticks(worker.native_id)
+        libc.usleep(500_000)
+        after = _cpu_ticks(worker.native_id)
     finally:
-        sys.setswitchinterval(interval)
         done.set()
     worker.join()
     assert outcome and isinstance(outcome[0], edgewasm.GuestTimeout), outcome
-    assert states.count("R") <= 2, f"the guest was still running while the GIL was held: {''.join(states)}"
+    assert after - before <= 1, f"the guest spun for {after - before} ticks while the GIL was held past its timeout"
 
 
 @linux

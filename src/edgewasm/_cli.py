@@ -224,6 +224,17 @@ def _check_preloads(specs: tuple[str, ...]) -> tuple[str, ...]:
     return specs
 
 
+def _nn_limits(items: tuple[str, ...]) -> Any:
+    if not items:
+        return None
+    from .nn import NnLimits
+
+    try:
+        return NnLimits.parse(items)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--nn-limit") from None
+
+
 def _parse_env(items: tuple[str, ...]) -> dict[str, str]:
     env = {}
     for item in items:
@@ -257,6 +268,14 @@ def _parse_env(items: tuple[str, ...]) -> dict[str, str]:
     callback=lambda ctx, param, value: _check_preloads(value),
     help="WASI-NN model preloaded for load_by_name (repeatable); see docs/wasi-nn.md",
 )
+@click.option(
+    "--nn-limit",
+    "nn_limit",
+    multiple=True,
+    metavar="NAME=VALUE",
+    callback=lambda ctx, param, value: _nn_limits(value),
+    help="raise a WASI-NN host budget: graphs=N, contexts=N, model-bytes=SIZE, tensor-bytes=SIZE (repeatable)",
+)
 @click.option("--no-cache", is_flag=True, help="compile without the artifact cache")
 @click.option("--allow-precompiled", is_flag=True, help="run a .cwasm: native code the sandbox cannot check")
 @click.pass_context
@@ -279,6 +298,7 @@ def run(
     models_dir: str | None,
     no_models: bool,
     nn_preload: tuple[str, ...],
+    nn_limit: Any,
     no_cache: bool,
     allow_precompiled: bool,
 ) -> None:
@@ -297,6 +317,7 @@ def run(
         args=guest_args,
         models=models,
         nn_preload=list(nn_preload),
+        nn_limits=nn_limit,
         cache=_cache(ctx, no_cache),
         stderr=True,
         allow_precompiled=allow_precompiled,

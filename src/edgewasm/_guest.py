@@ -13,7 +13,7 @@ import threading
 import weakref
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgpack
 import wasmtime
@@ -27,6 +27,9 @@ from ._instance import Instance, raw_bytes
 from ._loader import Loaded, load_module, wasi_instance_pre
 from ._paths import models_dir
 from ._sandbox import DEFAULT_MAX_OUTPUT, Mount, Sandbox, SandboxError
+
+if TYPE_CHECKING:
+    from .nn import NnLimits
 
 #: Where a guest that asks for the model store (custom section `edgewasm.needs`: `models`) finds it.
 MODELS_GUEST_PATH = "/models"
@@ -50,13 +53,15 @@ def _decode_checked(view: memoryview) -> Any:
 class Guest:
     """A WebAssembly guest ready to serve `infer` calls (reactors) or `run` (WASI commands)."""
 
-    def __init__(self, loaded: Loaded, sandbox: Sandbox, nn_preload: Sequence[Any] = ()) -> None:
+    def __init__(
+        self, loaded: Loaded, sandbox: Sandbox, nn_preload: Sequence[Any] = (), nn_limits: NnLimits | None = None
+    ) -> None:
         self._loaded = loaded
         self.sandbox = sandbox
         self.nn: Any = None
         try:
             if loaded.verdict.imports_wasi_nn or nn_preload:
-                self._pre = self._link_with_nn(nn_preload)
+                self._pre = self._link_with_nn(nn_preload, nn_limits)
             else:
                 self._pre = wasi_instance_pre(loaded)
         except wasmtime.WasmtimeError as e:
@@ -74,11 +79,11 @@ class Guest:
         if self.kind == "reactor":
             self._instance()  # fail at load, not at the first call, and be ready for it
 
-    def _link_with_nn(self, nn_preload: Sequence[Any]) -> wasmtime.InstancePre:
+    def _link_with_nn(self, nn_preload: Sequence[Any], nn_limits: NnLimits | None) -> wasmtime.InstancePre:
         from .nn import WasiNN  # imported only for guests that use WASI-NN
 
         try:
-            self.nn = WasiNN(list(nn_preload))
+            self.nn = WasiNN(list(nn_preload), limits=nn_limits)
         except ValueError as e:
             raise SandboxError(f"bad WASI-NN preload: {e}", hint="see docs/wasi-nn.md for the syntax") from None
         linker = wasmtime.Linker(self._loaded.engine)
@@ -176,13 +181,16 @@ class Guest:
         return run_command(self._loaded, self._pre, sandbox, data, self.nn, stream=stream)
 
     def close(self) -> None:
-        """Drop every instance (their memory returns to the pool)."""
+        """Drop every instance (their memory returns to the pool) and the WASI-NN graphs, contexts and tensors the
+        host holds for them."""
         with self._lock:
             self._closed = True
             for inst in list(self._instances):
                 inst.broken = True
             self._instances.clear()
         self._local = threading.local()
+        if self.nn is not None:
+            self.nn.close()
 
     def __enter__(self) -> Guest:
         return self
@@ -215,6 +223,7 @@ def load(
     args: Sequence[str] = (),
     models: bool | str | os.PathLike[str] | None = None,
     nn_preload: Sequence[Any] = (),
+    nn_limits: NnLimits | None = None,
     cache: bool | str | os.PathLike[str] | DiskCache = True,
     opt_level: OptLevel = "speed",
     stderr: bool = False,
@@ -230,6 +239,7 @@ def load(
     allow_precompiled: run a `.cwasm`, native code the sandbox cannot check (see docs/cache.md); refused without.
     stderr: pass what the guest writes to stderr through to this process's. max_output: bytes of a command's
     stdout, and of its stderr, that `run()` keeps in memory (16 MiB by default; "256MiB" raises it).
+    nn_limits: what the guest's WASI-NN calls may make the host hold (`edgewasm.nn.NnLimits`; safe defaults).
     """
     timeout = check_timeout(timeout)
     settings = EngineSettings(opt_level=opt_level, fuel=fuel is not None, epoch=timeout is not None)
@@ -245,7 +255,7 @@ def load(
         max_output=max_output,
     )
     sandbox = _with_model_store(sandbox, loaded, models)
-    return Guest(loaded, sandbox, nn_preload)
+    return Guest(loaded, sandbox, nn_preload, nn_limits)
 
 
 def _with_model_store(sandbox: Sandbox, loaded: Loaded, models: bool | str | os.PathLike[str] | None) -> Sandbox:

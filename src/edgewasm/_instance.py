@@ -16,7 +16,7 @@ from typing import Any
 import wasmtime
 from wasmtime import _ffi as ffi
 
-from . import _codec, _engine
+from . import _codec, _deadline, _engine
 from ._errors import AbiError, EdgeWasmError, GuestOutOfFuel, GuestOutOfMemory, GuestTimeout, GuestTrap, ModuleLoadError
 from ._loader import Loaded
 from ._output import StderrSink
@@ -135,6 +135,8 @@ class Instance:
         if loaded.verdict.kind == "reactor" and not {"infer", "edge_alloc", "edge_free"} <= self._faddr.keys():
             raise AbiError(f"{loaded.name}: the instance lacks the ABI v1 exports its module declared")
         self._per_call = sandbox.fuel is not None or sandbox.timeout is not None
+        # Only WASI-NN host functions read the call's deadline (`_deadline`): other guests do not pay for it.
+        self._host_deadline = sandbox.timeout is not None and loaded.verdict.imports_wasi_nn
         self._buf_ptr = 0
         self._buf_cap = 0
         # A view of all of guest memory, rebuilt whenever its base or length changes (growth may move it).
@@ -172,10 +174,34 @@ class Instance:
                 _set_fuel(self._ctx, self._fuel)
             if self.sandbox.timeout is not None:
                 _set_deadline(self._ctx, self._deadline)
+                if self._host_deadline:
+                    return self._timed_call(func_addr, nargs, self.sandbox.timeout)
         err = _call_unchecked(self._ctx, func_addr, self._args_addr, nargs, self._trap_addr)
         if err or self._trap.value:
             self.broken = True
             raise self._trap_error(err)
+
+    def _timed_call(self, func_addr: int, nargs: int, timeout: float) -> None:
+        """A call under the sandbox's timeout. The epoch interrupt stops wasm code; host functions (WASI-NN) see the
+        deadline through `_deadline`, cancel their work when it passes and return a trap, reported here."""
+        outer = _deadline.enter(timeout)
+        try:
+            err = _call_unchecked(self._ctx, func_addr, self._args_addr, nargs, self._trap_addr)
+        finally:
+            stopped_in = _deadline.leave(outer)
+        if err or self._trap.value:
+            self.broken = True
+            error = self._trap_error(err)
+            if stopped_in is not None:
+                # wasmtime-py's define_func route traps by raising; that exception is ours, not the caller's
+                if isinstance(getattr(wasmtime._func, "LAST_EXCEPTION", None), _deadline.Stopped):
+                    wasmtime._func.LAST_EXCEPTION = None
+                raise GuestTimeout(
+                    f"{self.loaded.name}: guest call exceeded its timeout of {timeout:g} s "
+                    f"and was stopped in {stopped_in}",
+                    trap_code="INTERRUPT",
+                )
+            raise error
 
     def call_export(self, name: str, *args: int) -> int:
         """Call a function export with i32 arguments; returns the raw i64 slot (callers mask what they need)."""

@@ -92,6 +92,11 @@ impl State {
 
 impl classify::Classifier for State {
     fn check(&self, req: &Request<'_>) -> Result<(), GuestError> {
+        if req.load.is_some() {
+            return Err(GuestError::bad_request(
+                "load is the WASI-NN guest's option (wasinn_classifier.wasm); this guest runs the network in wasm: remove it",
+            ));
+        }
         classify::check_known_model(req.model_id(), KNOWN_MODELS)
     }
 
