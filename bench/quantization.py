@@ -107,9 +107,9 @@ def _tflite_fp32(store: Path, tmp: Path) -> Config:
 def _int4(store: Path, tmp: Path) -> Config:
     """What INT4 exists for this convnet: NNCF's weight-only compression. It puts the classifier (a MatMul) in
     4 bits and, being weight-only, the convolutions' weights in 8; everything computes in float32."""
-    import nncf
-    import openvino as ov
+    from edgewasm._openvino import import_without_telemetry
 
+    nncf, ov = import_without_telemetry("nncf"), import_without_telemetry("openvino")
     model = ov.convert_model(str(store / BASE / "model.onnx"))
     nncf.set_log_level(logging.ERROR)
     model = nncf.compress_weights(model, mode=nncf.CompressWeightsMode.INT4_SYM, ratio=1.0, group_size=-1,
@@ -255,8 +255,10 @@ def _machine() -> dict[str, Any]:
     except OSError:
         pass
     import onnxruntime
-    import openvino
 
+    from edgewasm._openvino import import_openvino
+
+    openvino = import_openvino()
     return {"cpu_flags": flags, "cores": os.cpu_count(), "machine": platform.machine(),
             "load_average": list(os.getloadavg()), "onnxruntime": onnxruntime.__version__,
             "openvino": openvino.__version__.split("-")[0]}  # fmt: skip

@@ -171,7 +171,8 @@ GUEST_CASES = [(m, f) for m in (BASE, FP16, INT8) for f in ("onnx", "openvino", 
 
 
 @pytest.mark.parametrize(("mid", "fmt"), GUEST_CASES)
-def test_wasinn_guest_serves_every_variant(vstore: Path, mid: str, fmt: str) -> None:
+def test_wasinn_guest_serves_every_variant(vstore: Path, mid: str, fmt: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EDGEWASM_MODELS", str(vstore))  # the store the preload's model id resolves in
     preload = mid if fmt == "onnx" else f"{mid}:store:{mid}:{fmt}"
     with edgewasm.load(ROOT / "wasm" / "wasinn_classifier.wasm", models=str(vstore), nn_preload=[preload]) as g:
         reply = g.infer({"model_id": mid, "image": CAT.read_bytes(), "return_logits": True})
@@ -239,6 +240,81 @@ def test_damaged_variant_is_rebuilt(vstore: Path, tmp_path: Path, monkeypatch: p
         _store.install(INT8, store=store)
     assert built == [INT8]
     assert not [p for p in store.iterdir() if p.name.startswith(".")]  # the failed attempt left nothing
+
+
+_NO_TELEMETRY_CHILD = r"""
+import unittest.mock
+from edgewasm.models import _quantize
+_quantize.need("openvino", "openvino")
+_quantize.need("nncf", "nncf")
+import nncf.telemetry.wrapper as wrapper
+assert isinstance(wrapper.telemetry, unittest.mock.MagicMock), type(wrapper.telemetry)  # NNCF's no-op stub
+import openvino_telemetry  # a later import of the package itself still works
+"""
+
+
+def test_variant_tools_write_no_telemetry_into_home(tmp_path: Path) -> None:
+    """Making a variant imports openvino and nncf; outside pytest a plain `import nncf` starts OpenVINO's telemetry
+    (a client id and usage counts in ~/intel, events queued for Google Analytics). In a child process: NNCF turns
+    its telemetry off by itself under pytest."""
+    require("openvino", "nncf")
+    home = tmp_path / "home"
+    home.mkdir()
+    env = dict(os.environ, HOME=str(home))
+    for key in ("CI", "NNCF_CI", "NNCF_DEV"):
+        env.pop(key, None)
+    bare = subprocess.run([sys.executable, "-c", "import nncf"], env=env, timeout=300, check=False)
+    assert bare.returncode == 0 and (home / "intel").exists(), "the premise: plain nncf writes ~/intel"
+    shutil.rmtree(home / "intel")
+    proc = subprocess.run([sys.executable, "-c", _NO_TELEMETRY_CHILD], env=env, capture_output=True, text=True,
+                          timeout=300, check=False)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert not (home / "intel").exists()
+
+
+_SIGNAL_STACK_CHILD = r"""
+import gc, sys
+from pathlib import Path
+import numpy as np
+import edgewasm
+from edgewasm.models import _accuracy, _quantize
+from edgewasm.nn import _sigstack
+
+src, out = Path(sys.argv[1]), Path(sys.argv[2])
+trap = edgewasm.load(sys.argv[3])
+def trapped():
+    try:
+        trap.infer_bytes(b"x")
+    except edgewasm.GuestTrap:
+        return True
+    return False
+assert trapped()
+wasmtime_stack = _sigstack.current()  # installed by wasmtime on this thread's first wasm call
+batch = np.random.default_rng(0).uniform(-2, 2, (2, 3, 224, 224)).astype(np.float32)
+for name in ("a", "b"):
+    _quantize.openvino_int8(src, out / name / "model.xml", batch)
+    assert _sigstack.current() == wasmtime_stack, ("nncf", _sigstack.current(), wasmtime_stack)
+runners = [_accuracy.openvino_runner(out / name / "model.xml") for name in ("a", "b")]
+for run in runners:
+    run(batch[:1])
+assert _sigstack.current() == wasmtime_stack, ("runner", _sigstack.current(), wasmtime_stack)
+del runners, run  # released in the order they were made
+gc.collect()
+print(" ".join("trapped" for _ in range(3) if trapped()))
+"""
+
+
+def test_openvino_tools_leave_the_threads_signal_stack_to_wasmtime(tmp_path: Path, model_entry: Path) -> None:
+    """NNCF's statistics and the accuracy harness's OpenVINO runner compile models on the CPU plugin, which replaces
+    the thread's alternate signal stack; with Cores of their own, released in the order they were made, the next
+    trap of a guest on that thread killed the process (SIGSEGV). In a child process, so that a failure cannot take
+    the test run with it."""
+    require("openvino", "nncf")
+    cmd = [sys.executable, "-c", _SIGNAL_STACK_CHILD, str(model_entry / "model.onnx"), str(tmp_path),
+           str(ROOT / "wasm" / "trap.wat")]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False)
+    assert proc.returncode == 0, (proc.returncode, proc.stderr[-2000:])
+    assert proc.stdout.split() == ["trapped"] * 3
 
 
 def test_missing_extra_is_one_line(tmp_path: Path, model_store: Path, monkeypatch: pytest.MonkeyPatch) -> None:

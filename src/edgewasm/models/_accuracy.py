@@ -149,17 +149,24 @@ def onnx_runner(path: Path, threads: int = 1) -> Runner:
 
 
 def openvino_runner(xml: Path, threads: int = 1, precision: str | None = "f32") -> Runner:
-    """OpenVINO on CPU; ``precision`` f32 as the WASI-NN backend uses (None keeps the plugin's default)."""
-    import openvino as ov
+    """OpenVINO on CPU; ``precision`` f32 as the WASI-NN backend uses (None keeps the plugin's default).
+
+    On the WASI-NN backend's one process-wide Core, every call inside `_sigstack.kept()`: a Core of its own per
+    runner replaced the thread's alternate signal stack, and once two were released the next guest trap on the
+    thread killed the process."""
+    from ..nn import _sigstack
+    from ..nn.backends.openvino import shared_core
 
     config: dict[str, object] = {"INFERENCE_NUM_THREADS": threads}
     if precision is not None:
         config["INFERENCE_PRECISION_HINT"] = precision
-    compiled = ov.Core().compile_model(str(xml), "CPU", config)
-    request = compiled.create_infer_request()
+    with _sigstack.kept():
+        compiled = shared_core().compile_model(str(xml), "CPU", config)
+        request = compiled.create_infer_request()
 
     def run(batch: F32) -> F32:
-        out = [np.array(request.infer({0: batch[i : i + 1]})[0], np.float32) for i in range(len(batch))]
+        with _sigstack.kept():
+            out = [np.array(request.infer({0: batch[i : i + 1]})[0], np.float32) for i in range(len(batch))]
         return np.concatenate(out)
 
     return run

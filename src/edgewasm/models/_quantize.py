@@ -19,6 +19,7 @@ so they are renamed from the graph's order before saving.
 from __future__ import annotations
 
 import contextlib
+import gc
 import importlib
 import importlib.metadata
 import io
@@ -35,6 +36,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from .._openvino import telemetry_hidden
+from ..nn import _sigstack
 from ._arch import BLOCKS
 from ._errors import ModelsError
 
@@ -57,9 +60,16 @@ class QuantizeError(ModelsError):
     """A variant cannot be made: a tool is missing or failed."""
 
 
+#: Packages that start OpenVINO's usage telemetry (writing into ~/intel) when imported plainly.
+_TELEMETRY_PACKAGES = frozenset({"openvino", "nncf"})
+
+
 def need(module: str, what: str) -> ModuleType:
     """Import a tool of the ``quantize`` extra, or raise a one-line error that names the extra."""
     try:
+        if module.split(".")[0] in _TELEMETRY_PACKAGES:
+            with telemetry_hidden():
+                return importlib.import_module(module)
         return importlib.import_module(module)
     except ImportError as exc:
         raise QuantizeError(f"{what} is not installed; install the quantize extra: {QUANTIZE_HINT}") from exc
@@ -196,7 +206,7 @@ def openvino_fp16(src: Path, dst_xml: Path) -> dict[str, Any]:
     ov = need("openvino", "openvino")
     dst_xml.parent.mkdir(parents=True, exist_ok=True)
     try:
-        with _quiet():
+        with _quiet(), _sigstack.kept():
             model = ov.convert_model(str(src))
             _canonical_names(model)
             ov.save_model(model, str(dst_xml), compress_to_fp16=True)
@@ -218,7 +228,10 @@ def openvino_int8(src: Path, dst_xml: Path, calibration: F32) -> dict[str, Any]:
     dst_xml.parent.mkdir(parents=True, exist_ok=True)
     items = [calibration[i : i + 1] for i in range(len(calibration))]
     try:
-        with _quiet():
+        # NNCF compiles the model on a Core of its own to gather statistics; the CPU plugin replaces this thread's
+        # alternate signal stack and its engines put back stale ones when released, so they are released here,
+        # inside kept(), before the thread runs a guest again (see edgewasm.nn._sigstack).
+        with _quiet(), _sigstack.kept():
             nncf.set_log_level(logging.ERROR)
             model = nncf.quantize(
                 ov.convert_model(str(src)),
@@ -230,6 +243,8 @@ def openvino_int8(src: Path, dst_xml: Path, calibration: F32) -> dict[str, Any]:
             )
             _canonical_names(model)
             ov.save_model(model, str(dst_xml), compress_to_fp16=False)
+            del model
+            gc.collect()
     except Exception as exc:  # nncf and openvino raise many kinds
         raise _fail("NNCF quantization", exc) from exc
     return {
