@@ -3,7 +3,6 @@ the calibration photos and the accuracy harness on a small set. (The full table 
 
 from __future__ import annotations
 
-import atexit
 import functools
 import importlib.util
 import json
@@ -11,7 +10,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -48,24 +46,17 @@ VERSIONS = {BASE: "1", FP16: "1-fp16", INT8: "1-int8"}
 
 def _tools() -> None:
     """Skip (naming the extra) unless the quantize extra's tools and photo packages import."""
-    require("onnxruntime.quantization", "openvino", "nncf", "ai_edge_litert", "skimage", "sklearn", "matplotlib")
+    from _model_fixtures import QUANTIZE_MODULES  # (imported late: pytest loads it as a plugin of this module)
 
-
-@functools.cache
-def _variants_store(base_store: Path) -> Path:
-    root = Path(tempfile.mkdtemp(prefix="edgewasm-variants-test-"))
-    atexit.register(shutil.rmtree, root, True)
-    shutil.copytree(base_store / BASE, root / BASE)
-    for mid in (FP16, INT8):
-        _store.install(mid, store=root)
-    return root
+    require(*QUANTIZE_MODULES)
 
 
 @pytest.fixture(scope="session")
 def vstore(model_store: Path) -> Path:
     """A store with the base model and both variants installed through the public install()."""
-    _tools()
-    return _variants_store(model_store)
+    from _model_fixtures import variants_store
+
+    return variants_store()
 
 
 # --- conversion and manifest ------------------------------------------------------------------------------
