@@ -504,7 +504,8 @@ def test_image_data_answers_exactly_as_pixels(simd: GuestT) -> None:
 
 # ---------------------------------------------------------------------------------- fuzzing through the host
 
-FUZZ_CASES = int(os.environ.get("EDGEWASM_FUZZ_CASES", "300"))
+#: Requests per guest in the quick profile (the suite) and the long one (`EDGEWASM_FUZZ=long`, docs/fuzzing.md).
+FUZZ_CASES = 10_000 if os.environ.get("EDGEWASM_FUZZ") == "long" else 300
 _KEYS = ["image", "pixels", "image_data", "width", "height", "tensor", "model_id", "top_k", "return_logits",
          "return_tensor", "load"]  # fmt: skip
 _EDGY: list[Any] = [0, 1, 3, 255, 256, 1000, 1001, 8192, 8193, -1, 2**31, 2**63 - 1, -(2**63), 2**64 - 1, 0.5, 12.5,
@@ -570,7 +571,7 @@ def _fuzz_request(rng: random.Random, png: bytes) -> bytes:
 @pytest.mark.parametrize("guest_name", ["wasm", "wasi-nn"])
 def test_fuzzed_requests_never_trap(simd: GuestT, request: pytest.FixtureRequest, guest_name: str) -> None:
     """Generated and mutated requests through the real guests: each one is answered or refused with an error map,
-    never a trap (the host's "guest crashed"), and the instance keeps serving. EDGEWASM_FUZZ_CASES sets the count."""
+    never a trap (the host's "guest crashed"), and the instance keeps serving. `EDGEWASM_FUZZ=long` runs 10,000."""
     guest = simd if guest_name == "wasm" else request.getfixturevalue("nn_guest")
     rng = random.Random(8)
     small = _photo("coffee")[::8, ::8]

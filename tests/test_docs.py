@@ -29,6 +29,9 @@ RUNNABLE = SHELL | {"python", "wat"}
 #: and tests the Rust; test_guest_build.py runs that).
 SHOWN = {"text", "json", "jsonc", "toml", "rust"}
 FENCE = re.compile(r"^(\s*)```(\S*)\s*$")
+#: Blocks that talk to a running `edgewasm serve` at its default address: tests/test_serve_docs.py starts one (as
+#: the docs do) and runs them against it.
+SERVICE = "127.0.0.1:8000"
 SKIP = re.compile(r"^\s*<!--\s*doc-test:\s*skip\s*\((?P<why>.+)\)\s*-->\s*$")
 
 
@@ -79,7 +82,7 @@ def test_every_block_says_what_it_is() -> None:
 
 
 #: How many blocks may carry a skip marker: a ratchet, so that skipping one more is a decision made here.
-SKIPS_ALLOWED = 12  # +1: docs/quantization.md's pip install of the quantize extra
+SKIPS_ALLOWED = 13  # +1: docs/quantization.md's pip install of the quantize extra
 
 
 def test_skip_markers_are_counted() -> None:
@@ -128,6 +131,8 @@ def test_block_runs_as_written(
 ) -> None:
     if block.skip:
         pytest.skip(f"marked in {block.doc}: {block.skip}")
+    if SERVICE in block.code:
+        pytest.skip("addresses a running service: tests/test_serve_docs.py starts `edgewasm serve` and runs it")
     if block.doc == "docs/quantization.md":  # its blocks use the FP16 and INT8 variants: a store that has them
         from _model_fixtures import variants_store
 

@@ -132,7 +132,7 @@ def test_any_guest_answer_is_a_value_or_an_abi_error(payload: bytes) -> None:
     """Decoding a guest's answer: a value, a GuestError (an error map), or an AbiError; then the next call works.
 
     The echo guest answers with the very bytes it is sent, so any bytes become its answer without a new module."""
-    from edgewasm._guest import _decode_checked
+    from edgewasm._abi import decode_reply
 
     try:
         _codec.decode(payload)
@@ -141,7 +141,7 @@ def test_any_guest_answer_is_a_value_or_an_abi_error(payload: bytes) -> None:
         decodable = False
     for _ in range(2):  # a failed call leaves the guest serving
         try:
-            ECHO._reactor().infer([payload], _decode_checked)
+            ECHO._reactor().infer([payload], decode_reply)
             assert decodable
         except edgewasm.GuestError:
             assert decodable

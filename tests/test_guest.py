@@ -40,6 +40,39 @@ def test_request_buffer_grows_and_is_reused(echo: edgewasm.Guest) -> None:
         np.testing.assert_array_equal(echo.infer({"d": data})["d"], data)
 
 
+#: A guest that counts its edge_alloc calls and answers every request with the count (a msgpack fixint).
+_ALLOC_COUNTER = """
+(module
+  (memory (export "memory") 1)
+  (global $heap (mut i32) (i32.const 1024))
+  (global $allocs (mut i32) (i32.const 0))
+  (func (export "edge_alloc") (param $size i32) (result i32)
+    (local $p i32) (local $end i32)
+    (global.set $allocs (i32.add (global.get $allocs) (i32.const 1)))
+    (local.set $p (global.get $heap))
+    (local.set $end (i32.add (local.get $p) (local.get $size)))
+    (if (i32.gt_u (local.get $end) (i32.shl (memory.size) (i32.const 16)))
+      (then (if (i32.eq (i32.const -1) (memory.grow (i32.add (i32.shr_u (local.get $size) (i32.const 16))
+                                                             (i32.const 1))))
+              (then (return (i32.const 0))))))
+    (global.set $heap (local.get $end))
+    (local.get $p))
+  (func (export "edge_free") (param i32 i32))
+  (func (export "infer") (param i32 i32) (result i64)
+    (i32.store8 (i32.const 8) (i32.and (global.get $allocs) (i32.const 127)))
+    (i64.const 34359738369)))  ;; (8 << 32) | 1
+"""
+
+
+def test_request_buffer_is_reused_until_a_request_outgrows_it(tmp_path: Path) -> None:
+    """The host allocates its request buffer once and again only when a request is larger than it."""
+    module = tmp_path / "alloc_counter.wat"
+    module.write_text(_ALLOC_COUNTER)
+    guest = edgewasm.load(module, cache=False)
+    counts = [guest.infer({"d": bytes(size)}) for size in (10, 100_000, 50, 3_000_000, 7, 3_000_000, 99_999)]
+    assert counts == [1, 2, 2, 3, 3, 3, 3]
+
+
 def test_many_calls_do_not_leak_guest_memory(echo: edgewasm.Guest) -> None:
     big = {"d": np.zeros(200_000, np.uint8)}
     echo.infer(big)

@@ -239,3 +239,27 @@ def names_in(measure: Measure) -> tuple[str, ...]:
     if isinstance(measure, Median):
         return (measure.name,)
     return (measure.name, *names_in(measure.fallback))
+
+
+@dataclasses.dataclass(frozen=True)
+class Elsewhere:
+    """Figures a bounded script in bench/ measures and writes into another doc (between two marker lines), from its
+    own results JSON; docs/benchmarks.md shows the same block, so every figure is in one place."""
+
+    title: str
+    doc: str
+    begin: str
+    end: str
+    script: str
+
+
+#: The scripts' blocks, in the order docs/benchmarks.md shows them.
+ELSEWHERE: tuple[Elsewhere, ...] = (
+    Elsewhere(
+        "Serving (`edgewasm serve`, issue 10)",
+        "docs/serving.md",
+        "<!-- serve-bench:begin -->",
+        "<!-- serve-bench:end -->",
+        "bench/serve_bench.py",
+    ),
+)

@@ -72,6 +72,7 @@ def render(res: Results, json_path: Path, img: Path) -> str:
         sections.tensor(res),
         sections.sizes(res),
         sections.comparison(res),
+        sections.elsewhere(ROOT),
     ):
         lines += s
     note = plots(res, stacks, img)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 from . import article
-from .catalogue import GUESTS, STAGES, VARIANTS
+from .catalogue import ELSEWHERE, GUESTS, STAGES, VARIANTS
 from .fmt import fmt_bytes, fmt_ms, fmt_t, fmt_x, ratio_range, table
 from .prose import prose
 from .results import Results
@@ -295,4 +298,22 @@ def comparison(res: Results) -> list[str]:
         )
     head = ["runtime", "cold start", "latency", "image size / on disk", "peak RSS", "article's stars"]
     out += [*table(head, rows), ""]
+    return out
+
+
+def elsewhere(root: Path) -> list[str]:
+    """The blocks that bench/'s bounded scripts write into other docs (`catalogue.ELSEWHERE`), copied as they are,
+    with their command as inline code (a block of its own here would be run by the docs test)."""
+    out: list[str] = []
+    for e in ELSEWHERE:
+        out += [f"## {e.title}", ""]
+        doc = root / e.doc
+        text = doc.read_text(encoding="utf-8") if doc.is_file() else ""
+        if e.begin not in text or e.end not in text:
+            raise SystemExit(f"{e.doc} has no block between {e.begin} and {e.end}: run {e.script}")
+        body = text.split(e.begin, 1)[1].split(e.end, 1)[0]
+        body = re.sub(r"^<!-- doc-test: skip \(.*\) -->\n", "", body, flags=re.M)
+        body = re.sub(r"^```\w*\n(.*?)\n```$", lambda m: "`" + m.group(1).strip() + "`", body, flags=re.M | re.S)
+        source = f"From [{e.doc}]({Path(e.doc).name}), where `{e.script}` writes it:"
+        out += [source, "", *body.strip().splitlines(), ""]
     return out

@@ -7,38 +7,55 @@
 See docs/abi.md for what a guest exports and README.md for the command line.
 """
 
-from ._cache import CacheError, CacheWarning, DiskCache
+from ._cache import DiskCache
 from ._command import CommandResult
 from ._errors import (
     AbiError,
     ArtifactError,
+    CacheError,
+    CacheWarning,
     EdgeWasmError,
     GuestError,
-    GuestExit,
     GuestOutOfFuel,
     GuestOutOfMemory,
     GuestOutputLimit,
     GuestTimeout,
     GuestTrap,
     ModuleLoadError,
+    ProcExit,
     RequestError,
+    SandboxError,
 )
 from ._guest import Guest, load
-from ._sandbox import Mount, SandboxError
+from ._sandbox import Mount
 
 __version__ = "0.1.0"
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from .serve.client import Client
+
+
+def __getattr__(name: str) -> object:
+    # The HTTP client is imported on first use, so `import edgewasm` stays as light as it was.
+    if name == "Client":
+        from .serve.client import Client
+
+        return Client
+    raise AttributeError(f"module 'edgewasm' has no attribute {name!r}")
+
 
 __all__ = [
     "AbiError",
     "ArtifactError",
     "CacheError",
     "CacheWarning",
+    "Client",
     "CommandResult",
     "DiskCache",
     "EdgeWasmError",
     "Guest",
     "GuestError",
-    "GuestExit",
     "GuestOutOfFuel",
     "GuestOutOfMemory",
     "GuestOutputLimit",
@@ -46,6 +63,7 @@ __all__ = [
     "GuestTrap",
     "ModuleLoadError",
     "Mount",
+    "ProcExit",
     "RequestError",
     "SandboxError",
     "__version__",

@@ -1,6 +1,8 @@
-"""The ABI verdict: what kind of guest a module is, and precisely what is wrong when it is neither.
+"""The guest ABI in one place: its version, its exports, the packing of `infer`'s result, the error envelope of a
+response, and the verdict (what kind of guest a module is, and precisely what is wrong when it is neither).
 
-See docs/abi.md. The checks run on the module's export types, before any instance exists.
+See docs/abi.md. The checks run on the module's export types, before any instance exists. The request and response
+encoding itself is `_codec`; the `edgewasm.needs` custom section is `_source`.
 """
 
 from __future__ import annotations
@@ -8,41 +10,67 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Literal
 
+import msgpack
 import wasmtime
 
-from ._errors import AbiError
+from . import _codec
+from ._errors import AbiError, GuestError
 
+#: The version a guest's `edge_abi_version()` must return (a guest without that export speaks this one).
 ABI_VERSION = 1
 GuestKind = Literal["reactor", "command"]
+
+#: The largest response length `infer` may return; a longer one is a broken guest, not an answer.
+MAX_RESPONSE = 1 << 30
 
 _I32 = "i32"
 _I64 = "i64"
 
-#: name -> (params, results) of every function export the ABI knows.
-SIGNATURES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    "infer": ((_I32, _I32), (_I64,)),
-    "edge_alloc": ((_I32,), (_I32,)),
-    "edge_free": ((_I32, _I32), ()),
-    "edge_abi_version": ((), (_I32,)),
-    "_initialize": ((), ()),
-    "_start": ((), ()),
+
+@dataclasses.dataclass(frozen=True)
+class Export:
+    params: tuple[str, ...]
+    results: tuple[str, ...]
+    meaning: str  # how docs/abi.md and the error messages write it
+
+
+#: Every function export the ABI knows, by name: the one table to edit for an ABI change.
+EXPORTS: dict[str, Export] = {
+    "infer": Export((_I32, _I32), (_I64,), "infer(ptr: i32, len: i32) -> i64 returning (out_ptr << 32) | out_len"),
+    "edge_alloc": Export((_I32,), (_I32,), "edge_alloc(size: i32) -> i32"),
+    "edge_free": Export((_I32, _I32), (), "edge_free(ptr: i32, size: i32)"),
+    "edge_abi_version": Export((), (_I32,), "edge_abi_version() -> i32"),
+    "_initialize": Export((), (), "_initialize()"),
+    "_start": Export((), (), "_start()"),
 }
 
-_MEANING = {
-    "infer": "infer(ptr: i32, len: i32) -> i64 returning (out_ptr << 32) | out_len",
-    "edge_alloc": "edge_alloc(size: i32) -> i32",
-    "edge_free": "edge_free(ptr: i32, size: i32)",
-    "edge_abi_version": "edge_abi_version() -> i32",
-    "_initialize": "_initialize()",
-    "_start": "_start()",
-}
+
+def unpack_result(result: int) -> tuple[int, int]:
+    """`infer`'s i64 result, as (out_ptr, out_len)."""
+    result &= 0xFFFFFFFFFFFFFFFF
+    return result >> 32, result & 0xFFFFFFFF
+
+
+def decode_reply(view: memoryview) -> Any:
+    """A guest's msgpack response: its value, or the `GuestError` of its error envelope (`{"error": {kind,
+    message}}`, docs/abi.md)."""
+    try:
+        reply = _codec.decode(view)
+    except (ValueError, msgpack.UnpackException) as e:
+        raise AbiError(
+            f"guest response cannot be decoded: {e}", hint="the guest must answer in msgpack (docs/abi.md)"
+        ) from None
+    if isinstance(reply, dict) and "error" in reply:
+        err = reply["error"]
+        if isinstance(err, dict):
+            raise GuestError(str(err.get("kind", "error")), str(err.get("message", "")))
+        raise GuestError("error", str(err))
+    return reply
 
 
 @dataclasses.dataclass(frozen=True)
 class Verdict:
     kind: GuestKind
-    has_initialize: bool
-    has_version: bool
     imports_wasi_nn: bool
 
     @classmethod
@@ -51,7 +79,7 @@ class Verdict:
         kind = data.get("kind")
         if kind not in ("reactor", "command"):
             raise ValueError(f"bad guest kind {kind!r}")
-        return cls(kind, bool(data["has_initialize"]), bool(data["has_version"]), bool(data["imports_wasi_nn"]))
+        return cls(kind, bool(data["imports_wasi_nn"]))
 
 
 def _signature(ty: wasmtime.FuncType) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -92,13 +120,13 @@ def check(module: wasmtime.Module, name: str) -> Verdict:
     imports_nn = any(imp.module == "wasi_ephemeral_nn" for imp in module.imports)
 
     for fname, sig in funcs.items():
-        want = SIGNATURES.get(fname)
-        if want is not None and sig != want:
+        export = EXPORTS.get(fname)
+        if export is not None and sig != (export.params, export.results):
             extra = ""
             if fname == "infer" and sig == ((_I32, _I32), (_I32,)):
                 extra = " (an i32 result is a pointer without a length)"
             raise AbiError(
-                f"{name}: export {fname} has type {_fmt(sig)}{extra}; ABI v{ABI_VERSION} needs {_MEANING[fname]}",
+                f"{name}: export {fname} has type {_fmt(sig)}{extra}; ABI v{ABI_VERSION} needs {export.meaning}",
                 hint="see docs/abi.md",
             )
 
@@ -111,13 +139,13 @@ def check(module: wasmtime.Module, name: str) -> Verdict:
         for required in ("edge_alloc", "edge_free"):
             if required not in funcs:
                 raise AbiError(
-                    f"{name}: exports infer but not {_MEANING[required]}; the host cannot pass a request "
+                    f"{name}: exports infer but not {EXPORTS[required].meaning}; the host cannot pass a request "
                     "without the guest's allocator",
                     hint="export edge_alloc and edge_free (the Rust SDK in guest/sdk does)",
                 )
-        return Verdict("reactor", "_initialize" in funcs, "edge_abi_version" in funcs, imports_nn)
+        return Verdict("reactor", imports_nn)
     if "_start" in funcs:
-        return Verdict("command", False, False, imports_nn)
+        return Verdict("command", imports_nn)
     shown = ", ".join(sorted(funcs)) or "no functions"
     raise AbiError(
         f"{name}: undefined export infer (and no _start): the module exports {shown}",

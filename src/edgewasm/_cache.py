@@ -26,23 +26,11 @@ from typing import Any
 import wasmtime
 
 from . import _artifact, _key, _private
-from ._errors import ArtifactError, EdgeWasmError
+from ._errors import ArtifactError, CacheError, CacheWarning
 from ._paths import cache_dir
 
 SUFFIX = ".cwasm"
 _HINT = "set --cache-dir or EDGEWASM_CACHE_DIR to a directory of your own, or pass --no-cache (cache=False)"
-
-
-class CacheWarning(UserWarning):
-    """The artifact cache could not be used as it should: an entry was discarded, or the directory is not used.
-
-    Shown as one line, `edgewasm: warning: ...`; filter it like any warning:
-    `warnings.simplefilter("ignore", edgewasm.CacheWarning)`.
-    """
-
-
-class CacheError(EdgeWasmError):
-    """A cache operation the user asked for (`edgewasm cache clear`) could not be done."""
 
 
 def entry_key(module_sha256: str, engine_key_json: str) -> str:

@@ -90,7 +90,11 @@ def _cache(ctx: click.Context, no_cache: bool = False) -> DiskCache | bool:
 class _LazyGroup(click.Group):
     """Subcommands whose modules import heavy libraries load only when invoked, so `run` starts fast."""
 
-    lazy: ClassVar[dict[str, tuple[str, str]]] = {"models": ("edgewasm.models._cli", "models")}
+    lazy: ClassVar[dict[str, tuple[str, str]]] = {
+        "models": ("edgewasm.models._cli", "models"),
+        "serve": ("edgewasm.serve._cli", "serve"),
+        "infer": ("edgewasm.serve._cli", "infer"),
+    }
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted([*super().list_commands(ctx), *self.lazy])
@@ -346,7 +350,7 @@ def run(
 def _run_command(guest: Any, stdin: bytes | None) -> None:
     """Run a WASI command as the wasmtime CLI does: stdin, stdout and stderr are this process's, streamed as the
     guest runs; its exit code is ours; a trap is one line on stderr after its output and exit code 134."""
-    from ._instance import BadExitStatus
+    from ._errors import BadExitStatus
 
     sys.stdout.flush()
     try:

@@ -15,8 +15,8 @@ from typing import Any
 
 import wasmtime
 
-from ._errors import GuestOutputLimit, GuestTrap
-from ._instance import Instance, ProcExit
+from ._errors import GuestOutputLimit, GuestTrap, ProcExit
+from ._instance import Instance
 from ._loader import Loaded
 from ._output import PipeCapture, StderrSink
 from ._sandbox import Sandbox

@@ -19,7 +19,7 @@ import wasmtime
 from wasmtime import _ffi as ffi
 
 from . import _host, _ticker
-from ._sandbox import SandboxError
+from ._errors import SandboxError
 
 OptLevel = Literal["none", "speed", "speed_and_size"]
 
@@ -62,7 +62,7 @@ class EngineSettings:
         cfg.cranelift_nan_canonicalization = self.nan_canonicalization
         cfg.max_wasm_stack = self.max_wasm_stack
         cfg.debug_info = self.debug_info
-        # Cache hits are what make start-up fast; on a miss, use both cores.
+        # Cache hits are what make start-up fast; on a miss, compile on every core.
         cfg.parallel_compilation = True
         if self.pooling:
             _enable_pooling(cfg)

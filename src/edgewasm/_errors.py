@@ -95,18 +95,6 @@ class GuestOutputLimit(GuestTrap):
         self.stderr = stderr
 
 
-class GuestExit(EdgeWasmError):
-    """A command guest exited with a non-zero code."""
-
-    exit_code = 5
-
-    def __init__(self, message: str, *, code: int, stdout: bytes = b"", stderr: bytes = b"") -> None:
-        super().__init__(message)
-        self.code = code
-        self.stdout = stdout
-        self.stderr = stderr
-
-
 class GuestError(EdgeWasmError):
     """The guest answered with an error map: `{"error": {"kind": ..., "message": ...}}`."""
 
@@ -116,3 +104,41 @@ class GuestError(EdgeWasmError):
         super().__init__(f"guest reported {kind}: {message}", hint=hint)
         self.kind = kind
         self.message = message
+
+
+class ProcExit(GuestTrap):
+    """The guest called WASI `proc_exit`: normal for a command, a trap for an infer call."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message, trap_code="exit")
+        self.status = status
+
+
+class BadExitStatus(GuestTrap):
+    """The guest called `proc_exit` with a status WASI does not allow (126 and above): wasmtime refuses it."""
+
+    default_hint = "exit with a status from 0 to 125 (126 and above mean 'not executable', 'not found' or a signal)"
+
+
+class SandboxError(EdgeWasmError):
+    """A limit or mount that cannot be honoured."""
+
+    exit_code = 2
+
+
+class MemoryLimitTooSmall(SandboxError, GuestOutOfMemory):
+    """The memory limit is below what the module declares it needs to start: a setting to fix, not a guest trap."""
+
+    exit_code = 2
+
+
+class CacheWarning(UserWarning):
+    """The artifact cache could not be used as it should: an entry was discarded, or the directory is not used.
+
+    Shown as one line, `edgewasm: warning: ...`; filter it like any warning:
+    `warnings.simplefilter("ignore", edgewasm.CacheWarning)`.
+    """
+
+
+class CacheError(EdgeWasmError):
+    """A cache operation the user asked for (`edgewasm cache clear`) could not be done."""

@@ -15,39 +15,23 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import msgpack
 import wasmtime
 
-from . import _codec
+from . import _abi, _codec
 from ._cache import DiskCache
 from ._command import CommandResult, run_command
 from ._engine import EngineSettings, OptLevel, check_timeout
-from ._errors import AbiError, GuestError, ModuleLoadError, RequestError
+from ._errors import AbiError, ModuleLoadError, RequestError, SandboxError
 from ._instance import Instance, raw_bytes
 from ._loader import Loaded, load_module, wasi_instance_pre
 from ._paths import models_dir
-from ._sandbox import DEFAULT_MAX_OUTPUT, Mount, Sandbox, SandboxError
+from ._sandbox import DEFAULT_MAX_OUTPUT, Mount, Sandbox
 
 if TYPE_CHECKING:
     from .nn import NnLimits
 
 #: Where a guest that asks for the model store (custom section `edgewasm.needs`: `models`) finds it.
 MODELS_GUEST_PATH = "/models"
-
-
-def _decode_checked(view: memoryview) -> Any:
-    try:
-        reply = _codec.decode(view)
-    except (ValueError, msgpack.UnpackException) as e:
-        raise AbiError(
-            f"guest response cannot be decoded: {e}", hint="the guest must answer in msgpack (docs/abi.md)"
-        ) from None
-    if isinstance(reply, dict) and "error" in reply:
-        err = reply["error"]
-        if isinstance(err, dict):
-            raise GuestError(str(err.get("kind", "error")), str(err.get("message", "")))
-        raise GuestError("error", str(err))
-    return reply
 
 
 class Guest:
@@ -122,10 +106,10 @@ class Guest:
                 inst.call_export("_initialize")
             if "edge_abi_version" in inst._funcs:
                 version = inst.call_export("edge_abi_version") & 0xFFFFFFFF
-                if version != 1:
+                if version != _abi.ABI_VERSION:
                     raise AbiError(
-                        f"{self.name}: unknown ABI version {version} (this host speaks version 1)",
-                        hint="rebuild the guest against ABI v1 or upgrade edgewasm",
+                        f"{self.name}: unknown ABI version {version} (this host speaks version {_abi.ABI_VERSION})",
+                        hint=f"rebuild the guest against ABI v{_abi.ABI_VERSION} or upgrade edgewasm",
                     )
         except BaseException:
             inst.broken = True
@@ -157,7 +141,7 @@ class Guest:
     def infer(self, request: Any) -> Any:
         """Send a msgpack-able request (numpy arrays allowed) and return the decoded response."""
         segments = _codec.encode(request)
-        return self._reactor().infer(segments, _decode_checked)
+        return self._reactor().infer(segments, _abi.decode_reply)
 
     def infer_bytes(self, request: bytes) -> bytes:
         """The raw round trip: request bytes in, response bytes out, no msgpack on the host."""

@@ -45,7 +45,7 @@ def _cpu_flags() -> list[str]:
 def wasmtime_version() -> str:
     """The installed wasmtime package's version, read from its dist-info directory name.
 
-    `importlib.metadata` would cost ~12 ms of imports at every `edgewasm run`; this is a directory listing.
+    `importlib.metadata` would add its imports to every `edgewasm run`; this is a directory listing.
     """
     import wasmtime
 

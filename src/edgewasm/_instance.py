@@ -1,9 +1,10 @@
 """One live instance and its call path: the product.
 
-wasmtime-py's `Func.__call__` rebuilds type and value objects on every call (~25 µs); the C API's unchecked call
-through ctypes costs ~1 µs. This module calls `wasmtime_func_call_unchecked` with an argument buffer made once,
-writes requests with `memmove` into one reusable guest buffer, decodes responses in place from guest memory, and
-re-reads the memory's base and length after every call, because a call that grows memory may move it.
+wasmtime-py's `Func.__call__` rebuilds type and value objects on every call, which costs many times what the C
+API's unchecked call through ctypes does (docs/benchmarks.md measures both). This module calls
+`wasmtime_func_call_unchecked` with an argument buffer made once, writes requests with `memmove` into one reusable
+guest buffer, decodes responses in place from guest memory, and re-reads the memory's base and length after every
+call, because a call that grows memory may move it.
 """
 
 from __future__ import annotations
@@ -16,14 +17,24 @@ from typing import Any
 import wasmtime
 from wasmtime import _ffi as ffi
 
-from . import _codec, _deadline, _engine
-from ._errors import AbiError, EdgeWasmError, GuestOutOfFuel, GuestOutOfMemory, GuestTimeout, GuestTrap, ModuleLoadError
+from . import _abi, _codec, _deadline, _engine
+from ._errors import (
+    AbiError,
+    BadExitStatus,
+    EdgeWasmError,
+    GuestOutOfFuel,
+    GuestOutOfMemory,
+    GuestTimeout,
+    GuestTrap,
+    MemoryLimitTooSmall,
+    ModuleLoadError,
+    ProcExit,
+)
 from ._loader import Loaded
 from ._output import StderrSink
-from ._sandbox import WASM_PAGE, MemoryLimitTooSmall, Sandbox
+from ._sandbox import WASM_PAGE, Sandbox
 
 #: Responses longer than this are an ABI error, not an allocation the host attempts.
-MAX_RESPONSE = 1 << 30
 #: What Rust's default allocation-error handler prints before it aborts (the abort is an `unreachable` trap).
 _RUST_ALLOC_FAILED = re.compile(r"memory allocation of (\d+) bytes failed")
 
@@ -46,20 +57,6 @@ _memmove = ctypes.memmove
 _addressof = ctypes.addressof
 _c_char = ctypes.c_char
 _ubytes = ctypes.c_ubyte
-
-
-class ProcExit(GuestTrap):
-    """The guest called WASI `proc_exit`: normal for a command, a trap for an infer call."""
-
-    def __init__(self, message: str, status: int) -> None:
-        super().__init__(message, trap_code="exit")
-        self.status = status
-
-
-class BadExitStatus(GuestTrap):
-    """The guest called `proc_exit` with a status WASI does not allow (126 and above): wasmtime refuses it."""
-
-    default_hint = "exit with a status from 0 to 125 (126 and above mean 'not executable', 'not found' or a signal)"
 
 
 def trap_reason(text: str) -> str:
@@ -319,15 +316,15 @@ class Instance:
         args[0].i32 = ptr
         args[1].i32 = total
         self._raw_call(self._faddr["infer"], 2)
-        result = args[0].i64 & 0xFFFFFFFFFFFFFFFF
-        out_ptr, out_len = result >> 32, result & 0xFFFFFFFF
+        out_ptr, out_len = _abi.unpack_result(args[0].i64)
         # The call may have grown (and so moved) memory: read base and length again.
         base = _memory_data(self._ctx, self._mem_addr) or 0
         size = int(_memory_size(self._ctx, self._mem_addr))
-        if out_len > MAX_RESPONSE:
+        if out_len > _abi.MAX_RESPONSE:
             self.broken = True
             raise AbiError(
-                f"{self.loaded.name}: infer returned an absurd response length ({out_len} bytes, limit {MAX_RESPONSE})",
+                f"{self.loaded.name}: infer returned an absurd response length "
+                f"({out_len} bytes, limit {_abi.MAX_RESPONSE})",
                 hint="the guest must return (out_ptr << 32) | out_len",
             )
         if out_ptr + out_len > size:

@@ -11,7 +11,7 @@ from pathlib import Path
 import wasmtime
 
 from . import _output
-from ._errors import EdgeWasmError, GuestOutOfMemory
+from ._errors import SandboxError
 from ._output import StderrSink
 
 WASM_PAGE = 65536
@@ -22,18 +22,6 @@ _UNITS = {
     "g": 1000**3, "gb": 1000**3, "gib": 1024**3, "page": WASM_PAGE, "pages": WASM_PAGE,
 }  # fmt: skip
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$")
-
-
-class SandboxError(EdgeWasmError):
-    """A limit or mount that cannot be honoured."""
-
-    exit_code = 2
-
-
-class MemoryLimitTooSmall(SandboxError, GuestOutOfMemory):
-    """The memory limit is below what the module declares it needs to start: a setting to fix, not a guest trap."""
-
-    exit_code = 2
 
 
 def parse_size(value: int | str | None, what: str = "memory limit") -> int | None:

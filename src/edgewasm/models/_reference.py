@@ -7,7 +7,7 @@ strided slices for depthwise, matmul for 1x1), so one image takes tens of millis
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -122,4 +122,3 @@ def softmax(logits: npt.NDArray[Any]) -> F32:
     return np.asarray(z / z.sum(axis=-1, keepdims=True), dtype=np.float32)
 
 
-Forward = Callable[[Mapping[str, F32], npt.NDArray[Any]], F32]

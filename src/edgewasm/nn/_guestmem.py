@@ -53,10 +53,6 @@ class GuestMemory:
         addr = self.check(ptr, 4 * count, what)
         return struct.unpack(f"<{count}I", ctypes.string_at(addr, 4 * count)) if count else ()
 
-    def read_u8(self, ptr: int, what: str) -> int:
-        addr = self.check(ptr, 1, what)
-        return ctypes.c_uint8.from_address(addr).value
-
     def view(self, ptr: int, size: int, what: str) -> np.ndarray:
         """A zero-copy writable uint8 view; valid only until the guest runs again."""
         addr = self.check(ptr, size, what)

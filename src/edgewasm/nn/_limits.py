@@ -50,7 +50,8 @@ class NnLimits:
     @classmethod
     def parse(cls, items: Iterable[str], base: NnLimits | None = None) -> NnLimits:
         """Limits from `NAME=VALUE` strings (the CLI's `--nn-limit`): graphs=8, model-bytes=512MiB, ..."""
-        from .._sandbox import SandboxError, parse_size
+        from .._errors import SandboxError
+        from .._sandbox import parse_size
 
         changes: dict[str, int] = {}
         for item in items:

@@ -26,10 +26,6 @@ _lock = threading.Lock()
 _warned: set[GraphEncoding] = set()
 
 
-def supported_encodings() -> tuple[GraphEncoding, ...]:
-    return tuple(_BACKENDS)
-
-
 def get_backend(encoding: GraphEncoding, options: BackendOptions, cache: dict[GraphEncoding, Backend]) -> Backend:
     """The backend for an encoding, imported on first use; invalid_encoding when absent.
 

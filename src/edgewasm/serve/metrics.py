@@ -1,0 +1,119 @@
+"""Prometheus metrics at /metrics, named like Triton's (`nv_inference_*`) under the prefix `edgewasm_`.
+
+Durations are cumulative microsecond counters as in Triton, so `rate(..._duration_us) / rate(..._count)` is a
+mean; `edgewasm_inference_request_duration_seconds` is also a histogram, for quantiles.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+
+PREFIX = "edgewasm"
+#: Distinct guest stage names kept per model, so a guest cannot grow the metrics without bound.
+MAX_STAGES = 16
+_STAGE = re.compile(r"^[A-Za-z0-9_]{1,32}$")
+_MV = ("model", "version")
+
+__all__ = ["CONTENT_TYPE_LATEST", "Metrics"]
+
+
+class Metrics:
+    """One registry per server (never the process-global one, so servers and tests do not share counters)."""
+
+    def __init__(self) -> None:
+        disable_created_metrics()  # type: ignore[no-untyped-call]  # no `_created` series beside every counter: Triton has none either
+        r = self.registry = CollectorRegistry()
+
+        def counter(name: str, doc: str, labels: tuple[str, ...] = _MV) -> Counter:
+            return Counter(f"{PREFIX}_{name}", doc, labels, registry=r)
+
+        def gauge(name: str, doc: str, labels: tuple[str, ...] = _MV) -> Gauge:
+            return Gauge(f"{PREFIX}_{name}", doc, labels, registry=r)
+
+        self.success = counter("inference_request_success", "Successful inference requests")
+        self.failure = counter(
+            "inference_request_failure", "Failed inference requests, by error kind", (*_MV, "reason")
+        )
+        self.count = counter("inference_count", "Inferences performed (one per request: no batching)")
+        self.exec_count = counter("inference_exec_count", "Guest calls made")
+        self.request_us = counter("inference_request_duration_us", "Cumulative request time, arrival to answer (µs)")
+        self.queue_us = counter("inference_queue_duration_us", "Cumulative time requests waited for an instance (µs)")
+        self.input_us = counter(
+            "inference_compute_input_duration_us", "Cumulative time mapping requests to the guest's map (µs)"
+        )
+        self.infer_us = counter("inference_compute_infer_duration_us", "Cumulative time inside guest calls (µs)")
+        self.output_us = counter(
+            "inference_compute_output_duration_us", "Cumulative time mapping responses to tensors (µs)"
+        )
+        self.stage_us = counter(
+            "guest_stage_duration_us", "Cumulative time of the guest's own stages (its stages_ms) (µs)", (*_MV, "stage")
+        )
+        self.request_seconds = Histogram(
+            f"{PREFIX}_inference_request_duration_seconds",
+            "Request time, arrival to answer",
+            _MV,
+            registry=r,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+        )
+        self.instances = gauge("instances", "Guest instances (worker threads) of a loaded model")
+        self.instances_in_use = gauge("instances_in_use", "Instances inside a guest call now")
+        self.pending = gauge("pending_requests", "Requests queued or running now")
+        self.loads = counter("model_loads", "Times a model was loaded (compiled or taken from the cache, instantiated)")
+        self.evictions = counter("model_evictions", "Times a model was unloaded to make room (LRU)")
+        self.replacements = counter(
+            "instance_replacements", "Instances discarded after a trap (the next call gets a new one)"
+        )
+        self.loaded = Gauge(f"{PREFIX}_models_loaded", "Models loaded now", registry=r)
+        self._models: dict[tuple[str, str], ModelMetrics] = {}
+        self.http = Counter(
+            f"{PREFIX}_http_requests", "HTTP requests by route and status", ("route", "status"), registry=r
+        )
+
+    def model(self, name: str, version: str) -> ModelMetrics:
+        """The per-request series of one model, looked up once (a `labels()` call costs microseconds)."""
+        key = (name, version)
+        found = self._models.get(key)
+        if found is None:
+            found = self._models[key] = ModelMetrics(self, name, version)
+        return found
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class ModelMetrics:
+    """One model's labelled series, bound once."""
+
+    def __init__(self, m: Metrics, name: str, version: str) -> None:
+        labels = (name, version)
+        self._m = m
+        self._labels = labels
+        self.success = m.success.labels(*labels)
+        self.count = m.count.labels(*labels)
+        self.exec_count = m.exec_count.labels(*labels)
+        self.request_us = m.request_us.labels(*labels)
+        self.request_seconds = m.request_seconds.labels(*labels)
+        self.queue_us = m.queue_us.labels(*labels)
+        self.input_us = m.input_us.labels(*labels)
+        self.infer_us = m.infer_us.labels(*labels)
+        self.output_us = m.output_us.labels(*labels)
+        self.pending = m.pending.labels(*labels)
+        self.instances_in_use = m.instances_in_use.labels(*labels)
+        self.replacements = m.replacements.labels(*labels)
+        self._stages: dict[str, Any] = {}
+
+    def stage(self, stage: str) -> Any | None:
+        """The series of a stage the guest reported; None past `MAX_STAGES` names (a guest chooses them)."""
+        child = self._stages.get(stage)
+        if child is None:
+            if len(self._stages) >= MAX_STAGES or not _STAGE.match(stage):
+                return None
+            child = self._stages[stage] = self._m.stage_us.labels(*self._labels, stage)
+        return child
+
+    def failure(self, kind: str) -> Any:
+        return self._m.failure.labels(*self._labels, kind)

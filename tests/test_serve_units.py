@@ -1,0 +1,175 @@
+"""The serve package's pieces in-process: the OIP wire format, the mapping both ways, configuration, statuses."""
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import edgewasm
+from edgewasm.serve import config, errors, mapping, tensors
+
+WASM = Path(__file__).resolve().parent.parent / "wasm"
+
+
+def roundtrip(request: dict[str, object], binary: bool) -> dict[str, object]:
+    """Client encoding -> server parsing -> guest map (what the server hands the guest)."""
+    inputs, params = mapping.request_tensors(request)
+    names = {t.name for t in inputs if t.content_type != "json"} if binary else set()
+    body, length = tensors.write_body({"parameters": params}, "inputs", inputs, names)
+    header, rest = tensors.split_body(body, None if length is None else str(length))
+    return mapping.guest_request(tensors.read_tensors(header["inputs"], rest), header["parameters"])
+
+
+@pytest.mark.parametrize("binary", [True, False])
+def test_request_mapping_round_trip(binary: bool) -> None:
+    request = {
+        "a": np.arange(6, dtype=np.int16).reshape(2, 3),
+        "h": np.array([0.5], dtype=np.float16),
+        "b": b"\x00\xfe",
+        "s": "str",
+        "n": 4,
+        "nested": [1, {"x": b"\x01"}],
+    }
+    got = roundtrip(request, binary)
+    assert got.keys() == request.keys()
+    assert got["a"].dtype == np.int16 and np.array_equal(got["a"], request["a"])  # type: ignore[union-attr]
+    assert got["h"].dtype == np.float16  # type: ignore[union-attr]
+    assert got["b"] == b"\x00\xfe" and got["s"] == "str" and got["n"] == 4
+    assert got["nested"] == [1, {"x": b"\x01"}]
+
+
+def test_response_mapping_round_trip() -> None:
+    reply = {
+        "arr": np.ones((2, 2), np.float32),
+        "one": np.array([7], np.int32),
+        "i": 3,
+        "f": 0.5,
+        "t": True,
+        "s": "x",
+        "b": b"\xff",
+        "l": ["a", "b"],
+        "d": {"k": None},
+        "huge": 1 << 70,
+    }
+    for binary in (True, False):
+        outs = mapping.output_tensors(reply, None)
+        names = {t.name for t in outs} if binary else set()
+        body, length = tensors.write_body({"model_name": "m"}, "outputs", outs, names)
+        head, rest = tensors.split_body(body, None if length is None else str(length))
+        back = {t.name: mapping.response_value(t) for t in tensors.read_tensors(head["outputs"], rest, "output")}
+        assert isinstance(back["one"], np.ndarray) and back["one"].shape == (1,)  # an array stays an array
+        assert back["i"] == 3 and back["f"] == 0.5 and back["t"] is True and back["s"] == "x" and back["b"] == b"\xff"
+        assert back["l"] == ["a", "b"] and back["d"] == {"k": None} and back["huge"] == 1 << 70
+        assert np.array_equal(back["arr"], reply["arr"])
+
+
+def test_reserved_parameters_and_collisions() -> None:
+    t = tensors.Tensor("x", "INT8", [1], np.array([1], np.int8))
+    assert mapping.guest_request([t], {"binary_data_output": True, "timeout": 5, "top_k": 2}).keys() == {"x", "top_k"}
+    with pytest.raises(errors.BadRequest, match="both an input and a parameter"):
+        mapping.guest_request([t], {"x": 1})
+
+
+def test_non_finite_floats_stay_floats_in_binary() -> None:
+    outs = [mapping.output_tensor("v", np.array([np.nan, np.inf], np.float32))]
+    body, length = tensors.write_body({}, "outputs", outs, {"v"})
+    assert length is not None
+    assert np.isnan(np.frombuffer(body[length:], np.float32)[0])
+
+
+def test_status_of_every_error() -> None:
+    cases = [
+        (edgewasm.GuestError("bad_request", "m"), 400, "bad_request"),
+        (edgewasm.GuestError("decode", "m"), 422, "decode"),
+        (edgewasm.GuestTimeout("t"), 504, "timeout"),
+        (edgewasm.GuestOutOfMemory("o"), 500, "out_of_memory"),
+        (edgewasm.GuestOutOfFuel("o"), 500, "out_of_fuel"),
+        (edgewasm.GuestTrap("t", trap_code="UNREACHABLE"), 500, "trap"),
+        (edgewasm.AbiError("a"), 500, "abi"),
+        (edgewasm.RequestError("r"), 400, "bad_request"),
+        (errors.QueueFull("q"), 503, "queue_full"),
+        (errors.DeadlineExceeded("d"), 504, "deadline_exceeded"),
+        (errors.BodyTooLarge("b"), 413, "too_large"),
+    ]
+    for exc, status, kind in cases:
+        assert errors.status_and_kind(exc) == (status, kind), exc
+    body = errors.error_body(edgewasm.GuestTrap("line one\nline two", trap_code="UNREACHABLE"))
+    assert body["error"] == "line one line two" and body["trap_code"] == "UNREACHABLE"
+
+
+def test_load_kwargs_are_what_load_takes(tmp_path: Path) -> None:
+    c = config.ModelConfig(name="e", module=WASM / "echo.wat", timeout=2.0, memory_limit="64MiB",
+                           env=(("A", "1"),), dirs=(f"{tmp_path}::/data",))  # fmt: skip
+    guest = edgewasm.load(c.module, **c.load_kwargs())
+    try:
+        assert guest.infer({"x": 1}) == {"x": 1}
+    finally:
+        guest.close()
+
+
+def test_repository_folder(tmp_path: Path) -> None:
+    (tmp_path / "m" / "data").mkdir(parents=True)
+    (tmp_path / "m" / "guest.wat").write_text((WASM / "echo.wat").read_text())
+    (tmp_path / "m" / "model.toml").write_text('dirs = ["data::/data"]\ntimeout = 0\nenv = { K = "v" }\n')
+    (c,) = config.read_repository(tmp_path)
+    assert c.name == "m" and c.module.name == "guest.wat" and c.timeout is None
+    assert c.dirs == (f"{tmp_path / 'm' / 'data'}::/data",) and c.env == (("K", "v"),)
+    (tmp_path / "m" / "other.wasm").write_bytes(b"")
+    with pytest.raises(config.ConfigError, match="2 modules"):
+        config.read_repository(tmp_path)
+
+
+def test_module_arguments() -> None:
+    assert config.parse_module_arg("wasm/echo.wat") == ("echo", Path("wasm/echo.wat"))
+    assert config.parse_module_arg("e=wasm/echo.wat") == ("e", Path("wasm/echo.wat"))
+    with pytest.raises(config.ConfigError, match="bad model name"):
+        config.ModelConfig(name="-x", module=WASM / "echo.wat").checked()
+
+
+def test_the_listening_socket_is_tcp_so_asyncio_turns_nagle_off() -> None:
+    # A socket made with proto 0 gives accepted sockets proto 0, and asyncio then leaves Nagle on: every response's
+    # body waited ~40 ms for a delayed ACK of its headers (a bug the benchmark found).
+    from edgewasm.serve.server import _bind
+
+    sock = _bind("127.0.0.1", 0)
+    try:
+        client = socket.create_connection(sock.getsockname())
+        conn, _ = sock.accept()
+        assert conn.proto == socket.IPPROTO_TCP
+        conn.close()
+        client.close()
+    finally:
+        sock.close()
+
+
+def test_openapi_document_is_json() -> None:
+    from edgewasm.serve.openapi import openapi_document
+
+    doc = json.loads(json.dumps(openapi_document()))
+    for path, ops in doc["paths"].items():
+        for op in ops.values():
+            assert "200" in op["responses"], path
+
+
+def test_deeply_nested_requests_are_400_not_internal_errors() -> None:
+    # json.loads raises RecursionError (not ValueError) on deep nesting; it was an internal error with a traceback.
+    from edgewasm.serve.inference import call_native, infer_oip
+
+    deep = b"[" * 100_000 + b"]" * 100_000
+    with pytest.raises(errors.BadRequest, match="nested too deeply"):
+        infer_oip(None, deep, None, "m", "1", "rid")  # type: ignore[arg-type]
+    with pytest.raises(errors.BadRequest, match="nested too deeply"):
+        call_native(None, deep, "application/json", "")  # type: ignore[arg-type]
+
+
+def test_a_guest_cannot_grow_the_metrics_without_bound() -> None:
+    from edgewasm.serve.metrics import MAX_STAGES, Metrics
+
+    m = Metrics().model("m", "1")
+    kept = [m.stage(f"s{i}") for i in range(MAX_STAGES + 50)]
+    assert sum(s is not None for s in kept) == MAX_STAGES
+    assert m.stage("s0") is kept[0] and m.stage("has space") is None
