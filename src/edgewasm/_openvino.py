@@ -10,9 +10,11 @@ a program that imports it later gets it). A process that imported openvino itsel
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import sys
 import threading
+from collections.abc import Iterator
 from types import ModuleType
 
 _lock = threading.Lock()
@@ -20,15 +22,28 @@ _lock = threading.Lock()
 
 def import_openvino() -> ModuleType:
     """`import openvino`, with OpenVINO's telemetry replaced by its own stub; raises ImportError when absent."""
+    return import_without_telemetry("openvino")
+
+
+def import_without_telemetry(module: str) -> ModuleType:
+    """Import `module` (openvino, or a package built on it such as nncf, which starts the same telemetry unless
+    under pytest) with `openvino_telemetry` hidden; raises ImportError when absent."""
+    loaded = sys.modules.get(module)
+    if loaded is not None:
+        return loaded
+    with telemetry_hidden():
+        return importlib.import_module(module)
+
+
+@contextlib.contextmanager
+def telemetry_hidden() -> Iterator[None]:
+    """Imports in the block see no `openvino_telemetry` (and fall back to OpenVINO's and NNCF's no-op stubs)."""
     with _lock:
-        loaded = sys.modules.get("openvino")
-        if loaded is not None:
-            return loaded
         missing = object()
         saved = sys.modules.get("openvino_telemetry", missing)
         sys.modules["openvino_telemetry"] = None  # type: ignore[assignment]  # makes its import raise ImportError
         try:
-            return importlib.import_module("openvino")
+            yield
         finally:
             if saved is missing:
                 sys.modules.pop("openvino_telemetry", None)

