@@ -12,6 +12,7 @@ toolchain:            ## Debian's Rust for wasm32-wasi and the vendored crates t
 	apt-get install -y --no-install-recommends rustc cargo libstd-rust-dev-wasm32 \
 	  librust-serde-dev librust-serde-derive-dev 'librust-serde+serde-derive-dev' librust-serde-bytes-dev \
 	  librust-rmp-dev librust-rmp-serde-dev librust-image-dev librust-jpeg-decoder-dev librust-png-dev
+	apt-get install -y --no-install-recommends clang-19 lld-19 llvm-19 libclang-rt-19-dev-wasm32 wasi-libc
 
 test:                 ## the whole test suite (unit, CLI in real processes, guests, benchmarks run once)
 	$(PYTHON) -m pytest -q
