@@ -106,19 +106,21 @@ def _expect(arr: npt.NDArray[Any], shape: tuple[int, ...], name: str) -> None:
         raise ModelStoreError(f"{name} has shape {arr.shape}, expected {shape}: not an EfficientNet-Lite0 checkpoint")
 
 
+def nhwc_tensor(name: str, w: npt.NDArray[Any]) -> npt.NDArray[Any]:
+    """One torch-layout tensor in its EWT layout (see docs/models.md), contiguous, dtype kept."""
+    if name == "stem.w":
+        t = w.transpose(2, 3, 1, 0)  # [kh, kw, cin, cout]
+    elif name.endswith(("expand.w", "project.w")) or name == "head.w":
+        t = w[:, :, 0, 0].T  # [cin, cout]
+    elif name.endswith("dw.w"):
+        t = w[:, 0].transpose(1, 2, 0)  # [k, k, c]
+    elif name == "fc.w":
+        t = w.T  # [1280, 1000]
+    else:
+        t = w
+    return np.ascontiguousarray(t)
+
+
 def to_nhwc_layout(folded: dict[str, F32]) -> dict[str, F32]:
     """Torch-layout folded weights -> the EWT layouts (see docs/models.md), contiguous float32."""
-    out: dict[str, F32] = {}
-    for name, w in folded.items():
-        if name == "stem.w":
-            t = w.transpose(2, 3, 1, 0)  # [kh, kw, cin, cout]
-        elif name.endswith(("expand.w", "project.w")) or name == "head.w":
-            t = w[:, :, 0, 0].T  # [cin, cout]
-        elif name.endswith("dw.w"):
-            t = w[:, 0].transpose(1, 2, 0)  # [k, k, c]
-        elif name == "fc.w":
-            t = w.T  # [1280, 1000]
-        else:
-            t = w
-        out[name] = np.ascontiguousarray(t, dtype=np.float32)
-    return out
+    return {name: np.ascontiguousarray(nhwc_tensor(name, w), dtype=np.float32) for name, w in folded.items()}

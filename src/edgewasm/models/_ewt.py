@@ -1,4 +1,8 @@
-"""The EWT weight file: a text header naming little-endian float32 tensors at 64-byte aligned offsets."""
+"""The EWT weight file: a text header naming little-endian tensors at 64-byte aligned offsets.
+
+The FP32 model holds float32 tensors only (what the pure-wasm guest reads); the quantized variants' files use the
+same container with the dtypes in ``DTYPES`` (docs/quantization.md).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -18,19 +23,35 @@ ALIGN = 64
 
 F32 = npt.NDArray[np.float32]
 
+# header dtype token -> little-endian numpy dtype
+DTYPES: dict[str, str] = {"f32": "<f4", "f16": "<f2", "i8": "|i1", "i32": "<i4"}
+_TOKENS = {(np.dtype(v).kind, np.dtype(v).itemsize): k for k, v in DTYPES.items()}
+
+
+def _as_stored(t: npt.NDArray[Any]) -> tuple[str, npt.NDArray[Any]]:
+    """The dtype token and the little-endian contiguous array; float64 is stored as float32 (the old behaviour)."""
+    arr = np.asarray(t)
+    if arr.dtype == np.float64:
+        arr = arr.astype(np.float32)
+    token = _TOKENS.get((arr.dtype.kind, arr.dtype.itemsize))
+    if token is None:
+        raise ValueError(f"EWT cannot store dtype {arr.dtype}; use one of {', '.join(DTYPES)}")
+    return token, np.ascontiguousarray(arr, dtype=DTYPES[token])
+
 
 def _align(n: int) -> int:
     return (n + ALIGN - 1) // ALIGN * ALIGN
 
 
-def encode(meta: Mapping[str, str], blocks: Sequence[Block], tensors: Mapping[str, F32]) -> bytes:
+def encode(meta: Mapping[str, str], blocks: Sequence[Block], tensors: Mapping[str, npt.NDArray[Any]]) -> bytes:
     """The whole file. Offsets depend on the header's length, so the header is laid out to a fixed point."""
     for key, value in meta.items():
         if not key or any(c.isspace() for c in key) or "\n" in value:
             raise ValueError(f"bad meta entry {key!r}")
     head_lines = [f"meta {k} {v}" for k, v in meta.items()]
     head_lines += [f"block {b.index} {b.kernel} {b.stride} {b.expand} {b.cin} {b.cout}" for b in blocks]
-    arrays = {name: np.ascontiguousarray(t, dtype="<f4") for name, t in tensors.items()}
+    stored = {name: _as_stored(t) for name, t in tensors.items()}
+    arrays = {name: arr for name, (_, arr) in stored.items()}
     data_start = _align(8)
     while True:
         offsets: dict[str, int] = {}
@@ -39,7 +60,7 @@ def encode(meta: Mapping[str, str], blocks: Sequence[Block], tensors: Mapping[st
         for name, arr in arrays.items():
             offsets[name] = pos
             dims = "x".join(str(d) for d in arr.shape) if arr.shape else "1"
-            lines.append(f"tensor {name} f32 {pos} {arr.nbytes} {dims}")
+            lines.append(f"tensor {name} {stored[name][0]} {pos} {arr.nbytes} {dims}")
             pos = _align(pos + arr.nbytes)
         header = ("\n".join(lines) + "\n").encode("utf-8")
         needed = _align(8 + len(header))
@@ -58,11 +79,11 @@ def encode(meta: Mapping[str, str], blocks: Sequence[Block], tensors: Mapping[st
 
 @dataclass
 class EwtFile:
-    """A parsed EWT file: meta, blocks and float32 tensors (views into the file's bytes)."""
+    """A parsed EWT file: meta, blocks and tensors (read-only views into the file's bytes)."""
 
     meta: dict[str, str] = field(default_factory=dict)
     blocks: list[Block] = field(default_factory=list)
-    tensors: dict[str, F32] = field(default_factory=dict)
+    tensors: dict[str, npt.NDArray[Any]] = field(default_factory=dict)
 
 
 def decode(raw: bytes) -> EwtFile:
@@ -86,17 +107,21 @@ def decode(raw: bytes) -> EwtFile:
             elif parts[0] == "tensor":
                 name, dtype, offset, nbytes, dims = parts[1], parts[2], int(parts[3]), int(parts[4]), parts[5]
                 shape = tuple(int(d) for d in dims.split("x"))
-                if dtype != "f32" or offset % ALIGN or offset + nbytes > len(raw) or nbytes != 4 * int(np.prod(shape)):
+                dt = np.dtype(DTYPES[dtype])  # KeyError: an unknown dtype
+                count = int(np.prod(shape))
+                if offset % ALIGN or offset + nbytes > len(raw) or nbytes != dt.itemsize * count:
                     raise ValueError("bad tensor line")
-                out.tensors[name] = np.frombuffer(raw, dtype="<f4", count=nbytes // 4, offset=offset).reshape(shape)
+                out.tensors[name] = np.frombuffer(raw, dtype=dt, count=count, offset=offset).reshape(shape)
             else:
                 raise ValueError("unknown line")
-        except (ValueError, IndexError) as exc:
+        except (ValueError, IndexError, KeyError) as exc:
             raise ModelStoreError(f"corrupt EWT header line {lineno}: {line[:60]!r}") from exc
     return out
 
 
-def write(path: Path, meta: Mapping[str, str], blocks: Sequence[Block], tensors: Mapping[str, F32]) -> None:
+def write(
+    path: Path, meta: Mapping[str, str], blocks: Sequence[Block], tensors: Mapping[str, npt.NDArray[Any]]
+) -> None:
     path.write_bytes(encode(meta, blocks, tensors))
 
 

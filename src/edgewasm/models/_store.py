@@ -19,11 +19,12 @@ from .._paths import MODELS_ENV, models_dir
 from . import _convert
 from ._errors import ModelStoreError
 from ._preprocess import CROP, FILTER_NAME, MEAN, RESIZE_SHORTER, STD
+from ._variants import VARIANT_IDS
 
 ENV_VAR = MODELS_ENV
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = 1
-KNOWN_MODELS = (_convert.MODEL_ID,)
+KNOWN_MODELS = (_convert.MODEL_ID, *VARIANT_IDS)
 
 
 def default_store() -> Path:
@@ -140,6 +141,10 @@ def install(
 ) -> Path:
     """Convert and install a model (a no-op when installed, unless force); returns the entry's directory."""
     _check_id(model_id)
+    if model_id in VARIANT_IDS:  # quantized variants are made from the installed base (_variant_store)
+        from ._variant_store import install_variant
+
+        return install_variant(model_id, store, force, openvino=openvino)
     root = _root(store)
     entry = root / model_id
     if not force and (entry / MANIFEST).is_file():

@@ -1,0 +1,407 @@
+"""The quantized variants: conversion, manifest, determinism, selection by model id through the WASI-NN guest,
+the calibration photos and the accuracy harness on a small set. (The full table is bench/quantization.py.)"""
+
+from __future__ import annotations
+
+import atexit
+import functools
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+import edgewasm
+from edgewasm.models import (
+    _accuracy,
+    _calibration,
+    _ewt,
+    _quantize,
+    _store,
+    _tflite,
+    _variant_store,
+    list_models,
+    verify,
+)
+from edgewasm.models._cli import models as models_cli
+from edgewasm.models._errors import ModelStoreError
+from edgewasm.models._quantize import GEMM_LAYERS, QuantizeError
+
+pytest_plugins = ["_model_fixtures"]
+
+ROOT = Path(__file__).resolve().parent.parent
+CAT = ROOT / "examples" / "cat.jpg"
+CAT_CLASSES = {281, 282, 285}
+BASE = "efficientnet-lite0"
+FP16, INT8 = f"{BASE}-fp16", f"{BASE}-int8"
+VERSIONS = {BASE: "1", FP16: "1-fp16", INT8: "1-int8"}
+
+
+def _tools() -> None:
+    for module in ("onnxruntime.quantization", "openvino", "nncf", "ai_edge_litert", "skimage", "sklearn",
+                   "matplotlib"):  # fmt: skip
+        pytest.importorskip(module, reason=f"{module} (the quantize extra) is not installed")
+
+
+@functools.cache
+def _variants_store(base_store: Path) -> Path:
+    root = Path(tempfile.mkdtemp(prefix="edgewasm-variants-test-"))
+    atexit.register(shutil.rmtree, root, True)
+    shutil.copytree(base_store / BASE, root / BASE)
+    for mid in (FP16, INT8):
+        _store.install(mid, store=root)
+    return root
+
+
+@pytest.fixture(scope="session")
+def vstore(model_store: Path) -> Path:
+    """A store with the base model and both variants installed through the public install()."""
+    _tools()
+    return _variants_store(model_store)
+
+
+# --- conversion and manifest ------------------------------------------------------------------------------
+
+
+def test_variant_entries_and_manifest(vstore: Path) -> None:
+    assert {r["id"]: r["version"] for r in list_models(vstore)} == VERSIONS
+    base = verify(BASE, vstore)
+    for mid, precision in ((FP16, "fp16"), (INT8, "int8")):
+        m = verify(mid, vstore)
+        assert m["id"] == mid and m["version"] == VERSIONS[mid]
+        assert set(m["files"]) == {"labels.txt", "model.onnx", "weights.ewt", "openvino/model.xml",
+                                   "openvino/model.bin", "model.tflite"}  # fmt: skip
+        assert (m["onnx"], m["openvino"], m["tflite"]) == ("model.onnx", "openvino/model.xml", "model.tflite")
+        assert m["input"] == base["input"] and m["output"] == base["output"]
+        v = m["variant"]
+        assert v["of"] == BASE and v["precision"] == precision
+        assert v["of_onnx_sha256"] == base["files"]["model.onnx"]["sha256"]
+        assert v["onnx"]["versions"]["onnxruntime"] and v["openvino"]["versions"]["openvino"]
+        assert v["tflite"]["versions"]["ai-edge-litert"]
+        assert (vstore / mid / "labels.txt").read_bytes() == (vstore / BASE / "labels.txt").read_bytes()
+        assert _ewt.read(vstore / mid / "weights.ewt").meta["version"] == VERSIONS[mid]
+    fp16, int8 = (json.loads((vstore / i / "manifest.json").read_text())["variant"] for i in (FP16, INT8))
+    assert fp16["onnx"]["weights"] == "float16" and "calibration" not in fp16
+    assert int8["onnx"]["format"] == "QDQ" and int8["onnx"]["per_channel"] is True
+    assert int8["onnx"]["activations"].startswith("uint8") and int8["onnx"]["weights"].startswith("int8")
+    assert int8["openvino"]["versions"]["nncf"] and int8["openvino"]["per_channel"] is True
+    assert int8["tflite"]["weights"] == "int8, symmetric, per output channel" and fp16["tflite"]["weights"].startswith(
+        "float16"
+    )
+    cal = int8["calibration"]
+    photos = _calibration.calibration_photos()
+    assert cal["sets"] == ["samples"] and cal["count"] == len(photos) == 20
+    assert cal["sha256"] == _calibration.digest(photos) and cal["files"] == [p.name for p in photos]
+    size = {mid: (vstore / mid / "model.onnx").stat().st_size for mid in VERSIONS}
+    assert 0.45 < size[FP16] / size[BASE] < 0.55
+    assert size[INT8] / size[BASE] < 0.3
+
+
+def test_int8_file_holds_the_qdq_weights(vstore: Path) -> None:
+    """w_scale * q reproduces the FP32 weights within half a step, in the EWT layouts; 7-bit where promised."""
+    q8 = _ewt.read(vstore / INT8 / "weights.ewt")
+    fp32 = _ewt.read(vstore / BASE / "weights.ewt").tensors
+    assert q8.meta["precision"] == "int8" and q8.blocks == _ewt.read(vstore / BASE / "weights.ewt").blocks
+    layers = [n[: -len(".w")] for n in fp32 if n.endswith(".w")]
+    assert len(layers) == 50  # 49 convolutions and the classifier
+    for layer in layers:
+        q, scale = q8.tensors[f"{layer}.w"], q8.tensors[f"{layer}.w_scale"]
+        assert q.dtype == np.int8 and q.shape == fp32[f"{layer}.w"].shape
+        assert scale.dtype == np.float32 and scale.shape == (q.shape[-1],)  # per output channel (the last axis)
+        err = np.abs(q.astype(np.float64) * scale - fp32[f"{layer}.w"])
+        assert np.all(err <= scale * 0.5 + 1e-7), layer
+        limit = 64 if layer in GEMM_LAYERS else 127
+        assert int(np.abs(q).max()) == limit, layer
+        np.testing.assert_array_equal(q8.tensors[f"{layer}.b"], fp32[f"{layer}.b"])
+        lo, hi = q8.tensors[f"{layer}.x_range"]
+        assert lo <= 0.0 < hi
+    assert sum(1 for n in q8.tensors if n.endswith(".add_range")) == 9
+
+
+def test_fp16_file_holds_float16_weights(vstore: Path) -> None:
+    f16 = _ewt.read(vstore / FP16 / "weights.ewt").tensors
+    fp32 = _ewt.read(vstore / BASE / "weights.ewt").tensors
+    assert set(f16) == set(fp32)
+    for name, w in fp32.items():
+        assert f16[name].dtype == np.float16 and f16[name].shape == w.shape
+        np.testing.assert_allclose(f16[name].astype(np.float32), w, rtol=1e-3, atol=1e-7)
+
+
+def test_variants_are_deterministic(tmp_path: Path, model_entry: Path) -> None:
+    """Twice in one process (OpenVINO's node-name counter has moved on) gives the same bytes; other
+    calibration photos give other bytes."""
+    _tools()
+    photos = _calibration.calibration_photos()
+    calib = _calibration.calibration_tensors(photos[:3])
+    other = _calibration.calibration_tensors(photos[3:6])
+    src = model_entry / "model.onnx"
+    fp32 = _ewt.read(model_entry / "weights.ewt").tensors
+
+    def build(out: Path, batch: np.ndarray, fp16: bool = True) -> dict[str, bytes]:
+        _quantize.onnx_int8(src, out / "int8.onnx", batch)
+        _quantize.openvino_int8(src, out / "int8/model.xml", batch)
+        (out / "int8.tflite").write_bytes(_tflite.quantize_int8(_tflite.build_float(fp32), batch)[0])
+        if fp16:
+            (out / "fp16.tflite").write_bytes(_tflite.build_float(fp32, fp16=True))
+            _quantize.onnx_fp16(src, out / "fp16.onnx")
+            _quantize.openvino_fp16(src, out / "fp16/model.xml")
+        return {p.relative_to(out).as_posix(): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+
+    a, b, c = build(tmp_path / "a", calib), build(tmp_path / "b", calib), build(tmp_path / "c", other, fp16=False)
+    assert len(a) == 8
+    for name in a:
+        assert a[name] == b[name], f"{name} differs between two identical builds"
+    for name in ("int8.onnx", "int8/model.bin", "int8.tflite"):
+        assert a[name] != c[name], name
+
+
+# --- selection by model id --------------------------------------------------------------------------------
+
+
+# the FP32 entry has no model.tflite (its converter predates LiteRT here); the variants have one each
+GUEST_CASES = [(m, f) for m in (BASE, FP16, INT8) for f in ("onnx", "openvino", "tflite") if (m, f) != (BASE, "tflite")]
+
+
+@pytest.mark.parametrize(("mid", "fmt"), GUEST_CASES)
+def test_wasinn_guest_serves_every_variant(vstore: Path, mid: str, fmt: str) -> None:
+    preload = mid if fmt == "onnx" else f"{mid}:store:{mid}:{fmt}"
+    with edgewasm.load(ROOT / "wasm" / "wasinn_classifier.wasm", models=str(vstore), nn_preload=[preload]) as g:
+        reply = g.infer({"model_id": mid, "image": CAT.read_bytes(), "return_logits": True})
+    assert reply["class_id"] in CAT_CLASSES and reply["label"] in ("tiger cat", "tabby", "Egyptian cat")
+    assert reply["model_version"] == VERSIONS[mid]
+
+
+def test_cli_preload_by_variant_id(vstore: Path) -> None:
+    """The documented command, in a real process: --nn-preload names the variant like any model."""
+    env = dict(os.environ, EDGEWASM_MODELS=str(vstore))
+    cmd = [sys.executable, "-m", "edgewasm", "run", str(ROOT / "wasm" / "wasinn_classifier.wasm"),
+           "--nn-preload", INT8, "--image", str(CAT), "--model-id", INT8]  # fmt: skip
+    run = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300, check=False)
+    assert run.returncode == 0, run.stderr
+    reply = json.loads(run.stdout)
+    assert reply["class_id"] == 282 and reply["model_version"] == "1-int8"
+
+
+def test_int8_logits_follow_fp32(vstore: Path) -> None:
+    photos = [p for p in _calibration.calibration_photos() if p.name.endswith(("chelsea.png", "coffee.png"))]
+    _, batch = _accuracy.tensors([(p.name, p.read()) for p in photos], with_views=False)
+    ref = _accuracy.onnx_runner(vstore / BASE / "model.onnx")(batch)
+    for runner in (_accuracy.onnx_runner(vstore / INT8 / "model.onnx"),
+                   _accuracy.openvino_runner(vstore / INT8 / "openvino/model.xml"),
+                   _accuracy.litert_runner(vstore / INT8 / "model.tflite")):  # fmt: skip
+        a = _accuracy.agreement(ref, runner(batch))
+        assert a.top1_equal == 2 and a.mean_abs < 0.5
+
+
+def test_litert_float_model_matches_onnx(vstore: Path, tmp_path: Path) -> None:
+    """The TFLite writer (LiteRT's schema, TensorFlow's SAME padding, NCHW input) is the same network."""
+    photos = [p for p in _calibration.calibration_photos() if p.name.endswith(("chelsea.png", "rocket.jpg"))]
+    _, batch = _accuracy.tensors([(p.name, p.read()) for p in photos], with_views=False)
+    ref = _accuracy.onnx_runner(vstore / BASE / "model.onnx")(batch)
+    path = tmp_path / "fp32.tflite"
+    path.write_bytes(_tflite.build_float(_ewt.read(vstore / BASE / "weights.ewt").tensors))
+    fp32 = _accuracy.litert_runner(path)(batch)
+    assert np.abs(fp32 - ref).max() < 1e-3
+    fp16 = _accuracy.litert_runner(vstore / FP16 / "model.tflite")(batch)
+    assert np.argmax(fp16, 1).tolist() == np.argmax(ref, 1).tolist() and np.abs(fp16 - ref).max() < 0.2
+
+
+# --- the store: repair, errors, the missing extra ---------------------------------------------------------
+
+
+def test_damaged_variant_is_rebuilt(vstore: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = tmp_path / "store"
+    for mid in (BASE, INT8):
+        shutil.copytree(vstore / mid, store / mid)
+    built: list[str] = []
+
+    def fake_build(v: Any, *args: Any) -> dict[str, Any]:
+        built.append(v.id)
+        raise RuntimeError("rebuild started")
+
+    monkeypatch.setattr(_variant_store, "_build", fake_build)
+    assert _store.install(INT8, store=store) == store / INT8 and not built  # healthy: kept
+    with pytest.raises(RuntimeError, match="rebuild started"):  # asked for another calibration
+        _variant_store.install_variant(INT8, store, calibration=["samples", "opencv"])
+    built.clear()
+    with (store / INT8 / "model.onnx").open("r+b") as f:
+        f.seek(1000)
+        f.write(b"\0\0\0\0")
+    with pytest.raises(RuntimeError, match="rebuild started"):
+        _store.install(INT8, store=store)
+    assert built == [INT8]
+    assert not [p for p in store.iterdir() if p.name.startswith(".")]  # the failed attempt left nothing
+
+
+def test_missing_extra_is_one_line(tmp_path: Path, model_store: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = tmp_path / "store"
+    shutil.copytree(model_store / BASE, store / BASE)
+    real = _quantize.importlib.import_module
+
+    def no_nncf(name: str, package: str | None = None) -> Any:
+        if name.split(".")[0] in ("nncf", "onnxruntime"):
+            raise ImportError(name)
+        return real(name, package)
+
+    monkeypatch.setattr(_quantize.importlib, "import_module", no_nncf)
+    with pytest.raises(QuantizeError, match=r"install the quantize extra: pip install 'edgewasm\[quantize\]'"):
+        _quantize.need("nncf", "nncf")
+    result = CliRunner().invoke(models_cli, ["install", BASE, "--variant", "fp16", "--store", str(store)])
+    assert result.exit_code == 1
+    err = result.output.strip().splitlines()
+    assert err[-1].startswith("Error: onnxruntime is not installed; install the quantize extra"), result.output
+    assert not (store / FP16).exists()
+
+
+def test_cli_variant_options(tmp_path: Path) -> None:
+    result = CliRunner().invoke(models_cli, ["install", INT8, "--variant", "int8", "--store", str(tmp_path)])
+    assert result.exit_code == 1 and "already a variant" in result.output
+    result = CliRunner().invoke(models_cli, ["install", "--variant", "int4", "--store", str(tmp_path)])
+    assert result.exit_code == 2 and "int4" in result.output
+    with pytest.raises(ModelStoreError, match="not a quantized variant"):
+        _variant_store.install_variant(BASE, tmp_path)
+
+
+# --- calibration photos -----------------------------------------------------------------------------------
+
+
+def test_calibration_photos(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    _tools()
+    photos = _calibration.calibration_photos()
+    assert len(photos) == 20 and len({p.name for p in photos}) == 20
+    assert photos[0].name == "scikit-image/astronaut.png" and photos[-1].name == "matplotlib/grace_hopper.jpg"
+    assert _calibration.digest(photos) == _calibration.digest(list(photos))
+    assert _calibration.digest(photos[::-1]) != _calibration.digest(photos)
+    batch = _calibration.calibration_tensors(photos[:2])
+    assert batch.shape == (2, 3, 224, 224) and batch.dtype == np.float32
+    assert float(batch.min()) >= -127 / 128 and float(batch.max()) <= 128 / 128
+    # without opencv-doc the default set still works and the opencv set says what to install
+    monkeypatch.setattr(_calibration, "OPENCV_DIR", tmp_path / "none")
+    assert _calibration.available_sets() == ["samples"]
+    assert [p.name for p in _calibration.calibration_photos()] == [p.name for p in photos]
+    with pytest.raises(_calibration.CalibrationError, match="apt-get install opencv-doc"):
+        _calibration.calibration_photos(["samples", "opencv"])
+    with pytest.raises(_calibration.CalibrationError, match="unknown calibration set"):
+        _calibration.photo_set("imagenet")
+
+
+def test_calibration_package_missing(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_calibration, "_package_dir", lambda package: None)
+    with pytest.raises(_calibration.CalibrationError, match=r"scikit-image are missing.*edgewasm\[quantize\]"):
+        _calibration.calibration_photos()
+
+
+# --- the accuracy harness on a small set ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def labeled() -> list[_accuracy.LabeledPhoto]:
+    try:
+        return _accuracy.labeled_photos()
+    except _accuracy.AccuracyError as exc:  # no PyPI here
+        pytest.skip(str(exc))
+
+
+def test_labeled_photos(labeled: list[_accuracy.LabeledPhoto]) -> None:
+    assert len(labeled) == 20
+    assert labeled[0].name == "foolbox/imagenet_00_243.jpg" and labeled[0].label == 243
+    assert all(p.data[:2] == b"\xff\xd8" for p in labeled)  # JPEGs
+    cache = _accuracy.cache_dir().resolve()
+    assert cache != ROOT and ROOT not in cache.parents  # never inside the repository
+
+
+def test_accuracy_harness_small_set(vstore: Path, labeled: list[_accuracy.LabeledPhoto]) -> None:
+    """Top-1 on the labeled photos (INT8 within one photo of FP32) and agreement on a few views."""
+    _, batch = _accuracy.tensors([(p.name, p.data) for p in labeled], with_views=False)
+    labels = [p.label for p in labeled]
+    fp32 = _accuracy.onnx_runner(vstore / BASE / "model.onnx")(batch)
+    int8 = _accuracy.onnx_runner(vstore / INT8 / "model.onnx")(batch)
+    top1 = _accuracy.top1_correct(fp32, labels)
+    assert top1 >= 15 and abs(_accuracy.top1_correct(int8, labels) - top1) <= 1
+    assert _accuracy.top1_correct(fp32, [(c + 1) % 1000 for c in labels]) <= 1  # the metric can fail
+    names, views = _accuracy.tensors([(labeled[0].name, labeled[0].data)])
+    assert names == [f"{labeled[0].name}#{v}" for v in _accuracy.VIEWS] and views.shape == (4, 3, 224, 224)
+    assert not np.array_equal(views[0], views[1])  # the flip is a different image
+    ref = _accuracy.onnx_runner(vstore / BASE / "model.onnx")(views)
+    same = _accuracy.agreement(ref, ref)
+    assert (same.top1_equal, same.max_abs, same.fraction) == (4, 0.0, 1.0)
+    shuffled = _accuracy.agreement(ref, ref[::-1].copy())
+    assert shuffled.max_abs > 0.1
+    with pytest.raises(ValueError, match="do not match"):
+        _accuracy.agreement(ref, ref[:2])
+
+
+def test_views() -> None:
+    px = np.arange(8 * 12 * 3, dtype=np.uint8).reshape(8, 12, 3)
+    v = dict(_accuracy.views(px))
+    assert list(v) == list(_accuracy.VIEWS)
+    np.testing.assert_array_equal(v["flip"], px[:, ::-1])
+    assert v["crop-tl"].shape == (6, 9, 3) and v["crop-br"][-1, -1, 0] == px[-1, -1, 0]
+
+
+# --- the EWT container's dtypes ---------------------------------------------------------------------------
+
+
+def test_ewt_typed_tensors() -> None:
+    tensors = {"h": np.array([1.5, -2.0], np.float16), "q": np.array([[-128, 127]], np.int8),
+               "i": np.array([70000], np.int32), "f": np.arange(3, dtype=np.float64)}  # fmt: skip
+    back = _ewt.decode(_ewt.encode({"version": "x"}, [], tensors)).tensors
+    for name, arr in tensors.items():
+        assert back[name].dtype == (np.float32 if name == "f" else arr.dtype)
+        np.testing.assert_array_equal(back[name], arr)
+    raw = _ewt.encode({}, [], {"q": np.zeros(4, np.int8)})
+    with pytest.raises(ModelStoreError, match="corrupt EWT header"):
+        _ewt.decode(raw.replace(b" i8 ", b" u4 "))
+    with pytest.raises(ValueError, match="cannot store dtype int64"):
+        _ewt.encode({}, [], {"x": np.zeros(2, np.int64)})
+
+
+def test_pure_guest_refuses_variant_ids(vstore: Path) -> None:
+    """The pure guest has no INT8 or FP16 kernels yet: a variant id is not_found, never FP32 under its name."""
+    with (
+        edgewasm.load(ROOT / "wasm" / "classifier.wasm", models=str(vstore)) as g,
+        pytest.raises(edgewasm.GuestError) as err,
+    ):
+        g.infer({"model_id": INT8, "image": CAT.read_bytes()})
+    assert err.value.kind == "not_found"
+
+
+# --- the generated table ----------------------------------------------------------------------------------
+
+
+@functools.cache
+def _bench_module() -> Any:
+    spec = importlib.util.spec_from_file_location("bench_quantization", ROOT / "bench" / "quantization.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_doc_table_is_the_committed_run() -> None:
+    """docs/quantization.md's generated block is what bench/quantization.py renders from the committed JSON."""
+    bench = _bench_module()
+    result = json.loads((ROOT / "bench" / "results" / "quantization.json").read_text(encoding="utf-8"))
+    doc = (ROOT / "docs" / "quantization.md").read_text(encoding="utf-8")
+    block = bench.render(result, result["command"])
+    assert block in doc, (
+        "docs/quantization.md is stale: run python bench/quantization.py --render bench/results/quantization.json"
+    )
+    assert "| LiteRT | INT8 |" in block and "placeholder: issue 13" in block
+
+
+def test_doc_render_replaces_only_the_block(tmp_path: Path) -> None:
+    bench = _bench_module()
+    doc = tmp_path / "q.md"
+    doc.write_text(f"intro\n{bench.BEGIN}\nold\n{bench.END}\noutro\n", encoding="utf-8")
+    bench.write_doc(doc, f"{bench.BEGIN}\nnew\n{bench.END}")
+    assert doc.read_text(encoding="utf-8") == f"intro\n{bench.BEGIN}\nnew\n{bench.END}\noutro\n"
