@@ -27,13 +27,16 @@
 static size_t panel_stride(size_t groups) { return (groups * W_GROUP + 127) / 128 * 128; }
 
 #ifdef __wasm_relaxed_simd__
-/* A packed activation group (4 rows) holds, per k group, each row's 4 bytes splatted over 16 bytes. */
-#define X_GROUP 64
+/* A packed activation group (4 rows) holds, per 4 k groups (16 k), each row's 16 bytes (zero padded to whole
+ * chunks); the microkernel splats each 4-byte group by shuffle. Weight panels are zero padded to whole
+ * chunks too (their stride is a multiple of 128 bytes), so the k loop needs no tail. */
+#define X_CHUNK 64
+static size_t xtile_stride(size_t groups) { return ((groups + 3) / 4 * X_CHUNK + 255) / 256 * 256; }
 #else
-/* ... or, for dot_i16x8, each row's (k0, k1) and (k2, k3) as i16 pairs splatted over 16 bytes each. */
+/* ... or, for dot_i16x8, per k group each row's (k0, k1) and (k2, k3) as i16 pairs splatted over 16 bytes. */
 #define X_GROUP 128
-#endif
 static size_t xtile_stride(size_t groups) { return (groups * X_GROUP + 255) / 256 * 256; }
+#endif
 
 size_t effnet_q8_xtile_stride(size_t groups) { return xtile_stride(groups); }
 size_t effnet_q8_panel_stride(size_t groups) { return panel_stride(groups); }
@@ -43,52 +46,50 @@ size_t effnet_q8_panel_stride(size_t groups) { return panel_stride(groups); }
 static void pack_rows(const uint8_t *a, size_t lda, size_t rv, size_t groups, uint8_t *dst) {
   for (size_t m = 0; m < 4; m++) {
     const uint8_t *row = a + m * lda;
+#ifdef __wasm_relaxed_simd__
+    size_t g = 0;
+    for (; g + 4 <= groups; g += 4)
+      wasm_v128_store(dst + g / 4 * X_CHUNK + m * 16, m < rv ? wasm_v128_load(row + 4 * g) : wasm_i32x4_splat(0));
+    if (g < groups) {
+      uint8_t t[16] = {0};
+      for (size_t j = 0; m < rv && j < 4 * (groups - g); j++) t[j] = row[4 * g + j];
+      wasm_v128_store(dst + g / 4 * X_CHUNK + m * 16, wasm_v128_load(t));
+    }
+#else
     for (size_t g = 0; g < groups; g++) {
       v128_t v = m < rv ? wasm_v128_load32_zero(row + 4 * g) : wasm_i32x4_splat(0);
-#ifdef __wasm_relaxed_simd__
-      wasm_v128_store(dst + g * X_GROUP + m * 16, wasm_i32x4_shuffle(v, v, 0, 0, 0, 0));
-#else
       v128_t h = wasm_u16x8_extend_low_u8x16(v);
       wasm_v128_store(dst + g * X_GROUP + m * 32, wasm_i32x4_shuffle(h, h, 0, 0, 0, 0));
       wasm_v128_store(dst + g * X_GROUP + m * 32 + 16, wasm_i32x4_shuffle(h, h, 1, 1, 1, 1));
-#endif
     }
+#endif
   }
 }
 
 #ifdef __wasm_relaxed_simd__
 #define DOT(w, x, acc) wasm_i32x4_relaxed_dot_i8x16_i7x16_add((w), (x), (acc))
 
-/* 4 rows x 8 channels over `groups` k groups: acc[2m + h] (i32x4, channels 4h..4h+3 of row m). */
+/* 4 rows x 8 channels over `groups` k groups: acc[2m + h] (i32x4, channels 4h..4h+3 of row m). Per chunk of
+ * 4 groups: the 8 weight vectors, then per row one 16-byte load, its 4 groups splatted by shuffle. */
 static void micro(const uint8_t *xs, const int8_t *w, size_t groups, v128_t *acc) {
   for (int i = 0; i < 8; i++) VS(acc + i, wasm_i32x4_splat(0));
-  size_t g = 0;
+  size_t chunks = (groups + 3) / 4;
 #pragma clang loop unroll(disable)
-  for (; g + 4 <= groups; g += 4) {
-    const int8_t *wq = ALIGN_DOWN(w + g * W_GROUP, 128);
-    const uint8_t *xq = ALIGN_DOWN(xs + g * X_GROUP, 256);
+  for (size_t i = 0; i < chunks; i++) {
+    const int8_t *wq = ALIGN_DOWN(w + i * 4 * W_GROUP, 128);
+    const uint8_t *xq = ALIGN_DOWN(xs + i * X_CHUNK, 64);
     v128_t a0 = VL(wq), a1 = VL(wq + 16), b0 = VL(wq + 32), b1 = VL(wq + 48);
     v128_t c0 = VL(wq + 64), c1 = VL(wq + 80), d0 = VL(wq + 96), d1 = VL(wq + 112);
-#define ROW(m)                                                                      \
-  {                                                                                 \
-    v128_t xa = VL(xq + (m)*16), xb = VL(xq + 64 + (m)*16);                         \
-    v128_t xc = VL(xq + 128 + (m)*16), xd = VL(xq + 192 + (m)*16);                  \
-    VS(acc + 2 * (m), DOT(d0, xd, DOT(c0, xc, DOT(b0, xb, DOT(a0, xa, VL(acc + 2 * (m)))))));     \
+#define ROW(m)                                                                                        \
+  {                                                                                                   \
+    v128_t x = VL(xq + (m)*16);                                                                       \
+    v128_t xa = wasm_i32x4_shuffle(x, x, 0, 0, 0, 0), xb = wasm_i32x4_shuffle(x, x, 1, 1, 1, 1);      \
+    v128_t xc = wasm_i32x4_shuffle(x, x, 2, 2, 2, 2), xd = wasm_i32x4_shuffle(x, x, 3, 3, 3, 3);      \
+    VS(acc + 2 * (m), DOT(d0, xd, DOT(c0, xc, DOT(b0, xb, DOT(a0, xa, VL(acc + 2 * (m)))))));         \
     VS(acc + 2 * (m) + 1, DOT(d1, xd, DOT(c1, xc, DOT(b1, xb, DOT(a1, xa, VL(acc + 2 * (m) + 1)))))); \
   }
     ROW(0) ROW(1) ROW(2) ROW(3)
 #undef ROW
-  }
-#pragma clang loop unroll(disable)
-  for (; g < groups; g++) {
-    const int8_t *wg = w + g * W_GROUP;
-    const uint8_t *xg = xs + g * X_GROUP;
-    v128_t a0 = VL(wg), a1 = VL(wg + 16);
-    for (int m = 0; m < 4; m++) {
-      v128_t x = VL(xg + m * 16);
-      VS(acc + 2 * m, DOT(a0, x, VL(acc + 2 * m)));
-      VS(acc + 2 * m + 1, DOT(a1, x, VL(acc + 2 * m + 1)));
-    }
   }
 }
 #else
@@ -223,54 +224,109 @@ void effnet_q8_gemm(const uint8_t *a, size_t rows, size_t lda, size_t groups, co
   }
 }
 
-/* Depthwise kxk (TensorFlow SAME padding given as pad_top/pad_left), u8 NHWC in and out, i16 weights
- * [k*k][ch], requantized like the GEMM; ch a multiple of 8. */
+/* Depthwise kxk (TensorFlow SAME padding given as pad_top/pad_left), u8 NHWC in and out, requantized like
+ * the GEMM. The k*k taps (row-major) are taken in pairs, the last one paired with a zero weight: wts is
+ * i16 [pairs][ch][2], so one i32x4.dot_i16x8_s sums two taps of four channels (the two taps' inputs
+ * interleaved by one byte shuffle). Taps that hang over the padding read a row of zeros, so every pixel
+ * runs the same code. ch is a multiple of 8 and at most DW_MAX_CH. */
+#define DW_MAX_CH 2048
+#define DW_MAX_TAPS 26
+static const uint8_t dw_zeros[DW_MAX_CH + 16];
+
+/* acc[0..n/4) += the pair (p1, p2) of n channels at c0, weights w (n*2 i16). n is 16 or 8. */
+#define PAIR16(p1, p2, w, acc)                                                                        \
+  {                                                                                                   \
+    v128_t a = VL(p1), b = VL(p2);                                                                    \
+    v128_t lo = wasm_i8x16_shuffle(a, b, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);      \
+    v128_t hi = wasm_i8x16_shuffle(a, b, 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31); \
+    acc##0 = wasm_i32x4_add(acc##0, wasm_i32x4_dot_i16x8(wasm_u16x8_extend_low_u8x16(lo), VL(w)));       \
+    acc##1 = wasm_i32x4_add(acc##1, wasm_i32x4_dot_i16x8(wasm_u16x8_extend_high_u8x16(lo), VL((w) + 8))); \
+    acc##2 = wasm_i32x4_add(acc##2, wasm_i32x4_dot_i16x8(wasm_u16x8_extend_low_u8x16(hi), VL((w) + 16))); \
+    acc##3 = wasm_i32x4_add(acc##3, wasm_i32x4_dot_i16x8(wasm_u16x8_extend_high_u8x16(hi), VL((w) + 24))); \
+  }
+
 void effnet_q8_depthwise(const uint8_t *in, size_t h, size_t w, size_t ch, size_t k, size_t stride, size_t oh,
                          size_t ow, size_t pad_top, size_t pad_left, const int16_t *wts, const float *s,
                          const float *c, uint8_t *out) {
-  v128_t acc[2];
+  size_t taps = k * k, pairs = (taps + 1) / 2;
+  const uint8_t *tap[DW_MAX_TAPS];
+  v128_t acc[4];
   for (size_t oy = 0; oy < oh; oy++) {
-    long iy0 = (long)(oy * stride) - (long)pad_top;
-    size_t ky0 = iy0 < 0 ? (size_t)(-iy0) : 0;
-    size_t ky1 = (long)h - iy0 < (long)k ? (size_t)((long)h - iy0) : k;
     for (size_t ox = 0; ox < ow; ox++) {
-      long ix0 = (long)(ox * stride) - (long)pad_left;
-      size_t kx0 = ix0 < 0 ? (size_t)(-ix0) : 0;
-      size_t kx1 = (long)w - ix0 < (long)k ? (size_t)((long)w - ix0) : k;
+      long iy0 = (long)(oy * stride) - (long)pad_top, ix0 = (long)(ox * stride) - (long)pad_left;
+      for (size_t ky = 0, t = 0; ky < k; ky++) {
+        long iy = iy0 + (long)ky;
+        int row_in = iy >= 0 && iy < (long)h;
+        const uint8_t *row = in + (size_t)(row_in ? iy : 0) * w * ch;
+        for (size_t kx = 0; kx < k; kx++, t++) {
+          long ix = ix0 + (long)kx;
+          tap[t] = row_in && ix >= 0 && ix < (long)w ? row + (size_t)ix * ch : dw_zeros;
+        }
+      }
+      tap[taps] = dw_zeros; /* the odd tap's partner: weight 0 */
       uint8_t *o = out + (oy * ow + ox) * ch;
+      size_t c0 = 0;
+      if (pairs == 5 || pairs == 13) {
+        /* 3x3 and 5x5: every pair unrolled, the accumulators in registers. A volatile store of their xor
+           after each pair makes Cranelift place that pair's arithmetic there, so only one pair's loads are
+           live at a time (it would otherwise hoist all of them above the arithmetic). */
 #pragma clang loop unroll(disable)
-      for (size_t c0 = 0; c0 < ch; c0 += 8) {
-        VS(acc, wasm_i32x4_splat(0));
-        VS(acc + 1, wasm_i32x4_splat(0));
-#pragma clang loop unroll(disable)
-        for (size_t ky = ky0; ky < ky1; ky++) {
-          const uint8_t *row = in + ((size_t)(iy0 + (long)ky) * w) * ch + c0;
-          const int16_t *wr = wts + ky * k * ch + c0;
-          v128_t lo = VL(acc), hi = VL(acc + 1);
-          if (kx0 == 0 && kx1 == k && (k == 3 || k == 5)) {
-            /* a whole row of taps, unrolled: its products are summed in registers, then stored */
-            const uint8_t *px = row + (size_t)ix0 * ch;
-#define TAP(kx)                                                                   \
-  {                                                                               \
-    v128_t x = wasm_u16x8_load8x8(px + (kx)*ch);                                  \
-    v128_t wt = VL(wr + (kx)*ch);                                                 \
-    lo = wasm_i32x4_add(lo, wasm_i32x4_extmul_low_i16x8(x, wt));                  \
-    hi = wasm_i32x4_add(hi, wasm_i32x4_extmul_high_i16x8(x, wt));                 \
-  }
-            TAP(0) TAP(1) TAP(2)
-            if (k == 5) { TAP(3) TAP(4) }
-#undef TAP
-          } else {
-#pragma clang loop unroll(disable)
-            for (size_t kx = kx0; kx < kx1; kx++) {
-              v128_t x = wasm_u16x8_load8x8(row + (size_t)(ix0 + (long)kx) * ch);
-              v128_t wt = VL(wr + kx * ch);
-              lo = wasm_i32x4_add(lo, wasm_i32x4_extmul_low_i16x8(x, wt));
-              hi = wasm_i32x4_add(hi, wasm_i32x4_extmul_high_i16x8(x, wt));
-            }
+        for (; c0 + 16 <= ch; c0 += 16) {
+          v128_t a0 = wasm_i32x4_splat(0), a1 = a0, a2 = a0, a3 = a0;
+          const int16_t *wp = wts + c0 * 2;
+#define STEP(p)                                                                                    \
+  PAIR16(tap[2 * (p)] + c0, tap[2 * (p) + 1] + c0, wp + (p) * 2 * ch, a);                          \
+  VS(acc, wasm_v128_xor(wasm_v128_xor(a0, a1), wasm_v128_xor(a2, a3)));
+          STEP(0) STEP(1) STEP(2) STEP(3) STEP(4)
+          if (pairs == 13) {
+            STEP(5) STEP(6) STEP(7) STEP(8) STEP(9) STEP(10) STEP(11) STEP(12)
           }
-          VS(acc, lo);
-          VS(acc + 1, hi);
+#undef STEP
+          v128_t q0 = to_q7(affine(a0, s + c0, c + c0), affine(a1, s + c0 + 4, c + c0 + 4));
+          v128_t q1 = to_q7(affine(a2, s + c0 + 8, c + c0 + 8), affine(a3, s + c0 + 12, c + c0 + 12));
+          wasm_v128_store(o + c0, wasm_i64x2_shuffle(q0, q1, 0, 2));
+        }
+      }
+#pragma clang loop unroll(disable)
+      for (; c0 + 16 <= ch; c0 += 16) {
+        for (int i = 0; i < 4; i++) VS(acc + i, wasm_i32x4_splat(0));
+        size_t p = 0;
+#pragma clang loop unroll(disable)
+        for (; p + 2 <= pairs; p += 2) {
+          /* two pairs per iteration, accumulators through memory: Cranelift would hoist every load of a
+             longer unrolled window ahead of the arithmetic (see the top of this file) */
+          v128_t a0 = VL(acc), a1 = VL(acc + 1), a2 = VL(acc + 2), a3 = VL(acc + 3);
+          const int16_t *wp = wts + (p * ch + c0) * 2;
+          PAIR16(tap[2 * p] + c0, tap[2 * p + 1] + c0, wp, a);
+          PAIR16(tap[2 * p + 2] + c0, tap[2 * p + 3] + c0, wp + 2 * ch, a);
+          VS(acc, a0);
+          VS(acc + 1, a1);
+          VS(acc + 2, a2);
+          VS(acc + 3, a3);
+        }
+        if (p < pairs) {
+          v128_t a0 = VL(acc), a1 = VL(acc + 1), a2 = VL(acc + 2), a3 = VL(acc + 3);
+          PAIR16(tap[2 * p] + c0, tap[2 * p + 1] + c0, wts + (p * ch + c0) * 2, a);
+          VS(acc, a0);
+          VS(acc + 1, a1);
+          VS(acc + 2, a2);
+          VS(acc + 3, a3);
+        }
+        v128_t q0 = to_q7(affine(VL(acc), s + c0, c + c0), affine(VL(acc + 1), s + c0 + 4, c + c0 + 4));
+        v128_t q1 = to_q7(affine(VL(acc + 2), s + c0 + 8, c + c0 + 8), affine(VL(acc + 3), s + c0 + 12, c + c0 + 12));
+        wasm_v128_store(o + c0, wasm_i64x2_shuffle(q0, q1, 0, 2));
+      }
+      if (c0 < ch) { /* 8 channels left: the low half of a 16-channel pair */
+        for (int i = 0; i < 2; i++) VS(acc + i, wasm_i32x4_splat(0));
+        for (size_t p = 0; p < pairs; p++) {
+          v128_t a0 = VL(acc), a1 = VL(acc + 1);
+          const int16_t *wp = wts + (p * ch + c0) * 2;
+          v128_t x1 = wasm_v128_load64_zero(tap[2 * p] + c0), x2 = wasm_v128_load64_zero(tap[2 * p + 1] + c0);
+          v128_t lo = wasm_i8x16_shuffle(x1, x2, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+          a0 = wasm_i32x4_add(a0, wasm_i32x4_dot_i16x8(wasm_u16x8_extend_low_u8x16(lo), VL(wp)));
+          a1 = wasm_i32x4_add(a1, wasm_i32x4_dot_i16x8(wasm_u16x8_extend_high_u8x16(lo), VL(wp + 8)));
+          VS(acc, a0);
+          VS(acc + 1, a1);
         }
         v128_t q = to_q7(affine(VL(acc), s + c0, c + c0), affine(VL(acc + 1), s + c0 + 4, c + c0 + 4));
         wasm_v128_store64_lane(o + c0, q, 0);

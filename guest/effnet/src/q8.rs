@@ -118,10 +118,21 @@ pub fn gemm(a: &[u8], rows: usize, lda: usize, g: &QGemm, out: Out<'_>, res: Opt
     imp::gemm(a, rows, lda, g, out, res, scratch);
 }
 
-/// Depthwise kxk, u8 NHWC in and out, weights `[k*k][c]` (i16), requantized per channel.
+/// Depthwise weights: the k*k taps (row-major) in pairs, the odd last one paired with zero: `[pairs][c][2]`.
+pub fn dw_pairs(k: usize) -> usize {
+    (k * k + 1) / 2
+}
+
+/// The weight of tap `t` (row-major) for channel `ch` in the pair layout.
+#[inline(always)]
+pub fn dw_weight(w: &[i16], c: usize, t: usize, ch: usize) -> i16 {
+    w[((t / 2) * c + ch) * 2 + t % 2]
+}
+
+/// Depthwise kxk, u8 NHWC in and out, weights `[pairs][c][2]` (i16, see `dw_pairs`), requantized per channel.
 pub fn depthwise(inp: &[u8], s: &DwShape, w: &[i16], sc: &[f32], cc: &[f32], out: &mut [u8]) {
     assert!(inp.len() >= s.h * s.w * s.c && out.len() >= s.oh * s.ow * s.c);
-    assert!(w.len() == s.k * s.k * s.c && sc.len() >= s.c && cc.len() >= s.c);
+    assert!(w.len() == dw_pairs(s.k) * s.c * 2 && sc.len() >= s.c && cc.len() >= s.c);
     imp::depthwise(inp, s, w, sc, cc, out);
 }
 
@@ -187,7 +198,7 @@ mod scalar {
                                 continue;
                             }
                             let q = inp[(iy as usize * s.w + ix as usize) * s.c + ch];
-                            acc += q as i32 * w[(ky * s.k + kx) * s.c + ch] as i32;
+                            acc += q as i32 * dw_weight(w, s.c, ky * s.k + kx, ch) as i32;
                         }
                     }
                     out[(oy * s.ow + ox) * s.c + ch] = q7(requant(acc, sc[ch], cc[ch], None));
@@ -315,7 +326,7 @@ mod imp {
     }
 
     pub fn depthwise(inp: &[u8], s: &DwShape, w: &[i16], sc: &[f32], cc: &[f32], out: &mut [u8]) {
-        if s.c % 8 != 0 {
+        if s.c % 8 != 0 || s.c > 2048 || s.k * s.k > 25 {
             return scalar::depthwise(inp, s, w, sc, cc, out);
         }
         // SAFETY: lengths checked by super::depthwise; the kernel reads only inside the image.
@@ -423,8 +434,7 @@ impl QNetwork {
             } else {
                 None
             };
-            let kk = spec.kernel * spec.kernel;
-            let dw_w = img.i16s(&format!("{}.dw.w", p), kk * cmid)?;
+            let dw_w = img.i16s(&format!("{}.dw.w", p), dw_pairs(spec.kernel) * cmid * 2)?;
             let dw_s = img.f32s(&format!("{}.dw.s", p), panels(cmid) * NR)?;
             let dw_c = img.f32s(&format!("{}.dw.c", p), panels(cmid) * NR)?;
             let project = QGemm::from_image(img, &format!("{}.project", p), cmid, spec.cout)?;

@@ -262,8 +262,7 @@ def pack(model: Int8Model, meta: Mapping[str, str], labels: Sequence[str]) -> by
     for name, layer in model.layers.items():
         cout = layer.w.shape[-1]
         if name.endswith(".dw"):
-            k = layer.w.shape[0]
-            t[f"{name}.w"] = layer.w.reshape(k * k, cout).astype(np.int16)
+            t[f"{name}.w"] = pack_dw(layer.w)
         else:
             t[f"{name}.w"] = _pack.pack_i8_gemm(layer.w.reshape(-1, cout))
         t[f"{name}.s"] = _pack.pad_channels(layer.s, cout)
@@ -272,6 +271,20 @@ def pack(model: Int8Model, meta: Mapping[str, str], labels: Sequence[str]) -> by
             t[f"{name}.r"] = np.array([layer.r], np.float32)
     t["labels"] = _pack.labels_tensor(labels)
     return _pack.encode({**meta, "layout": LAYOUT, "classes": str(len(labels))}, model.blocks, t)
+
+
+def pack_dw(w: I8) -> npt.NDArray[np.int16]:
+    """Depthwise ``[k, k, c]`` int8 -> i16 ``[pairs][c][2]``: the k*k taps (row-major) in pairs, the odd last
+    one paired with a zero weight, so one ``i32x4.dot_i16x8_s`` sums two taps of four channels."""
+    k, _, c = w.shape
+    taps = np.zeros((k * k + 1) // 2 * 2 * c, np.int16).reshape(-1, c)
+    taps[: k * k] = w.reshape(k * k, c)
+    return np.ascontiguousarray(taps.reshape(-1, 2, c).transpose(0, 2, 1)).reshape(-1)
+
+
+def unpack_dw(packed: npt.NDArray[np.int16], k: int, c: int) -> I8:
+    taps = packed.reshape(-1, c, 2).transpose(0, 2, 1).reshape(-1, c)[: k * k]
+    return np.ascontiguousarray(taps.astype(np.int8).reshape(k, k, c))
 
 
 def unpack_i8_gemm(packed: npt.NDArray[np.int8], cin: int, cout: int) -> I8:
@@ -306,6 +319,6 @@ def from_image(img: _pack.Image) -> Int8Model:
         layers[name] = LayerQ(w, t[f"{name}.s"][:cout], t[f"{name}.c"][:cout], r)
     for b in blocks:
         p = f"blocks.{b.index}.dw"
-        w = t[f"{p}.w"].astype(np.int8).reshape(b.kernel, b.kernel, b.cmid)
+        w = unpack_dw(t[f"{p}.w"], b.kernel, b.cmid)
         layers[p] = LayerQ(w, t[f"{p}.s"][: b.cmid], t[f"{p}.c"][: b.cmid])
     return Int8Model(ActQ(1.0 / inv, int(zero)), layers, float(t["pool.s"][0]), blocks)
