@@ -21,12 +21,12 @@ export_infer_bytes!(handle);
 #[used]
 static NEEDS_RELAXED_SIMD: [u8; 13] = *b"relaxed-simd\n";
 
-/// Model ids this guest can run (its network code is EfficientNet-Lite), and where each one's packed image
-/// is in the store (the INT8 one: provisional place, until the store has an entry of its own for it).
+/// Model ids this guest can run (its network code is EfficientNet-Lite), and each one's packed image in its
+/// store entry (`edgewasm models install <id>`).
 const KNOWN_MODELS: &[&str] = &["efficientnet-lite0", "efficientnet-lite0-int8"];
 fn image_file(id: &str) -> (String, &'static str) {
     match id {
-        "efficientnet-lite0-int8" => ("efficientnet-lite0".to_string(), "pure-int8.ewp"),
+        "efficientnet-lite0-int8" => (id.to_string(), "pure-int8.ewp"),
         _ => (id.to_string(), "pure-fp32.ewp"),
     }
 }

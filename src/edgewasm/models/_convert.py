@@ -114,7 +114,7 @@ def convert(out_dir: Path, *, openvino: bool | None = None) -> dict[str, Any]:
     nhwc = to_nhwc_layout(folded)
     _ewt.write(out_dir / EWT_FILE, meta, BLOCKS, nhwc)
     onnx.save_model(build_onnx(folded, MODEL_ID, MODEL_VERSION), str(out_dir / ONNX_FILE))
-    pure = _pure.write_images(out_dir, nhwc, labels, meta, out_dir / ONNX_FILE)
+    pure = _pure.write_fp32_image(out_dir, nhwc, labels, meta)
     (out_dir / LABELS_FILE).write_text("".join(f"{lab}\n" for lab in labels), encoding="utf-8")
     ov_version: str | None = None
     if openvino is None:

@@ -1,14 +1,14 @@
 """The pure guest's packed weight images, written at install time: ``pure-fp32.ewp`` and ``pure-int8.ewp``.
 
-The FP32 image is the EWT tensors in the kernels' layout. The INT8 one needs per-channel int8 weights and
-7-bit activation scales calibrated on the deterministic calibration photos. PROVISIONAL until the quantized
-variants of issue 12 land (``_calibration`` and the QDQ model): the photos are scikit-image's bundled ones
-and the weights are quantized here, per channel, the way ONNX Runtime's per-channel QDQ weights are.
+The FP32 image (in the base entry) is the EWT tensors in the kernels' layout. The INT8 one (in the
+``efficientnet-lite0-int8`` entry, made by the same install as the variant's other files, ``_variant_store``)
+takes the variant's int8 weights and per-channel scales (``weights.ewt``: ONNX Runtime's QDQ model's values,
+7-bit for the GEMM layers) and FP32 biases, and 7-bit activation scales calibrated on the same calibration
+photos (MinMax of the FP32 network's activations, ``_int8``).
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -16,49 +16,23 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from . import _int8, _pack
+from . import _ewt, _int8, _pack
 from ._arch import BLOCKS
 
 F32 = npt.NDArray[np.float32]
 
 FP32_FILE = "pure-fp32.ewp"
 INT8_FILE = "pure-int8.ewp"
-#: The model id the INT8 image serves (the guest reads it from the FP32 entry for now).
+FP32_MODEL_ID = "efficientnet-lite0"
 INT8_MODEL_ID = "efficientnet-lite0-int8"
 
-#: PROVISIONAL calibration photos (scikit-image's bundled natural photos), in a fixed order.
-_SKIMAGE_PHOTOS = (
-    "astronaut", "brick", "camera", "cell", "chelsea", "coffee", "coins", "grass", "gravel",
-    "hubble_deep_field", "moon", "retina", "rocket",
-)  # fmt: skip
 
+def _ranges_onnxruntime(onnx_path: Path, images: Sequence[F32]) -> dict[str, tuple[float, float]]:
+    """Min and max of every activation the INT8 network quantizes (``_int8.activation_ranges`` names), from
+    ONNX Runtime running the FP32 model with those tensors as extra outputs."""
+    import onnx
+    import onnxruntime as ort
 
-def calibration_images() -> tuple[list[F32], dict[str, Any]]:
-    """The normalised NHWC calibration images and what the manifest records about them."""
-    from skimage import data  # the dev extra; PROVISIONAL (issue 12's _calibration replaces this)
-
-    from ._preprocess import preprocess_pixels
-
-    images: list[F32] = []
-    digest = hashlib.sha256()
-    for name in _SKIMAGE_PHOTOS:
-        pixels = np.asarray(getattr(data, name)())
-        if pixels.ndim == 2:
-            pixels = np.stack([pixels] * 3, axis=-1)
-        pixels = np.ascontiguousarray(pixels[..., :3], dtype=np.uint8)
-        digest.update(pixels.tobytes())
-        images.append(preprocess_pixels(pixels))
-    return images, {"set": "scikit-image data (provisional)", "photos": list(_SKIMAGE_PHOTOS),
-                    "count": len(images), "pixels_sha256": digest.hexdigest()}  # fmt: skip
-
-
-def _ranges_onnxruntime(onnx_path: Path, images: Sequence[F32]) -> dict[str, tuple[float, float]] | None:
-    """The activation ranges from ONNX Runtime with the intermediate tensors as outputs (fast), or None."""
-    try:
-        import onnx
-        import onnxruntime as ort
-    except ImportError:
-        return None
     names = {"stem": "stem.relu6", "head": "head.relu6", "pool": "pool"}
     for b in BLOCKS:
         p = f"blocks.{b.index}"
@@ -85,49 +59,50 @@ def _ranges_onnxruntime(onnx_path: Path, images: Sequence[F32]) -> dict[str, tup
     return ranges
 
 
-def write_images(
-    out_dir: Path, tensors: Mapping[str, F32], labels: Sequence[str], meta: Mapping[str, str], onnx_path: Path
+def write_fp32_image(
+    out_dir: Path, tensors: Mapping[str, F32], labels: Sequence[str], meta: Mapping[str, str]
 ) -> dict[str, Any]:
-    """Write both images into ``out_dir``; return what the manifest records (INT8: skipped, with the reason,
-    when the calibration photos are not installed)."""
+    """The base entry's FP32 image; returns what the manifest records."""
     (out_dir / FP32_FILE).write_bytes(_pack.pack_fp32(tensors, BLOCKS, meta, labels))
-    record: dict[str, Any] = {"fp32": {"file": FP32_FILE, "layout": _pack.LAYOUT_FP32}}
-    try:
-        images, calibration = calibration_images()
-    except ImportError as exc:
-        record["int8"] = {"skipped": f"no calibration photos ({exc}); pip install scikit-image"}
-        return record
-    ranges = _ranges_onnxruntime(onnx_path, images)
-    ranges_by = "onnxruntime (FP32 model.onnx)"
-    if ranges is None:
-        ranges, ranges_by = _int8.activation_ranges(tensors, images), "numpy reference (FP32)"
-    model = _int8.build(tensors, ranges)
-    int8_meta = {**meta, "id": INT8_MODEL_ID}
-    (out_dir / INT8_FILE).write_bytes(_int8.pack(model, int8_meta, labels))
-    record["int8"] = {
-        "file": INT8_FILE,
-        "model_id": INT8_MODEL_ID,
-        "layout": _int8.LAYOUT,
-        "weights": "int8, symmetric, per output channel (quantized at install; provisional)",
-        "activations": "uint8 0..127 (7-bit), per tensor, MinMax over the calibration photos",
-        "requantization": "float32: clip(rint(f32(acc) * s + c [+ f32(x) * r]), 0, 127)",
-        "calibration": {**calibration, "ranges_by": ranges_by},
+    return {"file": FP32_FILE, "layout": _pack.LAYOUT_FP32}
+
+
+def write_int8_image(
+    out_dir: Path, weights_ewt: Path, fp32_onnx: Path, calibration: F32, labels: Sequence[str], meta: Mapping[str, str]
+) -> dict[str, Any]:
+    """The INT8 variant entry's image: its ``weights.ewt`` (int8 weights, scales, FP32 biases) and the
+    activation ranges of the FP32 model on the calibration batch (NCHW); returns the manifest's record."""
+    ewt = _ewt.read(weights_ewt).tensors
+    tensors = {name: np.asarray(t, np.float32) for name, t in ewt.items() if name.endswith(".b")}
+    weights = {
+        layer: _int8.QWeight(np.asarray(ewt[f"{layer}.w"], np.int8), np.asarray(ewt[f"{layer}.w_scale"], np.float32))
+        for layer in _int8.layer_names()
     }
-    return record
+    images = [np.ascontiguousarray(x.transpose(1, 2, 0), np.float32) for x in calibration]
+    ranges = _ranges_onnxruntime(fp32_onnx, images)
+    model = _int8.build(tensors, ranges, weights)
+    (out_dir / INT8_FILE).write_bytes(_int8.pack(model, meta, labels))
+    return {
+        "file": INT8_FILE,
+        "layout": _int8.LAYOUT,
+        "weights": "weights.ewt: int8 values and per-channel scales of model.onnx, FP32 biases",
+        "activations": "uint8 0..127 (7-bit) per tensor: MinMax of the FP32 model's activations on the calibration "
+        "photos (ONNX Runtime)",
+        "requantization": "float32: clip(rint(f32(acc) * s + c [+ f32(x) * r]), 0, 127)",
+    }
 
 
 def image_of(model_id: str, store: Path) -> Path:
     """The packed image serving ``model_id`` in an installed store entry (``store`` is the store root)."""
-    from ._convert import MODEL_ID
     from ._errors import ModelStoreError
 
-    name = INT8_FILE if model_id == INT8_MODEL_ID else FP32_FILE
-    if model_id not in (MODEL_ID, INT8_MODEL_ID):
-        raise ModelStoreError(f"no packed weights for model {model_id!r}; known: {MODEL_ID}, {INT8_MODEL_ID}")
-    path = store / MODEL_ID / name
+    files = {FP32_MODEL_ID: FP32_FILE, INT8_MODEL_ID: INT8_FILE}
+    if model_id not in files:
+        raise ModelStoreError(f"no packed weights for model {model_id!r}; known: {', '.join(files)}")
+    path = store / model_id / files[model_id]
     if not path.is_file():
         raise ModelStoreError(
-            f"{path} is missing (installed by an older edgewasm, or without calibration photos); "
-            f"run: edgewasm models install --force {MODEL_ID}"
+            f"{path} is missing (not installed, or by an older edgewasm); "
+            f"run: edgewasm models install --force {model_id}"
         )
     return path
