@@ -2,7 +2,7 @@
 PYTHON ?= python3
 EXTRAS ?= dev,models,onnx,openvino,tflite,plots
 
-.PHONY: setup toolchain test lint guest guest-check guest-test models demo bench bench-report clean
+.PHONY: setup toolchain test lint guest guest-check guest-test guest-test-wasm models demo bench bench-report clean
 
 setup:                ## install edgewasm with every extra, then fetch and convert the model
 	$(PYTHON) -m pip install -e '.[$(EXTRAS)]'
@@ -29,6 +29,13 @@ guest-check:          ## rebuild into a temp dir and fail if wasm/ differs (repr
 
 guest-test:           ## the Rust kernel and preprocessing tests (scalar, native)
 	cd guest && /usr/bin/cargo test -p effnet -p vision --release --target x86_64-unknown-linux-gnu
+
+guest-test-wasm:      ## effnet's kernel tests on the SIMD kernels (Rust simd128, C plain and relaxed SIMD) in wasmtime
+	cd guest && for f in "" "--features relaxed-simd"; do \
+	  CARGO_TARGET_DIR=target/test-wasm CARGO_TARGET_WASM32_WASI_RUNNER="$(PYTHON) $(CURDIR)/guest/wasi_test_runner.py" \
+	  RUSTFLAGS="-C target-feature=+simd128" /usr/bin/cargo test -p effnet --release --target wasm32-wasi $$f \
+	  --test kernels --test q8 --test image \
+	  -- --test-threads=1 || exit 1; done
 
 models:
 	$(PYTHON) -m edgewasm models install

@@ -72,25 +72,33 @@ static void pack_rows(const uint8_t *a, size_t lda, size_t rv, size_t groups, ui
 /* 4 rows x 8 channels over `groups` k groups: acc[2m + h] (i32x4, channels 4h..4h+3 of row m). Per chunk of
  * 4 groups: the 8 weight vectors, then per row one 16-byte load, its 4 groups splatted by shuffle. */
 static void micro(const uint8_t *xs, const int8_t *w, size_t groups, v128_t *acc) {
-  for (int i = 0; i < 8; i++) VS(acc + i, wasm_i32x4_splat(0));
   size_t chunks = (groups + 3) / 4;
-#pragma clang loop unroll(disable)
-  for (size_t i = 0; i < chunks; i++) {
-    const int8_t *wq = ALIGN_DOWN(w + i * 4 * W_GROUP, 128);
-    const uint8_t *xq = ALIGN_DOWN(xs + i * X_CHUNK, 64);
-    v128_t a0 = VL(wq), a1 = VL(wq + 16), b0 = VL(wq + 32), b1 = VL(wq + 48);
-    v128_t c0 = VL(wq + 64), c1 = VL(wq + 80), d0 = VL(wq + 96), d1 = VL(wq + 112);
-#define ROW(m)                                                                                        \
+#define CHUNK(i, ACC)                                                                                  \
+  {                                                                                                    \
+    const int8_t *wq = ALIGN_DOWN(w + (i)*4 * W_GROUP, 128);                                           \
+    const uint8_t *xq = ALIGN_DOWN(xs + (i)*X_CHUNK, 64);                                              \
+    v128_t a0 = VL(wq), a1 = VL(wq + 16), b0 = VL(wq + 32), b1 = VL(wq + 48);                          \
+    v128_t c0 = VL(wq + 64), c1 = VL(wq + 80), d0 = VL(wq + 96), d1 = VL(wq + 112);                    \
+    ROW(0, ACC) ROW(1, ACC) ROW(2, ACC) ROW(3, ACC)                                                    \
+  }
+#define ROW(m, ACC)                                                                                   \
   {                                                                                                   \
     v128_t x = VL(xq + (m)*16);                                                                       \
     v128_t xa = wasm_i32x4_shuffle(x, x, 0, 0, 0, 0), xb = wasm_i32x4_shuffle(x, x, 1, 1, 1, 1);      \
     v128_t xc = wasm_i32x4_shuffle(x, x, 2, 2, 2, 2), xd = wasm_i32x4_shuffle(x, x, 3, 3, 3, 3);      \
-    VS(acc + 2 * (m), DOT(d0, xd, DOT(c0, xc, DOT(b0, xb, DOT(a0, xa, VL(acc + 2 * (m)))))));         \
-    VS(acc + 2 * (m) + 1, DOT(d1, xd, DOT(c1, xc, DOT(b1, xb, DOT(a1, xa, VL(acc + 2 * (m) + 1)))))); \
+    VS(acc + 2 * (m), DOT(d0, xd, DOT(c0, xc, DOT(b0, xb, DOT(a0, xa, ACC(2 * (m)))))));              \
+    VS(acc + 2 * (m) + 1, DOT(d1, xd, DOT(c1, xc, DOT(b1, xb, DOT(a1, xa, ACC(2 * (m) + 1))))));      \
   }
-    ROW(0) ROW(1) ROW(2) ROW(3)
+#define FIRST(j) wasm_i32x4_splat(0)
+#define NEXT(j) VL(acc + (j))
+  /* the first chunk starts from zero (no accumulator stores and loads before it) */
+  CHUNK(0, FIRST)
+#pragma clang loop unroll(disable)
+  for (size_t i = 1; i < chunks; i++) CHUNK(i, NEXT)
+#undef FIRST
+#undef NEXT
 #undef ROW
-  }
+#undef CHUNK
 }
 #else
 /* The 16 weight bytes of 4 channels x 4 k, regrouped as (k0, k1) pairs then (k2, k3) pairs per channel. */
@@ -141,12 +149,15 @@ static v128_t affine(v128_t acc, const float *s, const float *c) {
   return wasm_f32x4_add(v, wasm_v128_load(c));
 }
 
-/* 8 float outputs -> 8 u8: clip(rint(v), 0, 127). */
+/* 8 float outputs -> 8 u8: clip(rint(v), 0, 127), as clip then round: adding 1.5 * 2^23 rounds to an integer
+ * (ties to even) held in the low mantissa bits, cheaper than nearest + trunc_sat (which Cranelift expands). */
 static v128_t to_q7(v128_t lo, v128_t hi) {
-  v128_t a = wasm_i32x4_trunc_sat_f32x4(wasm_f32x4_nearest(lo));
-  v128_t b = wasm_i32x4_trunc_sat_f32x4(wasm_f32x4_nearest(hi));
-  v128_t q = wasm_u8x16_narrow_i16x8(wasm_i16x8_narrow_i32x4(a, b), wasm_i16x8_splat(0));
-  return wasm_u8x16_min(q, wasm_u8x16_splat(127));
+  const v128_t top = wasm_f32x4_splat(127.0f), zero = wasm_f32x4_splat(0.0f);
+  const v128_t magic = wasm_f32x4_splat(12582912.0f);
+  lo = wasm_f32x4_add(wasm_f32x4_pmax(wasm_f32x4_pmin(lo, top), zero), magic);
+  hi = wasm_f32x4_add(wasm_f32x4_pmax(wasm_f32x4_pmin(hi, top), zero), magic);
+  v128_t a = wasm_i32x4_sub(lo, magic), b = wasm_i32x4_sub(hi, magic);
+  return wasm_u8x16_narrow_i16x8(wasm_i16x8_narrow_i32x4(a, b), wasm_i16x8_splat(0));
 }
 
 static v128_t widen_f32(v128_t u16, int high) {
