@@ -1,18 +1,31 @@
-# edgewasm: common tasks. `make setup` once, then `make demo` and `make test`.
+# edgewasm: common tasks. `make setup` once (inside a venv), then `make demo` and `make test`.
+# Versions are pinned by constraints.txt (every tool and library CI tests with); `make constraints` renews them.
 PYTHON ?= python3
 EXTRAS ?= dev,models,onnx,openvino,tflite,plots
+PIP = $(PYTHON) -m pip install -q -c constraints.txt
 
-.PHONY: setup toolchain test lint guest guest-check guest-test guest-test-wasm models demo bench bench-report clean
+.PHONY: setup toolchain constraints test lint guest guest-check guest-test guest-test-wasm models demo bench bench-report clean
 
-setup:                ## install edgewasm with every extra, then fetch and convert the model
-	$(PYTHON) -m pip install -e '.[$(EXTRAS)]'
+setup:                ## install edgewasm with every extra at the pinned versions, then fetch and convert the model
+	$(PIP) -U pip setuptools wheel
+	$(PIP) --no-build-isolation -e '.[$(EXTRAS)]'
 	$(PYTHON) -m edgewasm models install
 
-toolchain:            ## Debian's Rust for wasm32-wasi and the vendored crates the guests use (root)
-	apt-get install -y --no-install-recommends rustc cargo libstd-rust-dev-wasm32 \
+toolchain:            ## Debian's Rust for wasm32-wasi, its linker (rust-lld is lld-14) and the vendored crates (root)
+	apt-get install -y --no-install-recommends rustc cargo libstd-rust-dev-wasm32 lld-14 \
 	  librust-serde-dev librust-serde-derive-dev 'librust-serde+serde-derive-dev' librust-serde-bytes-dev \
 	  librust-rmp-dev librust-rmp-serde-dev librust-image-dev librust-jpeg-decoder-dev librust-png-dev
 	apt-get install -y --no-install-recommends clang-19 lld-19 llvm-19 libclang-rt-19-dev-wasm32 wasi-libc
+
+constraints:          ## re-resolve every pin in a fresh venv (newest releases), rewrite constraints.txt, then test
+	rm -rf .venv-constraints
+	$(PYTHON) -m venv .venv-constraints
+	.venv-constraints/bin/python -m pip install -q -U pip setuptools wheel
+	.venv-constraints/bin/python -m pip install -q --no-build-isolation -e '.[$(EXTRAS)]'
+	{ echo "# Every package CI tests with, pinned. Regenerate with \`make constraints\` (a fresh venv, newest"; \
+	  echo "# releases), run \`.ci/run\`, and commit this file with whatever the new versions needed."; \
+	  .venv-constraints/bin/python -m pip freeze --all --exclude-editable | grep -v '^edgewasm'; } > constraints.txt
+	rm -rf .venv-constraints
 
 test:                 ## the whole test suite (unit, CLI in real processes, guests, benchmarks run once)
 	$(PYTHON) -m pytest -q
@@ -27,8 +40,8 @@ guest:                ## rebuild every Rust guest into wasm/
 guest-check:          ## rebuild into a temp dir and fail if wasm/ differs (reproducible builds)
 	bash guest/build.sh --check
 
-guest-test:           ## the Rust kernel and preprocessing tests (scalar, native)
-	cd guest && /usr/bin/cargo test -p effnet -p vision --release --target x86_64-unknown-linux-gnu
+guest-test:           ## the Rust kernel, preprocessing, SDK and request tests, request fuzzing (scalar, native)
+	cd guest && /usr/bin/cargo test -p effnet -p vision -p classify -p edgewasm-guest --release --target x86_64-unknown-linux-gnu
 
 guest-test-wasm:      ## effnet's kernel tests on the SIMD kernels (Rust simd128, C plain and relaxed SIMD) in wasmtime
 	cd guest && for f in "" "--features relaxed-simd"; do \

@@ -43,6 +43,18 @@ def pytest_configure(config: pytest.Config) -> None:
         opt.benchmark_min_rounds = 20 if thorough else 5
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """A benchmark the catalogue does not list would be measured and then never reported: refuse to run it."""
+    from bench.reporting.catalogue import BENCHMARKS
+
+    strays = [i.name for i in items if "benchmark" in getattr(i, "fixturenames", ()) and i.name not in BENCHMARKS]
+    if strays:
+        raise pytest.UsageError(
+            f"benchmark(s) not in bench/reporting/catalogue.py: {', '.join(strays)} (add them there, with what "
+            "the report does with them)"
+        )
+
+
 def _argv(config: pytest.Config) -> str:
     return " ".join(str(a) for a in config.invocation_params.args)
 

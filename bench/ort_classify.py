@@ -66,7 +66,7 @@ def postprocess(logits: np.ndarray, labels: list[str], top_k: int = 5) -> dict[s
         "label": labels[int(top[0])],
         "class_id": int(top[0]),
         "confidence": float(p[top[0]]),
-        "top5": [{"class_id": int(i), "label": labels[int(i)], "confidence": float(p[i])} for i in top],
+        "top_k": [{"class_id": int(i), "label": labels[int(i)], "confidence": float(p[i])} for i in top],
     }
 
 

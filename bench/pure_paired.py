@@ -1,6 +1,8 @@
 """The pure-Wasm classifier against ONNX Runtime FP32 on one thread (issue 13), and its load.
 
-    python bench/pure_paired.py [ROUNDS] [--store DIR]
+    python bench/pure_paired.py [ROUNDS] [--store DIR] [--json FILE]
+
+writes bench/results/pure_paired.json (the figures in docs/classifier.md) unless --json names another file.
 
 Inference: ONNX Runtime FP32 ``run`` and the pure guest's ``stages_ms.inference`` on the same cat tensor, in
 interleaved rounds (the order rotates every round), one run: FP32 (classifier.wasm), INT8 on plain SIMD
@@ -17,6 +19,10 @@ the second one's, and the minor page faults of the process during it.
 from __future__ import annotations
 
 import argparse
+import datetime
+import json
+import os
+import platform
 import resource
 import statistics
 import tempfile
@@ -30,7 +36,9 @@ import numpy as np
 import edgewasm
 from edgewasm import _loader
 
-WASM = Path(__file__).resolve().parent.parent / "wasm"
+ROOT = Path(__file__).resolve().parent.parent
+WASM = ROOT / "wasm"
+RESULTS = ROOT / "bench" / "results" / "pure_paired.json"
 FP32, INT8 = "efficientnet-lite0", "efficientnet-lite0-int8"
 #: name -> (module, model id); bundles are made in a temp dir at start
 INFER = {
@@ -64,6 +72,15 @@ def inference(store: Path, x: np.ndarray, rounds: int) -> dict[str, Any]:
         reply = guests[name].infer({"tensor": x, "model_id": INFER[name][1]})
         times[name].append(float(reply["stages_ms"]["inference"]))
 
+    ref = sess.run(None, {"input": nchw})[0][0]
+    agreement = {}
+    for name, (_, mid) in INFER.items():
+        got = np.asarray(guests[name].infer({"tensor": x, "model_id": mid, "return_logits": True})["logits"])
+        agreement[name] = {
+            "max_abs_vs_ort_fp32": float(np.abs(got - ref).max()),
+            "top1": int(got.argmax()),
+            "ort_fp32_top1": int(ref.argmax()),
+        }
     steps = [ort_run, *[lambda n=n: guest_run(n) for n in INFER]]
     for step in steps:  # warm up
         step()
@@ -76,6 +93,7 @@ def inference(store: Path, x: np.ndarray, rounds: int) -> dict[str, Any]:
         g.close()
     o = times["ort"]
     out: dict[str, Any] = {"rounds": rounds, "ort_ms": statistics.median(o), "ort_min_ms": min(o)}
+    out["logits"] = agreement
     for name in INFER:
         t = times[name]
         out[name] = {
@@ -139,8 +157,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("rounds", type=int, nargs="?", default=30)
     ap.add_argument("--store", type=Path, default=None)
+    ap.add_argument("--json", type=Path, default=RESULTS, help="where to write the results")
     args = ap.parse_args()
     store = args.store or default_store()
+    load_at_start = os.getloadavg()[0]
     x = preprocess_pixels(skimage.data.chelsea()).astype(np.float32)
     with tempfile.TemporaryDirectory(prefix="edgewasm-bundles-") as tmp:
         bundles = {}
@@ -173,6 +193,34 @@ def main() -> None:
                 f"  {name:28s} {r['instance']:7.2f} | {r['load']:7.2f} | {r['first_ms']:7.2f} / "
                 f"{r['second_ms']:7.2f} | {r['first_faults']:7.0f}"
             )
+    result = {
+        "command": "python bench/pure_paired.py" + (f" {args.rounds}" if args.rounds != 30 else ""),
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "machine": {"cpu": _cpu(), "cores": os.cpu_count(), "python": platform.python_version(),
+                    "loadavg_at_start": load_at_start},
+        "modules": {m: _sha256(WASM / m) for m in sorted({m for m, _ in INFER.values()})},
+        "inference": inf,
+        "load": ld,
+    }  # fmt: skip
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(result, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    print(f"wrote {args.json}")
+
+
+def _cpu() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 if __name__ == "__main__":

@@ -8,8 +8,10 @@ response schema, and bad input (each error followed by a call that works on the 
 from __future__ import annotations
 
 import os
+import random
 import shutil
 from collections.abc import Iterator
+from io import BytesIO
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +19,7 @@ import msgpack
 import numpy as np
 import numpy.typing as npt
 import pytest
+from PIL import Image
 
 import edgewasm
 from edgewasm.models._preprocess import preprocess_pixels
@@ -68,7 +71,7 @@ def store() -> Path:
 
 def _load(build: str, store: Path | None, **kw: Any) -> GuestT:
     models: Any = store if store is not None else False
-    return edgewasm.load(BUILDS[build], timeout=120, memory_limit="1GiB", models=models, **kw)
+    return edgewasm.load(BUILDS[build], **{"timeout": 120, "memory_limit": "1GiB", "models": models, **kw})
 
 
 @pytest.fixture(scope="module")
@@ -122,7 +125,7 @@ def test_logits_match_onnxruntime(guests: dict[str, GuestT], ort_session: Any, b
 def test_known_photos_from_file_bytes(simd: GuestT, photo: str, classes: range | list[int]) -> None:
     reply = simd.infer({"image": _photo_file(photo)})
     assert reply["class_id"] in classes
-    assert reply["label"] == reply["top5"][0]["label"]
+    assert reply["label"] == reply["top_k"][0]["label"]
 
 
 def test_cat_photo(simd: GuestT) -> None:
@@ -177,18 +180,18 @@ def test_simd_and_scalar_agree(guests: dict[str, GuestT]) -> None:
     b = guests["scalar"].infer({"pixels": pixels, "return_tensor": True, "return_logits": True})
     assert np.abs(np.asarray(a["tensor"]) - np.asarray(b["tensor"])).max() <= 1e-5
     assert np.abs(np.asarray(a["logits"]) - np.asarray(b["logits"])).max() <= 1e-4
-    assert [t["class_id"] for t in a["top5"]] == [t["class_id"] for t in b["top5"]]
+    assert [t["class_id"] for t in a["top_k"]] == [t["class_id"] for t in b["top_k"]]
 
 
 def test_response_schema(simd: GuestT, store: Path, labels: list[str]) -> None:
     reply = simd.infer({"pixels": _photo("coffee"), "model_id": MODEL_ID, "top_k": 3})
-    assert set(reply) == {"label", "confidence", "class_id", "latency_ms", "model_version", "top5", "stages_ms"}
+    assert set(reply) == {"label", "confidence", "class_id", "latency_ms", "model_version", "top_k", "stages_ms"}
     assert reply["class_id"] == 967 and reply["label"] == labels[967]
-    assert len(reply["top5"]) == 3
-    confs = [t["confidence"] for t in reply["top5"]]
+    assert len(reply["top_k"]) == 3
+    confs = [t["confidence"] for t in reply["top_k"]]
     assert confs == sorted(confs, reverse=True) and 0.5 < confs[0] <= 1.0 and sum(confs) <= 1.0 + 1e-9
     assert reply["confidence"] == confs[0]
-    assert all(labels[t["class_id"]] == t["label"] for t in reply["top5"])
+    assert all(labels[t["class_id"]] == t["label"] for t in reply["top_k"])
     ewt_head = (store / MODEL_ID / "weights.ewt").read_bytes()[:4096].decode("utf-8", "replace")
     version = next(line.split(" ", 2)[2] for line in ewt_head.splitlines() if line.startswith("meta version "))
     assert reply["model_version"] == version
@@ -196,7 +199,7 @@ def test_response_schema(simd: GuestT, store: Path, labels: list[str]) -> None:
     assert set(stages) == {"load", "decode", "preprocess", "inference", "postprocess"}
     assert all(v >= 0 for v in stages.values()) and stages["inference"] > 0
     assert reply["latency_ms"] >= sum(stages.values()) * 0.99
-    assert len(simd.infer({"pixels": _photo("coffee")})["top5"]) == 5  # default top_k
+    assert len(simd.infer({"pixels": _photo("coffee")})["top_k"]) == 5  # default top_k
 
 
 @pytest.mark.parametrize("build", list(BUILDS))
@@ -224,8 +227,8 @@ def test_confidences_are_a_softmax(simd: GuestT) -> None:
     logits = np.asarray(reply["logits"], dtype=np.float64)
     probs = np.exp(logits - logits.max())
     probs /= probs.sum()
-    got = np.array([t["confidence"] for t in reply["top5"]])
-    assert np.allclose(got, probs[[t["class_id"] for t in reply["top5"]]], atol=1e-6)
+    got = np.array([t["confidence"] for t in reply["top_k"]])
+    assert np.allclose(got, probs[[t["class_id"] for t in reply["top_k"]]], atol=1e-6)
 
 
 def test_needs_models_section() -> None:
@@ -350,3 +353,313 @@ def test_broken_store(store: Path, tmp_path: Path, damage: str) -> None:
         assert expected in info.value.message
     finally:
         guest.close()
+
+
+# ------------------------------------------------------------------- what both classifier guests refuse (issue 8)
+
+NN_WASM = ROOT / "wasm" / "wasinn_classifier.wasm"
+ZEROS = np.zeros((224, 224, 3), np.float32)
+
+
+@pytest.fixture(scope="module")
+def nn_guest(store: Path) -> Iterator[GuestT]:
+    """wasm/wasinn_classifier.wasm with the store's ONNX model preloaded in ONNX Runtime."""
+    pytest.importorskip("onnxruntime")
+    preload = f"{MODEL_ID}:ONNX:CPU:{store / MODEL_ID / 'model.onnx'}"
+    guest = edgewasm.load(NN_WASM, timeout=120, memory_limit="1GiB", models=store, nn_preload=[preload])
+    yield guest
+    guest.close()
+
+
+@pytest.fixture(scope="module", params=["wasm", "wasi-nn"])
+def either(request: pytest.FixtureRequest, simd: GuestT) -> GuestT:
+    """Each classifier guest in turn: the request handling is shared (guest/classify), so both must refuse alike."""
+    return simd if request.param == "wasm" else request.getfixturevalue("nn_guest")
+
+
+def _answer(guest: GuestT, raw: bytes) -> Any:
+    """The decoded reply to raw request bytes (an error stays a map, so a test sees kind and message)."""
+    return msgpack.unpackb(guest.infer_bytes(raw), strict_map_key=False)
+
+
+def _png() -> bytes:
+    return _photo_file("coffee")
+
+
+@pytest.mark.parametrize("k", [1, 3, 5, 1000])
+def test_top_k_key_holds_k_classes(either: GuestT, k: int) -> None:
+    """The ranked classes come under `top_k`, as many as asked: `top5` held 3 for top_k=3 (issue 8)."""
+    reply = either.infer({"tensor": preprocess_pixels(_photo("coffee")), "top_k": k})
+    assert "top5" not in reply
+    assert len(reply["top_k"]) == k
+    assert reply["top_k"][0]["class_id"] == reply["class_id"] == 967
+    assert set(reply["top_k"][0]) == {"class_id", "label", "confidence"}
+
+
+def _nan_at(index: int, value: float) -> F32:
+    t = ZEROS.copy()
+    t.reshape(-1)[index] = value
+    return t
+
+
+def _levels(values: list[Any], width: int = 2, height: int = 2) -> dict[str, Any]:
+    return {"image_data": values, "width": width, "height": height}
+
+
+_TWELVE = [float(v) for v in range(0, 240, 20)]
+
+#: Requests both guests answered (NaN confidences, silently ignored keys, a list read by position) or refused with
+#: no hint of what to send, with the words each refusal must contain now. All `bad_request`.
+REFUSED: dict[str, tuple[Any, list[str]]] = {
+    "tensor NaN": ({"tensor": _nan_at(1, float("nan"))}, ["tensor[1] is not a finite number (NaN)", "-1..1"]),
+    "tensor inf": ({"tensor": _nan_at(3379, float("inf"))}, ["tensor[3379] is not a finite number (inf)"]),
+    "tensor -inf": ({"tensor": _nan_at(150527, float("-inf"))}, ["tensor[150527] is not a finite number (-inf)"]),
+    "tensor overflowing the network": ({"tensor": np.full((224, 224, 3), 3e38, np.float32)}, ["score", "-1..1"]),
+    "a list": ([None], ["must be a msgpack map", "got an array"]),
+    "a list read by position": ([_png()], ["must be a msgpack map"]),
+    "a string": ("image", ["must be a msgpack map", "got a string"]),
+    "a number": (3, ["must be a msgpack map"]),
+    "nil": (None, ["must be a msgpack map", "got nil"]),
+    "image_data 300": (_levels([*_TWELVE[:5], 300, *_TWELVE[6:]]), ["image_data[5] is 300, outside 0..255"]),
+    "image_data -1": (_levels([-1, *_TWELVE[1:]]), ["image_data[0] is -1, outside 0..255", "whole numbers 0..255"]),
+    "image_data 12.5": (_levels([12.5, *_TWELVE[1:]]), ["image_data[0] is 12.5, not a whole number"]),
+    "image_data 255.5": (_levels([*_TWELVE[:11], 255.5]), ["image_data[11] is 255.5, outside 0..255"]),
+    "image_data inf": (_levels([float("inf"), *_TWELVE[1:]]), ["image_data[0] is inf, not a finite number"]),
+    "image_data text": (_levels(["7", *_TWELVE[1:]]), ["expected image_data[0] to be an RGB level"]),
+    "image_data an array map": (
+        {"image_data": np.zeros(12, np.uint8), "width": 2, "height": 2},
+        ["send a uint8 numpy array as pixels"],
+    ),
+    "unknown key": ({"tensor": ZEROS, "topk": 3}, ['unknown key "topk"', "a request takes only image, pixels"]),
+    "top_k 1001": ({"tensor": ZEROS, "top_k": 1001}, ["top_k must be 1..1000, got 1001"]),
+    "top_k text": ({"tensor": ZEROS, "top_k": "3"}, ["top_k: invalid type"]),
+    "width 2**40": (_levels(_TWELVE, width=2**40), ["width must be 1..8192"]),
+    "width 2**64-1": (_levels(_TWELVE, width=2**64 - 1), ["width: invalid value"]),
+    "height -1": (_levels(_TWELVE, height=-1), ["height must be 1..8192, got -1"]),
+    "width with pixels": ({"pixels": np.zeros((2, 2, 3), np.uint8), "width": 2}, ["go with image_data only"]),
+    "pixels as a list": ({"pixels": ["uint8", [2, 2, 3], b"\0" * 12]}, ["expected a numpy array map"]),
+    "model_id as bytes": ({"tensor": ZEROS, "model_id": b"efficientnet-lite0"}, ["model_id: invalid type"]),
+}
+
+
+@pytest.mark.parametrize("case", list(REFUSED))
+def test_bad_requests_are_refused_with_what_to_send(either: GuestT, case: str) -> None:
+    request, words = REFUSED[case]
+    reply = _answer(either, msgpack.packb(_wire(request)))
+    assert set(reply) == {"error"}, f"{case} was answered: {sorted(reply)}"
+    err = reply["error"]
+    assert err["kind"] == "bad_request", err
+    assert "\n" not in err["message"] and len(err["message"]) < 500
+    for w in words:
+        assert w in err["message"], (w, err["message"])
+    assert either.infer({"tensor": preprocess_pixels(_photo("coffee"))})["class_id"] == 967  # still serving
+
+
+def _wire(value: Any) -> Any:
+    """numpy arrays as the ABI's array maps (what `Guest.infer` sends), for `infer_bytes`."""
+    if isinstance(value, np.ndarray):
+        return {"dtype": value.dtype.name, "shape": list(value.shape), "data": value.tobytes()}
+    if isinstance(value, dict):
+        return {k: _wire(v) for k, v in value.items()}
+    return value
+
+
+def test_raw_request_framing(either: GuestT) -> None:
+    good = msgpack.packb({"image": _png()})
+    for raw, words in [
+        (good + b"\xc0", "1 bytes follow the request's msgpack value"),
+        (good[:-1], "truncated"),
+        (b"\x91" * 100_000 + b"\xc0", "must be a msgpack map"),
+        (b"\x82\xa5image\xc4\x00\xa5image\xc4\x00", "image is given twice"),
+    ]:
+        err = _answer(either, raw)["error"]
+        assert err["kind"] == "bad_request" and words in err["message"], err
+    assert _answer(either, good)["class_id"] == 967
+
+
+def test_long_model_id_is_not_echoed_whole(either: GuestT) -> None:
+    with pytest.raises(edgewasm.GuestError) as info:
+        either.infer({"tensor": ZEROS, "model_id": "m" * 100_000})
+    assert info.value.kind in ("not_found", "bad_request")
+    assert len(info.value.message) < 300 and 'mmm"...' in info.value.message
+
+
+def test_load_is_the_wasi_nn_guests_option(simd: GuestT) -> None:
+    """Unknown keys are refused, and `load` means nothing to the pure guest: it says so instead of ignoring it."""
+    with pytest.raises(edgewasm.GuestError) as info:
+        simd.infer({"tensor": ZEROS, "load": "bytes"})
+    assert info.value.kind == "bad_request" and "wasinn_classifier.wasm" in info.value.message
+
+
+def test_image_data_answers_exactly_as_pixels(simd: GuestT) -> None:
+    """image_data is read as 8-bit levels: the same network input, bit for bit, as the same pixels."""
+    pixels = _photo("chelsea")[::3, ::3]
+    height, width = pixels.shape[:2]
+    as_ints = simd.infer({**_levels(pixels.reshape(-1).tolist(), width, height), "return_tensor": True})
+    as_floats = simd.infer({**_levels(pixels.astype(float).reshape(-1).tolist(), width, height), "return_tensor": True})
+    direct = simd.infer({"pixels": np.ascontiguousarray(pixels), "return_tensor": True})
+    for reply in (as_ints, as_floats):
+        assert np.asarray(reply["tensor"]).tobytes() == np.asarray(direct["tensor"]).tobytes()
+
+
+# ---------------------------------------------------------------------------------- fuzzing through the host
+
+FUZZ_CASES = int(os.environ.get("EDGEWASM_FUZZ_CASES", "300"))
+_KEYS = ["image", "pixels", "image_data", "width", "height", "tensor", "model_id", "top_k", "return_logits",
+         "return_tensor", "load"]  # fmt: skip
+_EDGY: list[Any] = [0, 1, 3, 255, 256, 1000, 1001, 8192, 8193, -1, 2**31, 2**63 - 1, -(2**63), 2**64 - 1, 0.5, 12.5,
+                    255.0, float("nan"), float("inf"), -0.0, 1e300, "", "x", "efficientnet-lite0", "../etc", "é",
+                    b"", b"\xff\xd8", None, True, False, [], {}, [1, 2, 3], {"a": 1}, {1: 2},
+                    msgpack.ExtType(1, b"ab")]  # fmt: skip
+
+
+def _fuzz_value(rng: random.Random, key: str, png: bytes) -> Any:
+    if rng.random() < 0.3:
+        return rng.choice(_EDGY)
+    if key == "image":
+        return png if rng.random() < 0.5 else png[: rng.randrange(len(png))]
+    if key in ("pixels", "tensor"):
+        dtype = rng.choice(["uint8", "float32", "float64", "int8", "complex64"])
+        shape = rng.choice([[224, 224, 3], [1, 224, 224, 3], [rng.randrange(1, 6), rng.randrange(1, 6), 3],
+                            [0, 4, 3], [2**32 + 1, 1, 3], [8193, 1, 3], [3], []])  # fmt: skip
+        size = int(np.prod(shape, dtype=np.float64)) * np.dtype(dtype).itemsize if shape else np.dtype(dtype).itemsize
+        n = size if size <= 1 << 20 and rng.random() < 0.8 else rng.randrange(64)
+        data = (rng.choice([b"\0", b"\x7f\xc0\0\0", b"\0\0\x80\x7f", b"\x01\x02\x03\x04"]) * (n // 4 + 1))[:n]
+        if rng.random() < 0.1:
+            return [dtype, shape, data]
+        return {"dtype": dtype, "shape": shape, "data": data}
+    if key == "image_data":
+        n = rng.choice([0, 3, 12, 27, 300])
+        return [rng.choice([rng.randrange(256), float(rng.randrange(256)), rng.choice(_EDGY)]) for _ in range(n)]
+    if key in ("width", "height"):
+        return rng.randrange(1, 11) if rng.random() < 0.7 else rng.choice(_EDGY)
+    return rng.choice(_EDGY)
+
+
+def _fuzz_request(rng: random.Random, png: bytes) -> bytes:
+    request: Any
+    if rng.random() < 0.3:  # a request the guest answers, perhaps with one key changed
+        w, h = rng.randrange(1, 6), rng.randrange(1, 6)
+        levels = [rng.randrange(256) for _ in range(w * h * 3)]
+        request = rng.choice([
+            {"image": png},
+            {"pixels": {"dtype": "uint8", "shape": [h, w, 3], "data": bytes(levels)}},
+            {"image_data": levels, "width": w, "height": h},
+        ])  # fmt: skip
+        if rng.random() < 0.5:
+            key = rng.choice(_KEYS)
+            request[key] = _fuzz_value(rng, key, png)
+    else:
+        keys = rng.sample(_KEYS, rng.randrange(1, 5)) + (["topk"] if rng.random() < 0.05 else [])
+        request = {k: _fuzz_value(rng, k, png) for k in keys}
+    if rng.random() < 0.05:
+        request = list(request.values())
+    raw = bytearray(msgpack.packb(request))
+    if rng.random() < 0.3:
+        at = rng.randrange(len(raw))
+        action = rng.randrange(3)
+        if action == 0:
+            raw[at] ^= 1 << rng.randrange(8)
+        elif action == 1:
+            del raw[at:]
+        else:
+            raw.insert(at, rng.randrange(256))
+    return bytes(raw)
+
+
+@pytest.mark.parametrize("guest_name", ["wasm", "wasi-nn"])
+def test_fuzzed_requests_never_trap(simd: GuestT, request: pytest.FixtureRequest, guest_name: str) -> None:
+    """Generated and mutated requests through the real guests: each one is answered or refused with an error map,
+    never a trap (the host's "guest crashed"), and the instance keeps serving. EDGEWASM_FUZZ_CASES sets the count."""
+    guest = simd if guest_name == "wasm" else request.getfixturevalue("nn_guest")
+    rng = random.Random(8)
+    small = _photo("coffee")[::8, ::8]
+    buf = BytesIO()
+    Image.fromarray(np.ascontiguousarray(small)).save(buf, "PNG")
+    png = buf.getvalue()
+    outcomes: dict[str, int] = {}
+    cases = FUZZ_CASES if guest_name == "wasm" else max(FUZZ_CASES // 3, 1)
+    for i in range(cases):
+        raw = _fuzz_request(rng, png)
+        try:
+            reply = _answer(guest, raw)
+        except edgewasm.GuestTrap as e:  # pragma: no cover - the failure this test exists for
+            pytest.fail(f"case {i} trapped ({e}) on {raw[:120]!r}")
+        assert isinstance(reply, dict)
+        if "error" in reply:
+            assert set(reply["error"]) == {"kind", "message"} and "\n" not in reply["error"]["message"]
+            outcomes[reply["error"]["kind"]] = outcomes.get(reply["error"]["kind"], 0) + 1
+        else:
+            assert 0.0 <= reply["confidence"] <= 1.0 and len(reply["top_k"]) >= 1
+            outcomes["answered"] = outcomes.get("answered", 0) + 1
+    assert outcomes.get("bad_request", 0) > cases // 2, outcomes
+    assert outcomes.get("answered", 0) >= 1, outcomes
+    assert guest.infer({"image": _png()})["class_id"] == 967
+
+
+# ------------------------------------------------------------------ inputs larger than the guest's memory
+
+
+def _encoded(pixels: npt.NDArray[np.uint8], fmt: str, **options: Any) -> bytes:
+    buf = BytesIO()
+    Image.fromarray(pixels).save(buf, fmt, **options)
+    return buf.getvalue()
+
+
+def test_decompression_bomb_is_an_error_map_not_a_trap(store: Path) -> None:
+    """A 65 KB PNG (or 1 MB JPEG) of 8192 x 8192 needs 200 MB or more to decode: under a 128 MiB limit the guest
+    used to abort (a trap, "guest crashed"); it now answers out_of_memory, says what to do, and keeps serving."""
+    black = np.zeros((8192, 8192), np.uint8)
+    guest = _load("simd", store, memory_limit="128MiB")
+    try:
+        for data in (_encoded(black, "PNG"), _encoded(np.stack([black] * 3, axis=-1), "JPEG")):
+            with pytest.raises(edgewasm.GuestError) as info:
+                guest.infer({"image": data})
+            assert info.value.kind == "out_of_memory"
+            assert "8192x8192" in info.value.message and "raise the guest's memory limit" in info.value.message
+            assert guest.infer({"image": _png()})["class_id"] == 967
+        # 48 M levels, one byte each on the wire (built as bytes: a Python list that long is slow to pack).
+        n = 4000 * 4000 * 3
+        raw = b"\x83\xaaimage_data\xdd" + n.to_bytes(4, "big") + b"\x07" * n + msgpack.packb({"width": 4000})[1:]
+        raw += msgpack.packb({"height": 4000})[1:]
+        err = _answer(guest, raw)["error"]
+        assert err["kind"] == "out_of_memory" and "image_data's 48000000 levels do not fit" in err["message"], err
+        assert guest.infer({"image": _png()})["class_id"] == 967
+    finally:
+        guest.close()
+
+
+def test_no_memory_limit_makes_decoding_trap(store: Path) -> None:
+    """Across memory limits from barely enough for the model to enough for the image, an image in each encoding is
+    answered or refused with out_of_memory: the probe before decoding covers what the decoders take. (Measured
+    for a 1000 x 1000 image in these encodings and as RGBA PNG at 256 KiB steps over 38-62 MiB: no trap.)"""
+    rng = np.random.default_rng(3)
+    photo = np.ascontiguousarray(_photo("astronaut")[:, :, :3][:480])  # 512 x 480
+    noisy = np.clip(photo.astype(np.int16) + rng.integers(-8, 9, photo.shape), 0, 255).astype(np.uint8)
+    images = {
+        "baseline JPEG": _encoded(noisy, "JPEG", quality=90),
+        "progressive JPEG": _encoded(noisy, "JPEG", quality=90, progressive=True),
+        "RGB PNG": _encoded(photo, "PNG"),
+        "gray PNG": _encoded(np.ascontiguousarray(photo[:, :, 0]), "PNG"),
+    }
+    outcomes: dict[str, list[str]] = {name: [] for name in images}
+    for mib in range(36, 49, 2):
+        guest = _load("simd", store, memory_limit=f"{mib}MiB")
+        try:
+            try:
+                guest.infer({"pixels": np.zeros((8, 8, 3), np.uint8)})  # the model first
+            except edgewasm.EdgeWasmError:
+                continue  # too little even for the network: not what this test is about
+            for name, data in images.items():
+                try:
+                    guest.infer({"image": data})
+                    outcomes[name].append("ok")
+                except edgewasm.GuestError as e:
+                    assert e.kind == "out_of_memory", (mib, name, e)
+                    outcomes[name].append("oom")
+        except edgewasm.GuestTrap as e:  # pragma: no cover - the failure this test exists for
+            pytest.fail(f"{mib} MiB: trapped ({e}) after {outcomes}")
+        finally:
+            guest.close()
+    assert all(seen[-1:] == ["ok"] for seen in outcomes.values()), outcomes  # the largest limit decodes them all
+    assert any("oom" in seen for seen in outcomes.values()), outcomes  # and the sweep reached the boundary

@@ -71,3 +71,38 @@ def test_unsupported_values_are_request_errors() -> None:
         _codec.encode({"x": np.zeros(2, np.complex64)})
     with pytest.raises(RequestError, match="dtype"):
         _codec.encode({"x": np.array(["a"])})
+
+
+def test_ext_types_survive_the_array_path() -> None:
+    """ExtType is a namedtuple: the segment writer (used when a request holds an array) must not send it as a list."""
+    req = {"a": np.zeros(2, np.uint8), "e": msgpack.ExtType(5, b"x"), "t": msgpack.Timestamp(1, 2)}
+    out = _codec.decode(_join(_codec.encode(req)))
+    assert out["e"] == msgpack.ExtType(5, b"x") and out["t"] == msgpack.Timestamp(1, 2)
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b"\x81\x91\x01\x02", "map key is an array or a map"),
+        (b"\x81\x81\x01\x02\x03", "map key is an array or a map"),
+        (b"\x91" * 1025 + b"\x01", "nests deeper than 1024 levels"),
+        (b"\xd4\xff\x00", "invalid timestamp"),
+        (b"\xdd\xff\xff\xff\xff", "exceeds max_array_len"),  # a length that lies: refused, not allocated
+    ],
+)
+def test_undecodable_messages_are_value_errors(data: bytes, message: str) -> None:
+    """Only ValueError leaves decode (callers turn it into RequestError or AbiError), never TypeError."""
+    with pytest.raises(ValueError, match=message):
+        _codec.decode(data)
+
+
+def test_depth_and_range_limits_are_request_errors() -> None:
+    deep: object = 1
+    for _ in range(1100):
+        deep = [deep]
+    with pytest.raises(RequestError, match="nests deeper than 1024 levels"):
+        _codec.encode(deep)
+    with pytest.raises(RequestError, match="nests deeper than 1024 levels"):
+        _codec.encode({"a": np.zeros(1), "deep": deep})  # the segment writer's path
+    with pytest.raises(RequestError, match="does not fit in msgpack's 64 bits"):
+        _codec.encode({"n": 2**64})

@@ -85,6 +85,22 @@ def test_sdk_unit_tests_pass() -> None:
     assert "test result: ok" in proc.stdout
 
 
+@needs_toolchain
+def test_classifier_request_tests_pass() -> None:
+    """guest/classify's request tests on the host target: every refusal, and 20,000 fuzzed requests that must each
+    end in an answer or an error map, never a panic (a trap in the guest). Release: the fuzzing decodes images."""
+    proc = subprocess.run(
+        [str(CARGO), "test", "--offline", "--release", "--target", "x86_64-unknown-linux-gnu", "-p", "classify"],
+        cwd=GUEST,
+        env={**os.environ, "CARGO_TARGET_DIR": str(GUEST / "target" / "classify-tests")},
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    assert "fuzzed_requests_end_in_an_answer_or_an_error_never_a_panic ... ok" in proc.stdout
+
+
 def test_missing_toolchain_is_one_clear_line(tmp_path: Path) -> None:
     proc = _build_sh(env={"EDGEWASM_CARGO": str(tmp_path / "no-cargo")})
     assert proc.returncode == 2

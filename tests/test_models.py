@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import struct
 import sys
@@ -36,6 +37,8 @@ from edgewasm.models._ewt import EwtFile, decode, encode
 from edgewasm.models._reference import forward, forward_unfolded, preprocess_pixels, softmax
 
 pytest_plugins = ["_model_fixtures"]
+
+ROOT = Path(__file__).resolve().parent.parent
 
 ID = "efficientnet-lite0"
 PHOTOS = ["chelsea", "coffee", "astronaut", "rocket"]
@@ -216,7 +219,7 @@ def test_tampered_file_fails_verify(model_store: Path, tmp_path: Path) -> None:
     data = bytearray(weights.read_bytes())
     data[len(data) // 2] ^= 0x01  # one bit of one weight
     weights.write_bytes(bytes(data))
-    with pytest.raises(ModelStoreError, match=r"weights\.ewt fails its sha256 check; reinstall"):
+    with pytest.raises(ModelStoreError, match=r"weights\.ewt fails its sha256 check; repair it: edgewasm models"):
         verify(ID, store)
     (store / ID / "labels.txt").unlink()
     with pytest.raises(ModelStoreError, match=r"labels\.txt is missing"):
@@ -276,7 +279,7 @@ def test_missing_package_gives_the_fix(
     with pytest.raises(ModelStoreError) as info:
         install(ID, store=tmp_path)
     message = str(info.value)
-    assert package in message and "pip install 'edgewasm[models]'" in message and "\n" not in message
+    assert package in message and "pip install -c constraints.txt -e '.[models]'" in message and "\n" not in message
     assert list(tmp_path.iterdir()) == []
 
 
@@ -324,7 +327,7 @@ def test_cli(model_store: Path, tmp_path: Path) -> None:
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert (
         result.output
-        == f"Error: {ID}: model.onnx has the wrong size; reinstall: edgewasm models install --force {ID}\n"
+        == f"Error: {ID}: model.onnx has the wrong size; repair it: edgewasm models install {ID}\n"
     )
     result = runner.invoke(models_cli, ["remove", ID, "--store", str(store)], env=env)
     assert result.exit_code == 0
@@ -341,3 +344,81 @@ def test_cli_unwritable_store(tmp_path: Path) -> None:
     result = CliRunner().invoke(models_cli, ["install", "--store", str(blocker / "store")])
     assert result.exit_code == 1 and result.output.startswith("Error: cannot write to the model store")
     assert os.listdir(tmp_path) == ["file"]
+
+
+# --- hints are commands that work -------------------------------------------------------------------------------
+
+#: A model-store command inside a hint, e.g. "run `edgewasm models install efficientnet-lite0`".
+HINTED = re.compile(r"edgewasm models install(?: --force)?(?: [a-z0-9][a-z0-9.-]*)?")
+
+
+def _damage(entry: Path, how: str) -> None:
+    if how == "truncated weights":
+        data = (entry / "weights.ewt").read_bytes()
+        (entry / "weights.ewt").write_bytes(data[: len(data) // 2])
+    elif how == "missing labels":
+        (entry / "labels.txt").unlink()
+    elif how == "flipped bit in model.onnx":
+        data = bytearray((entry / "model.onnx").read_bytes())
+        data[len(data) // 2] ^= 1
+        (entry / "model.onnx").write_bytes(bytes(data))
+    elif how == "unreadable manifest":
+        (entry / "manifest.json").write_text("{")
+    elif how == "empty store":
+        shutil.rmtree(entry)
+
+
+def _hints(store: Path, entry: Path) -> list[str]:
+    """Every hint the code gives for this store: the classifier guest's, the store's verify and path_of, EWT's."""
+    import edgewasm
+    from edgewasm.models import _ewt
+
+    messages = []
+    guest = edgewasm.load(ROOT / "wasm" / "classifier.wasm", models=store if store.is_dir() else False, timeout=60)
+    try:
+        guest.infer({"pixels": np.zeros((8, 8, 3), np.uint8)})
+    except edgewasm.GuestError as e:
+        messages.append(e.message)
+    finally:
+        guest.close()
+    for call in (lambda: verify(ID, store), lambda: path_of(ID, store), lambda: _ewt.read(entry / "weights.ewt")):
+        try:
+            call()
+        except (ModelStoreError, OSError) as e:
+            messages.append(str(e))
+    return messages
+
+
+@pytest.mark.parametrize(
+    "how", ["truncated weights", "missing labels", "flipped bit in model.onnx", "unreadable manifest", "empty store"]
+)
+def test_every_store_hint_fixes_the_store_when_run(model_store: Path, tmp_path: Path, how: str) -> None:
+    import subprocess
+
+    store = _copy_store(model_store, tmp_path)
+    _damage(store / ID, how)
+    commands = {m for text in _hints(store, store / ID) for m in HINTED.findall(text)}
+    assert commands, f"no hint names a command for a store with {how}"
+    for command in sorted(commands):
+        env = dict(os.environ, EDGEWASM_MODELS=str(store))
+        proc = subprocess.run(command.split(), capture_output=True, text=True, env=env, timeout=600)
+        assert proc.returncode == 0, (command, proc.stderr)
+        assert ("repaired" in proc.stdout or "installed" in proc.stdout) and "Traceback" not in proc.stderr
+        verify(ID, store)
+        import edgewasm
+
+        with edgewasm.load(ROOT / "wasm" / "classifier.wasm", models=store, timeout=60) as guest:
+            assert guest.infer({"pixels": np.zeros((8, 8, 3), np.uint8)})["label"]
+        _damage(store / ID, how)  # the next hinted command gets the same broken store
+
+
+def test_install_verifies_an_intact_entry_and_says_so(model_store: Path, tmp_path: Path) -> None:
+    store = _copy_store(model_store, tmp_path)
+    stamp = (store / ID / "weights.ewt").stat().st_mtime_ns
+    result = CliRunner().invoke(models_cli, ["install", "--store", str(store)])
+    assert result.exit_code == 0 and "every file passed its sha256 check" in result.output
+    assert (store / ID / "weights.ewt").stat().st_mtime_ns == stamp
+    _damage(store / ID, "truncated weights")
+    result = CliRunner().invoke(models_cli, ["install", "--store", str(store)])
+    assert result.exit_code == 0 and "repaired" in result.output and "weights.ewt" in result.output
+    verify(ID, store)

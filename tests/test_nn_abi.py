@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 import wasmtime
 
-from edgewasm.nn import NnErrno, WasiNN, imports_wasi_nn
+from conftest import require
+from edgewasm.nn import NnErrno, NnLimits, WasiNN, imports_wasi_nn
 from edgewasm.nn._host import _store_key
 from test_nn_support import RawGuest, tiny_expected, tiny_onnx
 
@@ -62,8 +63,17 @@ MISUSES: dict[str, NnErrno] = {
 X = np.array([1, 2, 3, 4], dtype=np.float32)
 
 
+@pytest.fixture(autouse=True)
+def fresh_log_limits() -> None:
+    """Unexpected host errors are logged at most once a minute per kind; each test starts with a clean slate."""
+    from edgewasm.nn import _host
+
+    _host._ratelog.reset()
+
+
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    require("onnxruntime")  # the tiny model runs on the ONNX backend
     path = tmp_path_factory.mktemp("nn") / "tiny.onnx"
     path.write_bytes(tiny_onnx())
     return path
@@ -71,8 +81,9 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module", params=[True, False], ids=["unchecked-calls", "define_func"])
 def nn(tiny_model: Path, request: pytest.FixtureRequest) -> WasiNN:
-    """Both ways of registering the host functions: wasmtime's unchecked C API (default) and Linker.define_func."""
-    return WasiNN([f"default:ONNX:CPU:{tiny_model}"], fast_calls=request.param)
+    """Both ways of registering the host functions: wasmtime's unchecked C API (default) and Linker.define_func.
+    nn_misuse.wat makes a context per scenario and never frees one: its budget allows all of them."""
+    return WasiNN([f"default:ONNX:CPU:{tiny_model}"], fast_calls=request.param, limits=NnLimits(contexts=1024))
 
 
 @pytest.fixture(scope="module")
@@ -232,7 +243,7 @@ def test_load_from_guest_bytes_and_unload(nn: WasiNN) -> None:
 
 
 def test_handle_limits(tiny_model: Path) -> None:
-    nn = WasiNN([f"default:ONNX:CPU:{tiny_model}"], max_contexts=3)
+    nn = WasiNN([f"default:ONNX:CPU:{tiny_model}"], limits=NnLimits(contexts=3))
     g = RawGuest(nn, "nn_probe.wat")
     g.write(b"default", 0)
     assert g.call("load_by_name", 0, 7, 0x100) == 0
@@ -338,3 +349,28 @@ def test_keyboard_interrupt_still_stops_the_guest(
     with pytest.raises(KeyboardInterrupt):
         g.call("unload", 0)
     assert g.call("finalize_execution_context", 0) == E.INVALID_ARGUMENT  # the instance still answers
+
+
+def test_a_reused_store_address_gets_a_fresh_namespace(tiny_model: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Handle namespaces are keyed by store address, which the allocator reuses. A store bound at the address of
+    a dead one whose finalizer has not run yet must not see its handles, and that finalizer must not drop the new
+    store's namespace. (Every store gets the same address here.)"""
+    import gc
+
+    from edgewasm.nn import _host
+
+    monkeypatch.setattr(_host, "_store_key", lambda store: 0x1000)
+    nn = WasiNN([f"default:ONNX:CPU:{tiny_model}"])
+    old = RawGuest(nn, "nn_probe.wat")
+    nn.bind(old.store)
+    old.write(b"default", 0)
+    assert old.call("load_by_name", 0, 7, 0x100) == 0 and old.call("init_execution_context", 0, 0x104) == 0
+    assert _set_x(old, 0, X) == 0
+    new = RawGuest(nn, "nn_probe.wat")
+    nn.bind(new.store)
+    assert new.call("compute", 0) == E.INVALID_ARGUMENT  # the old store's context 0 is not visible
+    new.write(b"default", 0)
+    assert new.call("load_by_name", 0, 7, 0x100) == 0 and new.call("init_execution_context", 0, 0x104) == 0
+    del old
+    gc.collect()  # the old store's finalizer runs now
+    assert _set_x(new, 0, X) == 0 and new.call("compute", 0) == 0

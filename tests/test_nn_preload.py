@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from _model_fixtures import model_store  # noqa: F401  (fixture)
+from conftest import require
 from edgewasm.nn import ExecutionTarget, GraphEncoding, Preload, WasiNN, parse_preload
 
 
@@ -76,6 +77,7 @@ def test_store_forms(model_store: Path, monkeypatch: pytest.MonkeyPatch) -> None
         ExecutionTarget.CPU,
         (entry / "model.onnx",),
     )
+    require("openvino")  # the store has an OpenVINO IR only when openvino was there to convert it
     p = parse_preload("default:store:efficientnet-lite0:OpenVINO:auto")
     assert (p.name, p.encoding, p.target, p.store_id) == (
         "default",

@@ -40,9 +40,11 @@ def tiny_expected(x: np.ndarray) -> np.ndarray:
     return np.asarray(x, dtype=np.float32).reshape(1, 4) @ TINY_W + TINY_B
 
 
-def tiny_tflite(input_dtype: str) -> tuple[bytes, np.ndarray, np.ndarray]:
+def tiny_tflite(input_dtype: str, variant: str = "") -> tuple[bytes, np.ndarray, np.ndarray]:
     """A real TFLite flatbuffer built with LiteRT's own schema (no TensorFlow):
-    x [1,4] (float32, or uint8 cast to float32) -> FULLY_CONNECTED(W [3,4], b [3]) -> y f32 [1,3]."""
+    x [1,4] (float32, or uint8 cast to float32) -> FULLY_CONNECTED(W [3,4], b [3]) -> y f32 [1,3].
+    variant "custom_op": the FC is a custom op (a Flex op's code); "external_buffer": W's data is an external
+    buffer in a named file."""
     import flatbuffers
     from ai_edge_litert import schema_py_generated as s
 
@@ -65,6 +67,8 @@ def tiny_tflite(input_dtype: str) -> tuple[bytes, np.ndarray, np.ndarray]:
     def op(code: int, inputs: list[int], outputs: list[int], opt_type: int, opts: Any) -> None:
         c = s.OperatorCodeT()
         c.builtinCode, c.deprecatedBuiltinCode, c.version = code, min(code, 127), 1
+        if code == s.BuiltinOperator.CUSTOM:
+            c.customCode = b"FlexReadFile"
         codes.append(c)
         o = s.OperatorT()
         o.opcodeIndex, o.inputs, o.outputs = len(codes) - 1, np.array(inputs, np.int32), np.array(outputs, np.int32)
@@ -83,12 +87,19 @@ def tiny_tflite(input_dtype: str) -> tuple[bytes, np.ndarray, np.ndarray]:
     bi = tensor("b", [3], s.TensorType.FLOAT32, b)
     y = tensor("y", [1, 3], s.TensorType.FLOAT32)
     fc = s.FullyConnectedOptionsT()
-    op(s.BuiltinOperator.FULLY_CONNECTED, [src, wi, bi], [y], s.BuiltinOptions.FullyConnectedOptions, fc)
+    fc_code = s.BuiltinOperator.CUSTOM if variant == "custom_op" else s.BuiltinOperator.FULLY_CONNECTED
+    op(fc_code, [src, wi, bi], [y], s.BuiltinOptions.FullyConnectedOptions, fc)
     sg = s.SubGraphT()
     sg.tensors, sg.operators, sg.name = tensors, ops, b"main"
     sg.inputs, sg.outputs = np.array([x], np.int32), np.array([y], np.int32)
     m = s.ModelT()
     m.version, m.subgraphs, m.buffers, m.operatorCodes = 3, [sg], buffers, codes
+    if variant == "external_buffer":
+        group, ext = s.ExternalBufferGroupT(), s.ExternalBufferT()
+        group.name = b"secret.bin"
+        ext.id, ext.group, ext.offset, ext.length = 1, 0, 0, w.nbytes
+        m.externalBufferGroups, m.externalBuffers = [group], [ext]
+        tensors[wi].buffer, tensors[wi].externalBuffer = 0, 1
     fb = flatbuffers.Builder(1024)
     fb.Finish(m.Pack(fb), file_identifier=b"TFL3")
     return bytes(fb.Output()), w, b

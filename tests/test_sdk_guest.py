@@ -217,3 +217,44 @@ def test_panic_traps_and_the_guest_recovers(hello: edgewasm.Guest) -> None:
     with pytest.raises(edgewasm.GuestTrap):
         hello.infer({"name": "x", "panic": True})
     assert hello.infer({"name": "again"})["greeting"] == "hello, again"
+
+
+# -- what the SDK refuses before the handler runs (issue 8) -------------------------------------------------------
+
+
+def test_a_struct_request_is_a_map_never_a_list(hello: edgewasm.Guest) -> None:
+    """serde's derive reads a struct from an array by position: ["Ada"] was greeted as {"name": "Ada"}."""
+    for request in (["Ada"], ["Ada", None, False], "Ada", 7, None):
+        with pytest.raises(edgewasm.GuestError) as info:
+            hello.infer(request)
+        assert info.value.kind == "bad_request"
+        assert "the request must be a msgpack map of field names to values" in info.value.message
+    assert hello.infer({"name": "Ada"})["greeting"] == "hello, Ada"
+
+
+def test_an_array_is_a_map_never_a_list(hello: edgewasm.Guest) -> None:
+    positional = {"name": "x", "values": ["float32", [2], np.ones(2, np.float32).tobytes()]}
+    with pytest.raises(edgewasm.GuestError, match=r"expected a numpy array map \{dtype, shape, data\}"):
+        hello.infer(positional)
+
+
+def test_exactly_one_msgpack_value(hello: edgewasm.Guest) -> None:
+    good = msgpack.packb({"name": "x"})
+    reply = msgpack.unpackb(hello.infer_bytes(good + b"\xc0\xc0"))
+    assert reply["error"] == {
+        "kind": "bad_request",
+        "message": "request does not decode: 2 bytes follow the request's msgpack value (send exactly one value)",
+    }
+    assert "truncated" in msgpack.unpackb(hello.infer_bytes(good[:-1]))["error"]["message"]
+    deep = b"\x91" * 200_000 + b"\xc0"  # no stack is spent on nesting: refused, not a stack overflow trap
+    assert msgpack.unpackb(hello.infer_bytes(deep))["error"]["kind"] == "bad_request"
+    assert hello.infer_bytes(good) == msgpack.packb({"greeting": "hello, x", "sum": 0.0, "count": 0, "doubled": None})
+
+
+def test_decode_messages_are_one_bounded_line(hello: edgewasm.Guest) -> None:
+    """serde echoes an unknown key verbatim: a newline in it, or 100 KB of it, must not reach the message."""
+    key = "a\nb" + "k" * 100_000
+    request = {"name": "x", "values": {"dtype": "float32", "shape": [0], "data": b"", key: 1}}
+    reply = msgpack.unpackb(hello.infer_bytes(msgpack.packb(request)))
+    message = reply["error"]["message"]
+    assert "\n" not in message and len(message) <= 403 and "unknown field `a\\nbkkk" in message

@@ -7,7 +7,7 @@
 See docs/abi.md for what a guest exports and README.md for the command line.
 """
 
-from ._cache import CacheWarning, DiskCache
+from ._cache import CacheError, CacheWarning, DiskCache
 from ._command import CommandResult
 from ._errors import (
     AbiError,
@@ -17,6 +17,7 @@ from ._errors import (
     GuestExit,
     GuestOutOfFuel,
     GuestOutOfMemory,
+    GuestOutputLimit,
     GuestTimeout,
     GuestTrap,
     ModuleLoadError,
@@ -30,6 +31,7 @@ __version__ = "0.1.0"
 __all__ = [
     "AbiError",
     "ArtifactError",
+    "CacheError",
     "CacheWarning",
     "CommandResult",
     "DiskCache",
@@ -39,6 +41,7 @@ __all__ = [
     "GuestExit",
     "GuestOutOfFuel",
     "GuestOutOfMemory",
+    "GuestOutputLimit",
     "GuestTimeout",
     "GuestTrap",
     "ModuleLoadError",

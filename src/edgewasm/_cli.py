@@ -3,24 +3,34 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import functools
 import json
 import os
+import signal
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 import click
+import msgpack
 
+from . import _codec, _output
 from ._cache import DiskCache
 from ._engine import EngineSettings
-from ._errors import EdgeWasmError, RequestError
+from ._errors import AbiError, EdgeWasmError, GuestTrap, RequestError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 #: Exit code for an internal error (a bug in edgewasm, not the user's mistake).
 EXIT_INTERNAL = 70
+#: Exit code when a WASI command traps: 128 + SIGABRT, what the wasmtime CLI returns (a native program that
+#: aborts looks the same), so a trap cannot be mistaken for an exit code the program chose (0..125).
+EXIT_COMMAND_TRAP = 134
+#: Exit code when a WASI command calls proc_exit with a status of 126 or more (the wasmtime CLI's, too).
+EXIT_BAD_STATUS = 1
 
 
 def _fail(message: str, code: int) -> None:
@@ -36,6 +46,15 @@ def _errors(func: F) -> F:
         debug = bool(click.get_current_context().find_root().params.get("debug"))
         try:
             return func(*args, **kwargs)
+        except RecursionError:
+            # Input nested deeper than Python's stack: a mistake in the input, not a bug, whatever raised it.
+            if debug:
+                raise
+            _fail(
+                "the request or the response nests too deeply (hint: keep messages under "
+                f"{_codec.MAX_DEPTH} levels of nesting)",
+                2,
+            )
         except EdgeWasmError as e:
             if debug:
                 raise
@@ -94,16 +113,53 @@ def cli(cache_dir: str | None, debug: bool) -> None:
     """Run WebAssembly inference guests, ahead-of-time compiled and sandboxed."""
 
 
+def _set_root(name: str) -> Callable[[click.Context, click.Parameter, Any], None]:
+    def callback(ctx: click.Context, param: click.Parameter, value: Any) -> None:
+        if value:  # given after the subcommand: it counts as if given before it
+            ctx.find_root().params[name] = value
+
+    return callback
+
+
+def _with_global_options(command: click.Command) -> None:
+    """`--debug` and `--cache-dir` also work after the subcommand (`edgewasm run m.wasm --debug`)."""
+    if any(p.name == "debug" for p in command.params):
+        return
+    command.params.append(
+        click.Option(["--debug"], is_flag=True, expose_value=False, callback=_set_root("debug"), help="show tracebacks")
+    )
+    command.params.append(
+        click.Option(
+            ["--cache-dir"],
+            type=click.Path(file_okay=False),
+            expose_value=False,
+            callback=_set_root("cache_dir"),
+            help="artifact cache",
+        )
+    )
+
+
 # -- run ---------------------------------------------------------------------------------------------------------------
 
 
-def _read_request(data: bytes, fmt: str) -> Any:
-    if fmt == "msgpack" or (fmt == "auto" and data[:1] not in b'{["0123456789-tfn \t\r\n'):
-        from . import _codec
+#: File signatures of the images `--image` sends, so an image piped to stdin gets the right hint.
+_IMAGES = ((b"\xff\xd8\xff", "a JPEG image"), (b"\x89PNG\r\n\x1a\n", "a PNG image"), (b"GIF8", "a GIF image"))
 
+
+def _read_request(data: bytes, fmt: str, module: str = "MODULE") -> Any:
+    """The request from stdin or --request: JSON or msgpack, or one clear RequestError."""
+    what = next((what for magic, what in _IMAGES if data.startswith(magic)), None)
+    if what is None and data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        what = "a WebP image"
+    if what is not None:
+        raise RequestError(
+            f"the request is {what}, not JSON or msgpack",
+            hint=f"send a photo with --image: edgewasm run {module} --image photo.jpg",
+        )
+    if fmt == "msgpack" or (fmt == "auto" and data[:1] not in b'{["0123456789-tfn \t\r\n'):
         try:
             return _codec.decode(data)
-        except Exception as e:
+        except ValueError as e:
             what = "valid msgpack" if fmt == "msgpack" else "JSON or msgpack"
             raise RequestError(f"request is not {what}: {e}", hint="send a JSON or msgpack request on stdin") from None
     try:
@@ -114,6 +170,10 @@ def _read_request(data: bytes, fmt: str) -> Any:
         raise RequestError("empty request on stdin", hint="pipe a JSON request: edgewasm run module.wasm < req.json")
     try:
         return json.loads(text)
+    except RecursionError:
+        raise RequestError(
+            "request JSON nests too deeply", hint=f"keep requests under {_codec.MAX_DEPTH} levels of nesting"
+        ) from None
     except json.JSONDecodeError as e:
         if e.pos >= len(text.rstrip()) or e.msg.startswith("Unterminated string"):
             raise RequestError(
@@ -123,15 +183,32 @@ def _read_request(data: bytes, fmt: str) -> Any:
         raise RequestError(f"request is not valid JSON: {e}", hint="check the request file") from None
 
 
-def _jsonable(obj: Any) -> Any:
+def _jsonable(obj: Any, depth: int = 0) -> Any:
+    """A response as JSON can hold it: arrays as lists, bytes as {"$base64"}, ext types as {"$ext", "$base64"}."""
+    if depth > _codec.MAX_DEPTH:
+        raise AbiError(
+            f"the guest's response nests deeper than {_codec.MAX_DEPTH} levels: too deep to print",
+            hint="flatten the response, or call the guest from Python (edgewasm.load)",
+        )
     if hasattr(obj, "tolist") and hasattr(obj, "dtype"):  # a numpy array from the response
         return obj.tolist()
     if isinstance(obj, (bytes, bytearray, memoryview)):
         return {"$base64": base64.b64encode(bytes(obj)).decode()}
+    # Loops, not comprehensions: a comprehension is a frame of its own, and deep responses count frames.
     if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
+        out = {}
+        for k, v in obj.items():
+            out[str(k)] = _jsonable(v, depth + 1)
+        return out
+    if isinstance(obj, (list, tuple)) and not isinstance(obj, msgpack.ExtType):
+        items = []
+        for v in obj:
+            items.append(_jsonable(v, depth + 1))
+        return items
+    if isinstance(obj, msgpack.ExtType):
+        return {"$ext": obj.code, "$base64": base64.b64encode(obj.data).decode()}
+    if isinstance(obj, msgpack.Timestamp):
+        return {"$ext": -1, "$base64": base64.b64encode(obj.to_bytes()).decode()}
     return obj
 
 
@@ -145,6 +222,17 @@ def _check_preloads(specs: tuple[str, ...]) -> tuple[str, ...]:
             except ValueError as e:
                 raise click.BadParameter(str(e), param_hint="--nn-preload") from None
     return specs
+
+
+def _nn_limits(items: tuple[str, ...]) -> Any:
+    if not items:
+        return None
+    from .nn import NnLimits
+
+    try:
+        return NnLimits.parse(items)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--nn-limit") from None
 
 
 def _parse_env(items: tuple[str, ...]) -> dict[str, str]:
@@ -168,7 +256,7 @@ def _parse_env(items: tuple[str, ...]) -> dict[str, str]:
 @click.option("--output", "output_fmt", type=click.Choice(["json", "msgpack"]), default="json")
 @click.option("--timeout", type=float, default=30.0, show_default=True, help="seconds per call (0: none)")
 @click.option("--memory-limit", default="1GiB", show_default=True, help="guest memory, e.g. 256MiB (0: none)")
-@click.option("--fuel", type=click.IntRange(min=1), default=None, help="instruction budget per call")
+@click.option("--fuel", type=click.IntRange(min=0), default=None, help="instruction budget per call (0: none)")
 @click.option("--dir", "dirs", multiple=True, metavar="HOST::GUEST[:rw]", help="preopen a directory (read-only)")
 @click.option("--env", "env", multiple=True, metavar="KEY=VALUE", help="set a guest environment variable")
 @click.option("--models", "models_dir", type=click.Path(file_okay=False), help="model store to mount at /models")
@@ -180,7 +268,16 @@ def _parse_env(items: tuple[str, ...]) -> dict[str, str]:
     callback=lambda ctx, param, value: _check_preloads(value),
     help="WASI-NN model preloaded for load_by_name (repeatable); see docs/wasi-nn.md",
 )
+@click.option(
+    "--nn-limit",
+    "nn_limit",
+    multiple=True,
+    metavar="NAME=VALUE",
+    callback=lambda ctx, param, value: _nn_limits(value),
+    help="raise a WASI-NN host budget: graphs=N, contexts=N, model-bytes=SIZE, tensor-bytes=SIZE (repeatable)",
+)
 @click.option("--no-cache", is_flag=True, help="compile without the artifact cache")
+@click.option("--allow-precompiled", is_flag=True, help="run a .cwasm: native code the sandbox cannot check")
 @click.pass_context
 @_errors
 def run(
@@ -201,7 +298,9 @@ def run(
     models_dir: str | None,
     no_models: bool,
     nn_preload: tuple[str, ...],
+    nn_limit: Any,
     no_cache: bool,
+    allow_precompiled: bool,
 ) -> None:
     """Run MODULE (.wasm, .wat or .cwasm): an infer guest gets the request (JSON or msgpack on stdin) and
     its answer is printed as JSON; a WASI command gets stdin, and its stdout and exit code are passed through."""
@@ -212,23 +311,21 @@ def run(
         module,
         timeout=timeout or None,
         memory_limit=None if memory_limit in ("0", "") else memory_limit,
-        fuel=fuel,
+        fuel=fuel or None,
         dirs=list(dirs),
         env=_parse_env(env),
         args=guest_args,
         models=models,
         nn_preload=list(nn_preload),
+        nn_limits=nn_limit,
         cache=_cache(ctx, no_cache),
         stderr=True,
+        allow_precompiled=allow_precompiled,
     )
     if guest.kind == "command":
         if image:
             raise RequestError(f"{module} is a WASI command; --image is for infer guests", hint="pipe stdin instead")
-        stdin = request_file.read() if request_file else (b"" if sys.stdin.isatty() else sys.stdin.buffer.read())
-        result = guest.run(stdin)
-        sys.stdout.buffer.write(result.stdout)
-        sys.stdout.flush()
-        sys.exit(result.exit_code)
+        _run_command(guest, request_file.read() if request_file else None)
     if image:
         request: Any = {"model_id": model_id, "image": Path(image).read_bytes()}
         if top_k is not None:
@@ -237,14 +334,48 @@ def run(
         if request_file is None and sys.stdin.isatty():
             raise RequestError("no request", hint=f"pipe one: edgewasm run {module} < request.json, or use --image")
         data = request_file.read() if request_file else sys.stdin.buffer.read()
-        request = _read_request(data, input_fmt)
-    reply = guest.infer(request)
+        request = _read_request(data, input_fmt, module)
+    with _signals_end_the_process():
+        reply = guest.infer(request)
     if output_fmt == "msgpack":
-        import msgpack
-
         sys.stdout.buffer.write(msgpack.packb(_jsonable(reply)))
     else:
         click.echo(json.dumps(_jsonable(reply), ensure_ascii=False))
+
+
+def _run_command(guest: Any, stdin: bytes | None) -> None:
+    """Run a WASI command as the wasmtime CLI does: stdin, stdout and stderr are this process's, streamed as the
+    guest runs; its exit code is ours; a trap is one line on stderr after its output and exit code 134."""
+    from ._instance import BadExitStatus
+
+    sys.stdout.flush()
+    try:
+        with _signals_end_the_process():
+            result = guest.run(stdin, stream=True)
+    except BadExitStatus as e:
+        _fail(e.one_line(), EXIT_BAD_STATUS)
+    except GuestTrap as e:
+        _fail(e.one_line(), EXIT_COMMAND_TRAP)
+    sys.exit(result.exit_code)
+
+
+@contextlib.contextmanager
+def _signals_end_the_process() -> Iterator[None]:
+    """While a guest runs, Ctrl-C (SIGINT) ends the process at once, as it ends the wasmtime CLI.
+
+    Python would only see it when the guest's call returns (its handler runs between bytecodes), which for a guest
+    without a timeout may be never. The shell then reports 128 + the signal number (130 for Ctrl-C).
+    """
+    old: Any = None
+    if threading.current_thread() is threading.main_thread() and (
+        signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    ):
+        old = signal.signal(signal.SIGINT, signal.SIG_DFL)
+    try:
+        yield
+    finally:
+        if old is not None:
+            signal.signal(signal.SIGINT, old)
 
 
 # -- compile, inspect, cache -------------------------------------------------------------------------------------------
@@ -264,7 +395,10 @@ def compile_cmd(module: str, output: str | None, opt_level: str, fuel: bool, no_
     out = Path(output) if output else Path(module).with_suffix(".cwasm")
     settings = EngineSettings(opt_level=opt_level, fuel=fuel, epoch=not no_timeout)  # type: ignore[arg-type]
     loaded = compile_to(module, out, settings)
-    click.echo(f"{out}: {loaded.verdict.kind} guest, {out.stat().st_size} bytes, for this host only")
+    click.echo(
+        f"{out}: {loaded.verdict.kind} guest, {out.stat().st_size} bytes, for this host only "
+        f"(run it with `edgewasm run --allow-precompiled {out}`)"
+    )
 
 
 @cli.command()
@@ -340,9 +474,33 @@ def cache_clear(ctx: click.Context) -> None:
     click.echo(f"removed {disk.clear()} artifacts from {disk.dir}")
 
 
+for _command in (*cli.commands.values(), *cache.commands.values()):
+    _with_global_options(_command)
+
+
 def main() -> None:
+    """The `edgewasm` entry point. It ends with `os._exit` once output is flushed: no guest runs by then, and a
+    store dropped while Python finalizes may take the process down with it (see _output), so it may tee stderr."""
+    _output.callbacks_safe = True
+    try:
+        code = _main()
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):  # a reader that went away, or a stream closed on purpose
+            stream.flush()
+    os._exit(code)
+
+
+def _main() -> int:
+    # Room for messages as deep as msgpack allows, through json and _jsonable (Python frames are cheap here).
+    sys.setrecursionlimit(max(sys.getrecursionlimit(), 8 * _codec.MAX_DEPTH))
     try:
         cli.main(prog_name="edgewasm", standalone_mode=False)
+    except click.exceptions.NoArgsIsHelpError as e:
+        # `edgewasm` alone: the usage, as click prints it for a group without a command (stderr, exit 2).
+        click.echo(e.ctx.get_help() if e.ctx else cli.get_help(click.Context(cli)), err=True)
+        return 2
     except click.UsageError as e:
         command = e.ctx.command_path if e.ctx else "edgewasm"
         _fail(f"{e.format_message()} (hint: see `{command} --help`)", 2)
@@ -350,3 +508,4 @@ def main() -> None:
         _fail(e.format_message(), e.exit_code)
     except click.Abort:
         _fail("aborted", 130)
+    return 0

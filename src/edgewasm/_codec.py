@@ -29,6 +29,8 @@ DTYPES = frozenset(
     ["bool", "int8", "uint8", "int16", "uint16", "int32", "uint32", "int64", "uint64", "float16", "float32", "float64"]
 )
 _ARRAY_KEYS = frozenset(("dtype", "shape", "data"))
+#: The deepest nesting of arrays and maps a message may have: msgpack's encoder and decoder refuse deeper ones.
+MAX_DEPTH = 1024
 
 
 class _HasArray(Exception):
@@ -47,6 +49,8 @@ def _scalar_default(obj: Any) -> Any:
             raise _HasArray
         if isinstance(obj, np.generic):
             return obj.item()
+    if isinstance(obj, int):
+        raise OverflowError(f"the integer {obj} does not fit in msgpack's 64 bits")
     raise TypeError(f"cannot send a {type(obj).__name__} to a guest")
 
 
@@ -85,7 +89,7 @@ def _bin_header(n: int) -> bytes:
 @functools.lru_cache(maxsize=256)
 def _array_header(dtype: str, shape: tuple[int, ...], nbytes: int) -> bytes:
     """Everything of an array's map before its data; the same few shapes recur, so it is built once each."""
-    return (
+    header: bytes = (
         b"\x83"
         + msgpack.packb("dtype")
         + msgpack.packb(dtype)
@@ -94,6 +98,7 @@ def _array_header(dtype: str, shape: tuple[int, ...], nbytes: int) -> bytes:
         + msgpack.packb("data")
         + _bin_header(nbytes)
     )
+    return header
 
 
 class _Writer:
@@ -106,7 +111,9 @@ class _Writer:
             self.segments.append(self.packer.bytes())
             self.packer.reset()
 
-    def value(self, obj: Any) -> None:
+    def value(self, obj: Any, depth: int = 0) -> None:
+        if depth > MAX_DEPTH:
+            raise RequestError(f"the request nests deeper than {MAX_DEPTH} levels", hint="flatten the request")
         if _is_array(obj):
             arr, dtype = _as_wire_array(obj)
             self._flush()
@@ -116,12 +123,12 @@ class _Writer:
         elif isinstance(obj, dict):
             self.packer.pack_map_header(len(obj))
             for k, v in obj.items():
-                self.value(k)
-                self.value(v)
-        elif isinstance(obj, (list, tuple)):
+                self.value(k, depth + 1)
+                self.value(v, depth + 1)
+        elif isinstance(obj, (list, tuple)) and not isinstance(obj, msgpack.ExtType):  # ExtType is a namedtuple
             self.packer.pack_array_header(len(obj))
             for v in obj:
-                self.value(v)
+                self.value(v, depth + 1)
         else:
             try:
                 self.packer.pack(obj)
@@ -143,13 +150,19 @@ def encode(obj: Any) -> list[Segment]:
         except _HasArray:
             pass
         except (TypeError, ValueError, OverflowError) as e:
-            raise RequestError(f"cannot encode the request as msgpack: {e}") from None
+            raise _encode_error(e) from None
     writer = _Writer()
     try:
         writer.value(obj)
-    except (TypeError, ValueError, OverflowError) as e:
-        raise RequestError(f"cannot encode the request as msgpack: {e}") from None
+    except (TypeError, ValueError, OverflowError, RecursionError) as e:
+        raise _encode_error(e) from None
     return writer.finish()
+
+
+def _encode_error(e: Exception) -> RequestError:
+    if isinstance(e, RecursionError) or "recursion limit" in str(e):
+        return RequestError(f"the request nests deeper than {MAX_DEPTH} levels", hint="flatten the request")
+    return RequestError(f"cannot encode the request as msgpack: {e}")
 
 
 def _array_hook(obj: dict[Any, Any]) -> Any:
@@ -160,11 +173,11 @@ def _array_hook(obj: dict[Any, Any]) -> Any:
         dt = _dtypes()[1][dtype]
     except (KeyError, TypeError):  # not an array map, or an unhashable/unknown dtype
         return obj
-    if type(data) is bytes and type(shape) is list:
+    if type(data) is bytes and type(shape) is list and all(type(d) is int for d in shape):
         try:
             if math.prod(shape) * dt.itemsize == len(data) and min(shape, default=0) >= 0:
                 return _numpy().ndarray(shape, dt, data)  # a read-only view of the decoded bytes
-        except (TypeError, ValueError):  # dims that are not non-negative ints
+        except (TypeError, ValueError, OverflowError):  # e.g. more dims than numpy allows, or a zero-size giant
             return obj
     return obj
 
@@ -177,5 +190,14 @@ def _numpy() -> Any:
 
 
 def decode(buf: Any) -> Any:
-    """Decode a response; raises ValueError (the caller turns it into an AbiError) on malformed msgpack."""
-    return msgpack.unpackb(buf, object_hook=_array_hook, raw=False, strict_map_key=False)
+    """Decode a message; raises ValueError (the caller turns it into its own error) on anything it cannot decode.
+
+    Any msgpack value decodes (ext types as `msgpack.ExtType`, ext -1 as `msgpack.Timestamp`) except a map key that
+    is an array or a map (Python cannot hash it) and nesting deeper than msgpack's decoder allows.
+    """
+    try:
+        return msgpack.unpackb(buf, object_hook=_array_hook, raw=False, strict_map_key=False)
+    except msgpack.StackError:
+        raise ValueError(f"it nests deeper than {MAX_DEPTH} levels") from None
+    except TypeError as e:  # a list, map or array as a map key: "unhashable type"
+        raise ValueError(f"a map key is an array or a map ({e})") from None

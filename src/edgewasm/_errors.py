@@ -47,13 +47,19 @@ class RequestError(EdgeWasmError):
 
 
 class GuestTrap(EdgeWasmError):
-    """The guest trapped (unreachable, out-of-bounds access, stack overflow, ...). The instance is discarded."""
+    """The guest trapped (unreachable, out-of-bounds access, stack overflow, ...). The instance is discarded.
+
+    `stdout` and `stderr` hold what a command guest wrote before the trap (captured by `Guest.run`), and for an
+    infer guest the tail of its stderr (a Rust panic message, say), so nothing it said is lost.
+    """
 
     exit_code = 4
 
     def __init__(self, message: str, *, trap_code: str | None = None, hint: str | None = None) -> None:
         super().__init__(message, hint=hint)
         self.trap_code = trap_code
+        self.stdout = b""
+        self.stderr = b""
 
 
 class GuestTimeout(GuestTrap):
@@ -72,6 +78,21 @@ class GuestOutOfMemory(GuestTrap):
     """The guest needed more linear memory than its limit allows."""
 
     default_hint = "raise memory_limit= (or --memory-limit)"
+
+
+class GuestOutputLimit(GuestTrap):
+    """A command guest wrote more to stdout or stderr than `Guest.run` keeps in host memory (`max_output`).
+
+    What fitted is in `stdout`/`stderr`; the rest was read and dropped. `code` is the guest's exit code.
+    """
+
+    default_hint = "raise max_output= (edgewasm.load), or stream the output with `edgewasm run`"
+
+    def __init__(self, message: str, *, code: int, stdout: bytes, stderr: bytes) -> None:
+        super().__init__(message)
+        self.code = code
+        self.stdout = stdout
+        self.stderr = stderr
 
 
 class GuestExit(EdgeWasmError):

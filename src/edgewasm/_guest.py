@@ -13,7 +13,7 @@ import threading
 import weakref
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgpack
 import wasmtime
@@ -21,12 +21,15 @@ import wasmtime
 from . import _codec
 from ._cache import DiskCache
 from ._command import CommandResult, run_command
-from ._engine import EngineSettings, OptLevel
-from ._errors import AbiError, GuestError, ModuleLoadError
+from ._engine import EngineSettings, OptLevel, check_timeout
+from ._errors import AbiError, GuestError, ModuleLoadError, RequestError
 from ._instance import Instance, raw_bytes
 from ._loader import Loaded, load_module, wasi_instance_pre
 from ._paths import models_dir
-from ._sandbox import Mount, Sandbox, SandboxError
+from ._sandbox import DEFAULT_MAX_OUTPUT, Mount, Sandbox, SandboxError
+
+if TYPE_CHECKING:
+    from .nn import NnLimits
 
 #: Where a guest that asks for the model store (custom section `edgewasm.needs`: `models`) finds it.
 MODELS_GUEST_PATH = "/models"
@@ -36,7 +39,9 @@ def _decode_checked(view: memoryview) -> Any:
     try:
         reply = _codec.decode(view)
     except (ValueError, msgpack.UnpackException) as e:
-        raise AbiError(f"guest response is not valid msgpack: {e}", hint="the guest must answer in msgpack") from None
+        raise AbiError(
+            f"guest response cannot be decoded: {e}", hint="the guest must answer in msgpack (docs/abi.md)"
+        ) from None
     if isinstance(reply, dict) and "error" in reply:
         err = reply["error"]
         if isinstance(err, dict):
@@ -48,13 +53,15 @@ def _decode_checked(view: memoryview) -> Any:
 class Guest:
     """A WebAssembly guest ready to serve `infer` calls (reactors) or `run` (WASI commands)."""
 
-    def __init__(self, loaded: Loaded, sandbox: Sandbox, nn_preload: Sequence[Any] = ()) -> None:
+    def __init__(
+        self, loaded: Loaded, sandbox: Sandbox, nn_preload: Sequence[Any] = (), nn_limits: NnLimits | None = None
+    ) -> None:
         self._loaded = loaded
         self.sandbox = sandbox
         self.nn: Any = None
         try:
             if loaded.verdict.imports_wasi_nn or nn_preload:
-                self._pre = self._link_with_nn(nn_preload)
+                self._pre = self._link_with_nn(nn_preload, nn_limits)
             else:
                 self._pre = wasi_instance_pre(loaded)
         except wasmtime.WasmtimeError as e:
@@ -72,11 +79,11 @@ class Guest:
         if self.kind == "reactor":
             self._instance()  # fail at load, not at the first call, and be ready for it
 
-    def _link_with_nn(self, nn_preload: Sequence[Any]) -> wasmtime.InstancePre:
+    def _link_with_nn(self, nn_preload: Sequence[Any], nn_limits: NnLimits | None) -> wasmtime.InstancePre:
         from .nn import WasiNN  # imported only for guests that use WASI-NN
 
         try:
-            self.nn = WasiNN(list(nn_preload))
+            self.nn = WasiNN(list(nn_preload), limits=nn_limits)
         except ValueError as e:
             raise SandboxError(f"bad WASI-NN preload: {e}", hint="see docs/wasi-nn.md for the syntax") from None
         linker = wasmtime.Linker(self._loaded.engine)
@@ -156,21 +163,34 @@ class Guest:
         """The raw round trip: request bytes in, response bytes out, no msgpack on the host."""
         return bytes(self._reactor().infer([bytes(request)], raw_bytes))
 
-    def run(self, stdin: bytes = b"", args: Sequence[str] | None = None) -> CommandResult:
-        """Run a WASI command guest once: `stdin` in, stdout/stderr and exit code out."""
+    def run(
+        self, stdin: bytes | None = b"", args: Sequence[str] | None = None, *, stream: bool = False
+    ) -> CommandResult:
+        """Run a WASI command guest once: `stdin` in, stdout/stderr and exit code out.
+
+        Output is captured, at most `max_output` bytes per stream (else `GuestOutputLimit`); on a trap what was
+        captured is on the exception (`.stdout`, `.stderr`). `stream=True` writes it to this process's stdout and
+        stderr as the guest runs instead, as the wasmtime CLI does; `stdin=None` gives the guest this process's.
+        """
         if self.kind != "command":
             raise AbiError(f"{self.name} is an infer guest, not a WASI command", hint="use infer() instead")
+        if stdin is not None and not isinstance(stdin, (bytes, bytearray, memoryview)):
+            raise RequestError(f"stdin must be bytes, not {type(stdin).__name__}", hint="encode it first")
         sandbox = self.sandbox if args is None else dataclasses.replace(self.sandbox, args=tuple(args))
-        return run_command(self._loaded, self._pre, sandbox, stdin, self.nn)
+        data = None if stdin is None else bytes(stdin)
+        return run_command(self._loaded, self._pre, sandbox, data, self.nn, stream=stream)
 
     def close(self) -> None:
-        """Drop every instance (their memory returns to the pool)."""
+        """Drop every instance (their memory returns to the pool) and the WASI-NN graphs, contexts and tensors the
+        host holds for them."""
         with self._lock:
             self._closed = True
             for inst in list(self._instances):
                 inst.broken = True
             self._instances.clear()
         self._local = threading.local()
+        if self.nn is not None:
+            self.nn.close()
 
     def __enter__(self) -> Guest:
         return self
@@ -203,9 +223,12 @@ def load(
     args: Sequence[str] = (),
     models: bool | str | os.PathLike[str] | None = None,
     nn_preload: Sequence[Any] = (),
+    nn_limits: NnLimits | None = None,
     cache: bool | str | os.PathLike[str] | DiskCache = True,
     opt_level: OptLevel = "speed",
     stderr: bool = False,
+    allow_precompiled: bool = False,
+    max_output: int | str = DEFAULT_MAX_OUTPUT,
 ) -> Guest:
     """Load a guest (.wasm, .wat or .cwasm), compiling it ahead of time through the artifact cache.
 
@@ -213,14 +236,26 @@ def load(
     dirs: `{guest_path: host_path}` preopened read-only, or `Mount`/"HOST::GUEST[:rw]" items.
     models: the model store for guests that ask for it (None: the default store; False: never mount).
     nn_preload: WASI-NN models the host loads for `load_by_name` ("NAME:ENCODING:TARGET:PATH[:PATH]").
+    allow_precompiled: run a `.cwasm`, native code the sandbox cannot check (see docs/cache.md); refused without.
+    stderr: pass what the guest writes to stderr through to this process's. max_output: bytes of a command's
+    stdout, and of its stderr, that `run()` keeps in memory (16 MiB by default; "256MiB" raises it).
+    nn_limits: what the guest's WASI-NN calls may make the host hold (`edgewasm.nn.NnLimits`; safe defaults).
     """
+    timeout = check_timeout(timeout)
     settings = EngineSettings(opt_level=opt_level, fuel=fuel is not None, epoch=timeout is not None)
-    loaded = load_module(module, settings, _cache_for(cache))
+    loaded = load_module(module, settings, _cache_for(cache), allow_precompiled=allow_precompiled)
     sandbox = Sandbox.build(
-        timeout=timeout, memory_limit=memory_limit, fuel=fuel, dirs=dirs, env=env, args=args, inherit_stderr=stderr
+        timeout=timeout,
+        memory_limit=memory_limit,
+        fuel=fuel,
+        dirs=dirs,
+        env=env,
+        args=args,
+        inherit_stderr=stderr,
+        max_output=max_output,
     )
     sandbox = _with_model_store(sandbox, loaded, models)
-    return Guest(loaded, sandbox, nn_preload)
+    return Guest(loaded, sandbox, nn_preload, nn_limits)
 
 
 def _with_model_store(sandbox: Sandbox, loaded: Loaded, models: bool | str | os.PathLike[str] | None) -> Sandbox:

@@ -9,19 +9,23 @@ re-reads the memory's base and length after every call, because a call that grow
 from __future__ import annotations
 
 import ctypes
+import re
 from collections.abc import Callable
 from typing import Any
 
 import wasmtime
 from wasmtime import _ffi as ffi
 
-from . import _codec, _engine
+from . import _codec, _deadline, _engine
 from ._errors import AbiError, EdgeWasmError, GuestOutOfFuel, GuestOutOfMemory, GuestTimeout, GuestTrap, ModuleLoadError
 from ._loader import Loaded
-from ._sandbox import WASM_PAGE, Sandbox
+from ._output import StderrSink
+from ._sandbox import WASM_PAGE, MemoryLimitTooSmall, Sandbox
 
 #: Responses longer than this are an ABI error, not an allocation the host attempts.
 MAX_RESPONSE = 1 << 30
+#: What Rust's default allocation-error handler prints before it aborts (the abort is an `unreachable` trap).
+_RUST_ALLOC_FAILED = re.compile(r"memory allocation of (\d+) bytes failed")
 
 
 def _proto(name: str, restype: Any, *argtypes: Any) -> Any:
@@ -52,6 +56,12 @@ class ProcExit(GuestTrap):
         self.status = status
 
 
+class BadExitStatus(GuestTrap):
+    """The guest called `proc_exit` with a status WASI does not allow (126 and above): wasmtime refuses it."""
+
+    default_hint = "exit with a status from 0 to 125 (126 and above mean 'not executable', 'not found' or a signal)"
+
+
 def trap_reason(text: str) -> str:
     """The line of a wasmtime trap message that says why (it follows the backtrace, after "Caused by:")."""
     lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
@@ -76,14 +86,24 @@ class Instance:
     """
 
     def __init__(
-        self, loaded: Loaded, pre: wasmtime.InstancePre, sandbox: Sandbox, wasi: wasmtime.WasiConfig | None = None
+        self,
+        loaded: Loaded,
+        pre: wasmtime.InstancePre,
+        sandbox: Sandbox,
+        wasi: wasmtime.WasiConfig | None = None,
+        stderr: StderrSink | None = None,
     ) -> None:
         self.loaded = loaded
         self.sandbox = sandbox
         self.broken = False
         engine = loaded.engine
         store = wasmtime.Store(engine)
-        store.set_wasi(wasi if wasi is not None else sandbox.wasi_config(loaded.name))
+        if wasi is None:
+            stderr = sandbox.stderr_sink()
+            wasi = sandbox.wasi_config(loaded.name, stderr)
+        #: The tail of what the guest wrote to stderr, where the host sees it (see _output), to explain a trap.
+        self.stderr = stderr
+        store.set_wasi(wasi)
         if sandbox.memory_limit is not None:
             store.set_limits(memory_size=sandbox.memory_limit)
         self.store = store
@@ -115,6 +135,8 @@ class Instance:
         if loaded.verdict.kind == "reactor" and not {"infer", "edge_alloc", "edge_free"} <= self._faddr.keys():
             raise AbiError(f"{loaded.name}: the instance lacks the ABI v1 exports its module declared")
         self._per_call = sandbox.fuel is not None or sandbox.timeout is not None
+        # Only WASI-NN host functions read the call's deadline (`_deadline`): other guests do not pay for it.
+        self._host_deadline = sandbox.timeout is not None and loaded.verdict.imports_wasi_nn
         self._buf_ptr = 0
         self._buf_cap = 0
         # A view of all of guest memory, rebuilt whenever its base or length changes (growth may move it).
@@ -125,9 +147,10 @@ class Instance:
         text = str(e).strip()
         first = text.splitlines()[0] if text else type(e).__name__
         if "exceeds memory limits" in text or "memory minimum size" in text:
-            return GuestOutOfMemory(
+            return MemoryLimitTooSmall(
                 f"{self.loaded.name}: the module's initial memory does not fit its memory limit "
-                f"({self.sandbox.memory_limit} bytes): {first}"
+                f"({self.sandbox.memory_limit} bytes): {first}",
+                hint="raise memory_limit= (or --memory-limit) above the module's initial memory",
             )
         if "concurrent limit" in text:
             return ModuleLoadError(
@@ -151,10 +174,34 @@ class Instance:
                 _set_fuel(self._ctx, self._fuel)
             if self.sandbox.timeout is not None:
                 _set_deadline(self._ctx, self._deadline)
+                if self._host_deadline:
+                    return self._timed_call(func_addr, nargs, self.sandbox.timeout)
         err = _call_unchecked(self._ctx, func_addr, self._args_addr, nargs, self._trap_addr)
         if err or self._trap.value:
             self.broken = True
             raise self._trap_error(err)
+
+    def _timed_call(self, func_addr: int, nargs: int, timeout: float) -> None:
+        """A call under the sandbox's timeout. The epoch interrupt stops wasm code; host functions (WASI-NN) see the
+        deadline through `_deadline`, cancel their work when it passes and return a trap, reported here."""
+        outer = _deadline.enter(timeout)
+        try:
+            err = _call_unchecked(self._ctx, func_addr, self._args_addr, nargs, self._trap_addr)
+        finally:
+            stopped_in = _deadline.leave(outer)
+        if err or self._trap.value:
+            self.broken = True
+            error = self._trap_error(err)
+            if stopped_in is not None:
+                # wasmtime-py's define_func route traps by raising; that exception is ours, not the caller's
+                if isinstance(getattr(wasmtime._func, "LAST_EXCEPTION", None), _deadline.Stopped):
+                    wasmtime._func.LAST_EXCEPTION = None
+                raise GuestTimeout(
+                    f"{self.loaded.name}: guest call exceeded its timeout of {timeout:g} s "
+                    f"and was stopped in {stopped_in}",
+                    trap_code="INTERRUPT",
+                )
+            raise error
 
     def call_export(self, name: str, *args: int) -> int:
         """Call a function export with i32 arguments; returns the raw i64 slot (callers mask what they need)."""
@@ -170,7 +217,10 @@ class Instance:
             self._trap.value = None
         else:
             exc = wasmtime.WasmtimeError._from_ptr(ctypes.cast(err or 0, ctypes.POINTER(ffi.wasmtime_error_t)))
-        return self.classify(exc)
+        error = self.classify(exc)
+        if isinstance(error, GuestTrap) and self.stderr is not None:
+            error.stderr = self.stderr.value()
+        return error
 
     def classify(self, exc: Exception) -> EdgeWasmError:
         """Turn a wasmtime trap or error into the edgewasm exception that says why."""
@@ -178,6 +228,8 @@ class Instance:
         if isinstance(exc, wasmtime.ExitTrap):
             return ProcExit(f"{name}: guest called proc_exit({exc.code}) during a call", exc.code)
         first = trap_reason(str(exc))
+        if "exit with invalid exit status" in first:
+            return BadExitStatus(f"{name}: guest called proc_exit with a status outside 0..125", trap_code="exit")
         code = exc.trap_code if isinstance(exc, wasmtime.Trap) else None
         code_name = code.name if code is not None else None
         if code == wasmtime.TrapCode.INTERRUPT:
@@ -188,6 +240,10 @@ class Instance:
         if code == wasmtime.TrapCode.OUT_OF_FUEL:
             return GuestOutOfFuel(f"{name}: guest ran out of fuel ({self._fuel} units)", trap_code=code_name)
         limit = self.sandbox.memory_limit
+        if self.stderr is not None and code == wasmtime.TrapCode.UNREACHABLE:
+            oom = self.allocation_failure(self.stderr.text())
+            if oom is not None:
+                return oom
         if limit is not None and self.memory is not None:
             size = int(_memory_size(self._ctx, self._mem_addr))
             # wasmtime does not say that a memory.grow was refused; a trap with memory within a tenth of the limit
@@ -199,6 +255,28 @@ class Instance:
                     trap_code=code_name,
                 )
         return GuestTrap(f"{name}: guest trapped: {first}", trap_code=code_name)
+
+    def allocation_failure(self, stderr: str) -> GuestOutOfMemory | None:
+        """The error for an `unreachable` trap after which the guest's stderr says an allocation failed (what Rust's
+        default handler prints before it aborts), else None."""
+        alloc = _RUST_ALLOC_FAILED.findall(stderr)
+        if not alloc:
+            return None
+        name, limit = self.loaded.name, self.sandbox.memory_limit
+        size = int(_memory_size(self._ctx, self._mem_addr)) if self.memory is not None else 0
+        held = f"holding {size / 2**20:.1f} MiB"
+        if limit is None:
+            return GuestOutOfMemory(
+                f"{name}: guest ran out of memory: it could not allocate {int(alloc[-1])} bytes ({held}, no limit "
+                "set: a 32-bit guest cannot address more than 4 GiB)",
+                trap_code="UNREACHABLE",
+                hint="send a smaller request; the guest's address space is full",
+            )
+        return GuestOutOfMemory(
+            f"{name}: guest ran out of memory: it could not allocate {int(alloc[-1])} bytes ({held} of its "
+            f"{limit / 2**20:g} MiB limit)",
+            trap_code="UNREACHABLE",
+        )
 
     # -- the infer round trip ---------------------------------------------------------------------------------------
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 import os
 import threading
+from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -36,17 +38,124 @@ class Loaded:
         return engine_for(self.settings)
 
 
-_memory: dict[tuple[str, EngineSettings], Loaded] = {}
-#: The same entries by file identity (device, inode, size, mtime): a repeated load skips reading and hashing.
-_by_file: dict[tuple[int, int, int, int, EngineSettings], Loaded] = {}
-#: Pre-linked instances (WASI only) per module and settings; guests with extra imports link their own.
-_pres: dict[tuple[str, EngineSettings], wasmtime.InstancePre] = {}
-_memory_lock = threading.Lock()
+_FileKey = tuple[int, int, int, int, EngineSettings]
+
+
+class _Memory:
+    """The modules this process has loaded, least recently used first, bounded.
+
+    Every module holds native resources (its code mapping, a memfd for its memory image: a file descriptor), so an
+    unbounded cache in a long-lived host that loads many distinct modules runs out of descriptors. Entries are found
+    by module hash and settings, or by file identity (device, inode, size, mtime: a repeated load of a path skips
+    reading and hashing); each keeps its pre-linked WASI instance. Evicting an entry only drops the cache's
+    references: guests still using the module keep it alive.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._entries: OrderedDict[tuple[str, EngineSettings], _MemoryEntry] = OrderedDict()
+        self._by_file: dict[_FileKey, tuple[str, EngineSettings]] = {}
+        #: By what a Loaded says of itself (an explicit artifact's entry is keyed by the artifact file's hash).
+        self._by_module: dict[tuple[str, EngineSettings], tuple[str, EngineSettings]] = {}
+        self.limit: int | None = None  # set on first use from the descriptor limit; tests may set it
+
+    def _limit(self) -> int:
+        if self.limit is None:
+            self.limit = default_memory_limit()
+        return self.limit
+
+    def by_file(self, file_key: _FileKey) -> Loaded | None:
+        with self._lock:
+            key = self._by_file.get(file_key)
+            return self._touch(key) if key is not None else None
+
+    def get(self, key: tuple[str, EngineSettings]) -> Loaded | None:
+        with self._lock:
+            return self._touch(key)
+
+    def _touch(self, key: tuple[str, EngineSettings]) -> Loaded | None:
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        self._entries.move_to_end(key)
+        return entry.loaded
+
+    def put(self, key: tuple[str, EngineSettings], loaded: Loaded, file_key: _FileKey | None) -> None:
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None:
+                entry = self._entries[key] = _MemoryEntry(loaded)
+                self._by_module[(loaded.module_sha256, loaded.settings)] = key
+            self._entries.move_to_end(key)
+            if file_key is not None:
+                self._by_file[file_key] = key
+                entry.file_keys.add(file_key)
+            while len(self._entries) > max(1, self._limit()):
+                old_key, old = self._entries.popitem(last=False)
+                for fk in old.file_keys:
+                    self._by_file.pop(fk, None)
+                alias = (old.loaded.module_sha256, old.loaded.settings)
+                if self._by_module.get(alias) == old_key:
+                    del self._by_module[alias]
+
+    def _entry_of(self, loaded: Loaded) -> _MemoryEntry | None:
+        key = self._by_module.get((loaded.module_sha256, loaded.settings))
+        entry = self._entries.get(key) if key is not None else None
+        return entry if entry is not None and entry.loaded.module is loaded.module else None
+
+    def instance_pre(self, loaded: Loaded, make: Callable[[], wasmtime.InstancePre]) -> wasmtime.InstancePre:
+        """The entry's pre-linked instance, made (outside the lock) the first time; uncached once evicted."""
+        with self._lock:
+            entry = self._entry_of(loaded)
+            if entry is not None and entry.pre is not None:
+                return entry.pre
+        pre = make()
+        with self._lock:
+            entry = self._entry_of(loaded)
+            if entry is not None and entry.pre is None:
+                entry.pre = pre
+        return pre
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+            self._by_file.clear()
+            self._by_module.clear()
+
+
+@dataclasses.dataclass
+class _MemoryEntry:
+    loaded: Loaded
+    pre: wasmtime.InstancePre | None = None
+    file_keys: set[_FileKey] = dataclasses.field(default_factory=set)
+
+
+#: Most modules kept in memory, however many descriptors the process may open.
+MAX_MODULES = 256
+
+
+def default_memory_limit() -> int:
+    """How many modules to keep: a share of the descriptor limit (each holds at least one), at most MAX_MODULES."""
+    try:
+        import resource
+
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    except (ImportError, OSError, ValueError):
+        return 64
+    if soft == getattr(resource, "RLIM_INFINITY", -1) or soft <= 0:
+        return MAX_MODULES
+    return max(4, min(MAX_MODULES, soft // 8))
+
+
+_memory = _Memory()
 
 
 def _file_key(
     module: str | os.PathLike[str] | bytes, settings: EngineSettings
-) -> tuple[int, int, int, int, EngineSettings] | None:
+) -> _FileKey | None:
     if isinstance(module, (bytes, bytearray, memoryview)):
         return None
     try:
@@ -81,49 +190,58 @@ def _artifact_meta(
     }
 
 
+def _refuse_precompiled(name: str) -> ArtifactError:
+    return ArtifactError(
+        f"{name} is precompiled native code, not WebAssembly: the sandbox cannot check what it does, so edgewasm "
+        "runs one only when told to trust it",
+        hint="if you made it with `edgewasm compile` or trust whoever did, pass --allow-precompiled "
+        "(allow_precompiled=True); otherwise run the .wasm",
+    )
+
+
 def load_module(
     module: str | os.PathLike[str] | bytes,
     settings: EngineSettings,
     cache: DiskCache | None,
+    *,
+    allow_precompiled: bool = False,
 ) -> Loaded:
-    """Load and check a module; `cache=None` compiles without touching the disk cache."""
+    """Load and check a module; `cache=None` compiles without touching the disk cache.
+
+    A `.cwasm` is native code from elsewhere (like wasmtime's `--allow-precompiled`): refused unless allowed."""
     file_key = _file_key(module, settings)
     if file_key is not None:
-        with _memory_lock:
-            hit = _by_file.get(file_key)
+        hit = _memory.by_file(file_key)
         if hit is not None:
+            if hit.origin == "artifact" and not allow_precompiled:
+                raise _refuse_precompiled(hit.name)
             return dataclasses.replace(hit, origin="memory")
     source = open_source(module)
+    if source.kind == "cwasm" and not allow_precompiled:
+        raise _refuse_precompiled(source.name)
     if source.kind == "wasm":
         settings = _features.settings_for(settings, source.needs, source.name)
     mem_key = (source.sha256, settings)
-    with _memory_lock:
-        hit = _memory.get(mem_key)
+    hit = _memory.get(mem_key)
     if hit is not None:
         return dataclasses.replace(hit, origin="memory")
     if source.kind == "cwasm":
         loaded = _load_artifact(source, settings)
     else:
         loaded = _load_wasm(source, settings, engine_for(settings), cache)
-    with _memory_lock:
-        _memory[mem_key] = loaded
-        if file_key is not None:
-            _by_file[file_key] = loaded
+    _memory.put(mem_key, loaded, file_key)
     return loaded
 
 
 def wasi_instance_pre(loaded: Loaded) -> wasmtime.InstancePre:
-    """The module linked against WASI alone, made once per module and settings."""
-    key = (loaded.module_sha256, loaded.settings)
-    with _memory_lock:
-        pre = _pres.get(key)
-    if pre is None:
+    """The module linked against WASI alone, made once per module while it stays in the in-memory cache."""
+
+    def make() -> wasmtime.InstancePre:
         linker = wasmtime.Linker(loaded.engine)
         linker.define_wasi()
-        pre = linker.instantiate_pre(loaded.module)
-        with _memory_lock:
-            _pres[key] = pre
-    return pre
+        return linker.instantiate_pre(loaded.module)
+
+    return _memory.instance_pre(loaded, make)
 
 
 def _load_wasm(source: Source, settings: EngineSettings, engine: wasmtime.Engine, cache: DiskCache | None) -> Loaded:
@@ -143,38 +261,60 @@ def _load_wasm(source: Source, settings: EngineSettings, engine: wasmtime.Engine
             return _finish(source, settings, hit[0], needs, "disk", hit[1], hit[2])
         module = _compile(source, engine)
         loaded = _finish(source, settings, module, needs, "compiled", None)
-        try:
-            path = cache.store(key, module.serialize(), _artifact_meta(source, settings, needs, loaded.verdict))
-        except OSError:
-            return loaded  # an unwritable cache slows the next start, it does not fail this one
+        # An unusable cache slows the next start (it says so, once), it does not fail this one.
+        path = cache.store(key, module.serialize(), _artifact_meta(source, settings, needs, loaded.verdict))
     return dataclasses.replace(loaded, artifact=path)
 
 
 def _from_cache(
     cache: DiskCache, key: str, expect: dict[str, Any], engine: wasmtime.Engine
 ) -> tuple[wasmtime.Module, Path, _abi.Verdict] | None:
-    found = cache.lookup(key, expect)
+    def accept(meta: dict[str, Any]) -> wasmtime.Engine:
+        for field, value in expect.items():
+            if meta.get(field) != value:
+                raise ArtifactError(f"{cache.path_for(key)}: artifact was built for a different {field}")
+        return engine
+
+    found = cache.lookup(key, accept)
     if found is None:
         return None
-    path, meta = found
+    module, path, meta = found
     try:
-        verdict = _abi.Verdict.from_dict(meta["verdict"])
-        return wasmtime.Module.deserialize_file(engine, str(path)), path, verdict
+        return module, path, _abi.Verdict.from_dict(meta["verdict"])
     except (KeyError, TypeError, ValueError) as e:
         cache.discard(path, f"{path}: unreadable metadata ({e})")
-    except wasmtime.WasmtimeError as e:
-        cache.discard(path, f"{path}: wasmtime refused it: {str(e).strip().splitlines()[0]}")
     return None
 
 
 def _load_artifact(source: Source, wanted: EngineSettings) -> Loaded:
-    """A `.cwasm` given explicitly: never run unless it was built for exactly this host.
+    """A `.cwasm` given explicitly (and allowed): never run unless it was built for exactly this host.
 
     Its own engine settings are used, as long as they provide what the caller asked for: interruption checks for
     a timeout, and fuel metering exactly when fuel is asked for (metered code traps without a budget).
     """
     assert source.path is not None, "artifacts are only read from files"
-    meta = _artifact.verify(source.path)
+    try:
+        fd = os.open(source.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    except OSError as e:
+        raise ArtifactError(f"cannot read artifact {source.name}: {e.strerror}") from None
+    try:
+        module, meta = _artifact.load(
+            fd, source.name, lambda meta: engine_for(_artifact_settings(source, meta, wanted)), None
+        )
+    finally:
+        os.close(fd)
+    settings = _artifact_settings(source, meta, wanted)
+    source = dataclasses.replace(source, sha256=str(meta.get("module_sha256", source.sha256)))
+    try:
+        verdict: _abi.Verdict | None = _abi.Verdict.from_dict(meta["verdict"])
+    except (KeyError, TypeError, ValueError):
+        verdict = None  # check the exports again
+    needs = frozenset(meta.get("needs", []))
+    return _finish(source, settings, module, needs, "artifact", source.path, verdict)
+
+
+def _artifact_settings(source: Source, meta: dict[str, Any], wanted: EngineSettings) -> EngineSettings:
+    """The settings an explicit artifact was built with, refused unless they fit this host and this run."""
     built_for: dict[str, Any] = meta.get("engine", {})
     host = built_for.get("host", {})
     here = _host.fingerprint()
@@ -202,17 +342,7 @@ def _load_artifact(source: Source, wanted: EngineSettings) -> Loaded:
             f"{source.name} was compiled with other engine settings: {'; '.join(problems)}",
             hint="recompile with `edgewasm compile` (--fuel, --no-timeout) to match how you run it",
         )
-    try:
-        module = wasmtime.Module.deserialize_file(engine_for(settings), str(source.path))
-    except wasmtime.WasmtimeError as e:
-        raise ArtifactError(f"{source.name}: wasmtime refused the artifact: {str(e).strip().splitlines()[0]}") from None
-    source = dataclasses.replace(source, sha256=str(meta.get("module_sha256", source.sha256)))
-    try:
-        verdict: _abi.Verdict | None = _abi.Verdict.from_dict(meta["verdict"])
-    except (KeyError, TypeError, ValueError):
-        verdict = None  # check the exports again
-    needs = frozenset(meta.get("needs", []))
-    return _finish(source, settings, module, needs, "artifact", source.path, verdict)
+    return settings
 
 
 def _finish(
@@ -230,7 +360,10 @@ def _finish(
 
 
 def compile_to(module: str | os.PathLike[str] | bytes, output: Path, settings: EngineSettings) -> Loaded:
-    """Ahead-of-time compile to an explicit artifact file (`edgewasm compile`)."""
+    """Ahead-of-time compile to an explicit artifact file (`edgewasm compile`).
+
+    The artifact is made to be run elsewhere, so it is unkeyed: it carries the sha256 of its image, and running it
+    takes `allow_precompiled`."""
     source = open_source(module)
     if source.kind == "cwasm":
         raise ModuleLoadError(f"{source.name} is already a compiled artifact", hint="pass the .wasm or .wat file")
@@ -246,7 +379,4 @@ def compile_to(module: str | os.PathLike[str] | bytes, output: Path, settings: E
 
 def forget() -> None:
     """Drop the in-memory cache (tests and benchmarks measure cold paths with it)."""
-    with _memory_lock:
-        _memory.clear()
-        _by_file.clear()
-        _pres.clear()
+    _memory.clear()

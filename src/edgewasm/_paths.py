@@ -9,6 +9,7 @@ import platformdirs
 
 CACHE_ENV = "EDGEWASM_CACHE_DIR"
 MODELS_ENV = "EDGEWASM_MODELS"
+KEY_ENV = "EDGEWASM_KEY_FILE"
 
 
 def cache_dir() -> Path:
@@ -23,3 +24,11 @@ def models_dir() -> Path:
     if env:
         return Path(env).expanduser()
     return Path(platformdirs.user_data_dir("edgewasm")) / "models"
+
+
+def key_file() -> Path:
+    """The per-user secret that authenticates cached artifacts: outside every cache directory, by design."""
+    env = os.environ.get(KEY_ENV)
+    if env:
+        return Path(env).expanduser()
+    return Path(platformdirs.user_data_dir("edgewasm")) / "artifact.key"

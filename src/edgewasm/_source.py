@@ -60,6 +60,13 @@ def _from_bytes(name: str, data: bytes, path: Path | None) -> Source:
     if data.startswith(ELF_MAGIC):
         return Source(name, "cwasm", b"", path, hashlib.sha256(data).hexdigest())
     if not data.startswith(WASM_MAGIC):
+        if path is not None and path.suffix.lower() == ".wasm":
+            # Text in a .wasm file is a mistake (a renamed file, a download that saved an error page), not WAT.
+            raise ModuleLoadError(
+                f"{name} is neither WebAssembly (no \\0asm magic at its start) nor a compiled artifact: a .wasm "
+                "file must hold a binary module",
+                hint="rebuild it; WebAssembly text belongs in a .wat file",
+            )
         data = _wat_to_wasm(name, data)
     if len(data) < 8:
         raise ModuleLoadError(f"{name}: unexpected EOF in the module header", hint="the file is truncated")

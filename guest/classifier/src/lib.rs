@@ -32,8 +32,10 @@ fn image_file(id: &str) -> (String, &'static str) {
 }
 
 /// Bytes reserved for the weights a bundled module carries: zero (bss) in the plain modules; `edgewasm models
-/// bundle` fills it with an active data segment. 4 KiB aligned, so wasmtime maps it page by page.
-const REGION: usize = 20 << 20;
+/// bundle` fills it with an active data segment. 4 KiB aligned, so wasmtime maps it page by page. Its size is
+/// the FP32 image's (18,557,184 bytes) rounded up to 64 KiB wasm pages: a plain module reads its first store
+/// image here, so the region costs no memory beyond what the weights take anyway.
+const REGION: usize = 284 << 16;
 #[repr(C, align(4096))]
 struct Region([u8; REGION]);
 static mut WEIGHTS: Region = Region([0; REGION]);
@@ -46,9 +48,29 @@ pub extern "C" fn edge_weights_region() -> u64 {
     p | ((REGION as u64) << 32)
 }
 
+/// Set once the region holds a store image instead (a plain module: its reserved memory is not wasted).
+static mut REGION_CLAIMED: bool = false;
+
+/// The region for the first store image a module without a bundle reads, if it fits: so that the reserved
+/// memory holds those weights instead of adding to them. Later images get their own buffers.
+fn claim_region(len: usize) -> Option<&'static mut [u8]> {
+    // SAFETY: one thread; the region is handed out at most once, and only when no bundle lives in it.
+    unsafe {
+        if REGION_CLAIMED || len > REGION || effnet::image::is_image(&WEIGHTS.0) {
+            return None;
+        }
+        REGION_CLAIMED = true;
+        Some(&mut WEIGHTS.0[..len])
+    }
+}
+
 /// The bundled image, if this module carries one for `id`.
 fn embedded(id: &str) -> Option<&'static [u8]> {
-    // SAFETY: the region is written only by the data segment at instantiation, never by the guest.
+    // SAFETY: the region is written by the data segment at instantiation, or once by `claim_region` (then it
+    // holds no bundle).
+    if unsafe { REGION_CLAIMED } {
+        return None;
+    }
     let data: &'static [u8] = unsafe { &WEIGHTS.0 };
     if !effnet::image::is_image(data) {
         return None;
@@ -120,7 +142,7 @@ fn load_model(id: &str) -> Result<Model, GuestError> {
         let unusable = |e: effnet::EwtError| {
             GuestError::model_unavailable(format!("{} is unusable: {}; reinstall: {}", image_path, e, hint))
         };
-        let img = effnet::model::read_image(f).map_err(unusable)?;
+        let img = effnet::model::read_image_into(f, claim_region).map_err(unusable)?;
         if img.meta("id") != Some(id) {
             return Err(GuestError::model_unavailable(format!(
                 "{} holds model {}, not {}; reinstall: {}",
@@ -193,6 +215,11 @@ impl State {
 
 impl classify::Classifier for State {
     fn check(&self, req: &Request<'_>) -> Result<(), GuestError> {
+        if req.load.is_some() {
+            return Err(GuestError::bad_request(
+                "load is the WASI-NN guest's option (wasinn_classifier.wasm); this guest runs the network in wasm: remove it",
+            ));
+        }
         classify::check_known_model(req.model_id(), KNOWN_MODELS)
     }
 

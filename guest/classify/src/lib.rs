@@ -16,7 +16,7 @@ pub mod response;
 pub mod store;
 
 pub use pipeline::{classify, Classifier, ModelInfo};
-pub use request::{decode_input, parse, Decoded, Input, Request};
+pub use request::{decode_input, parse, shown, Decoded, Input, Levels, Request, FIELDS};
 pub use response::{check_top_k, ms, postprocess, Outputs, Response, Stages, Top};
 pub use store::{check_known_model, check_model_id, install_hint, read_labels, store_file, DEFAULT_MODEL, STORE};
 
@@ -27,11 +27,13 @@ pub const SIDE: usize = vision::CROP;
 /// Values in one network input.
 pub const HWC: usize = SIDE * SIDE * 3;
 
-/// The error map for a failure of guest/vision: bad sizes are the caller's fault, bad bytes a decode error.
+/// The error map for a failure of guest/vision: bad sizes are the caller's fault, bad bytes a decode error, an
+/// image too large for the guest's memory `out_of_memory`.
 pub fn vision_error(e: vision::VisionError) -> GuestError {
     match e {
         vision::VisionError::BadRequest(m) => GuestError::bad_request(m),
         vision::VisionError::Decode(m) => GuestError::decode(m),
+        vision::VisionError::OutOfMemory(m) => GuestError::out_of_memory(m),
     }
 }
 

@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use edgewasm_guest::GuestError;
 
-use crate::{check_top_k, decode_input, ms, parse, postprocess, Decoded, Request, Response, Stages};
+use crate::{check_top_k, decode_input, install_hint, ms, parse, postprocess, Decoded, Input, Request, Response, Stages};
 
 /// What the response needs from a loaded model, besides its network.
 pub struct ModelInfo {
@@ -57,6 +57,7 @@ pub fn classify<C: Classifier>(c: &mut C, bytes: &[u8]) -> Result<Response, Gues
     let inference = ms(t);
 
     let t = Instant::now();
+    check_logits(c.logits(), matches!(input, Input::Tensor(_)), req.model_id())?;
     let hwc = if req.return_tensor() { Some(c.hwc()) } else { None };
     let out = postprocess(c.logits(), &c.info().labels, top_k, req.return_logits(), hwc)?;
     let stages = Stages {
@@ -67,4 +68,40 @@ pub fn classify<C: Classifier>(c: &mut C, bytes: &[u8]) -> Result<Response, Gues
         postprocess: ms(t),
     };
     Ok(Response::new(out, c.info().version.clone(), stages, start))
+}
+
+/// Scores that are not finite would come back as a confidence of NaN. From a `tensor` (finite, but far outside
+/// the preprocessed range) that is the caller's input; from pixels, whose range is fixed, a fault of the model.
+fn check_logits(logits: &[f32], from_tensor: bool, model_id: &str) -> Result<(), GuestError> {
+    let (i, v) = match logits.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+        None => return Ok(()),
+        Some(bad) => bad,
+    };
+    if from_tensor {
+        Err(GuestError::bad_request(format!(
+            "the network's score {} is {} for this tensor (its values are far outside the preprocessed range): send (level - 127) / 128 per RGB level (values within -1..1)",
+            i, v
+        )))
+    } else {
+        Err(GuestError::internal(format!(
+            "the network's score {} is {} for an image: the model is broken; reinstall: {}",
+            i,
+            v,
+            install_hint(model_id)
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn non_finite_scores_are_refused() {
+        assert!(check_logits(&[0.0, 1.0], true, "m").is_ok());
+        let e = check_logits(&[0.0, f32::NAN], true, "m").unwrap_err();
+        assert_eq!(e.kind, "bad_request");
+        assert!(e.message.contains("score 1 is NaN"), "{}", e.message);
+        assert_eq!(check_logits(&[f32::INFINITY], false, "m").unwrap_err().kind, "internal");
+    }
 }

@@ -32,7 +32,8 @@ pub struct Response {
     pub class_id: u32,
     pub latency_ms: f64,
     pub model_version: String,
-    pub top5: Vec<Top>,
+    /// The `top_k` best classes, most probable first (as many as the request asked for).
+    pub top_k: Vec<Top>,
     pub stages_ms: Stages,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub logits: Option<NdArray>,
@@ -57,7 +58,7 @@ impl Response {
             class_id: best.class_id,
             latency_ms: ms(start),
             model_version,
-            top5: out.top,
+            top_k: out.top,
             stages_ms,
             logits: out.logits,
             tensor: out.tensor,

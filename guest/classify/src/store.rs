@@ -15,9 +15,14 @@ pub fn install_hint(id: &str) -> String {
     format!("run `edgewasm models install {}`", id)
 }
 
-/// A model id that is safe as one path component: ASCII letters, digits, `-`, `_`, `.`, not starting with `.`.
+/// Longest model id accepted.
+pub const MAX_MODEL_ID: usize = 128;
+
+/// A model id that is safe as one path component: 1..=[`MAX_MODEL_ID`] ASCII letters, digits, `-`, `_`, `.`,
+/// not starting with `.`.
 pub fn check_model_id(id: &str) -> Result<(), GuestError> {
     let ok = !id.is_empty()
+        && id.len() <= MAX_MODEL_ID
         && !id.starts_with('.')
         && id
             .bytes()
@@ -26,8 +31,10 @@ pub fn check_model_id(id: &str) -> Result<(), GuestError> {
         Ok(())
     } else {
         Err(GuestError::bad_request(format!(
-            "model_id {:?} is not a valid model id",
-            id
+            "model_id {} is not a valid model id (1..{} ASCII letters, digits, '-', '_', '.'; e.g. \"{}\")",
+            crate::shown(id),
+            MAX_MODEL_ID,
+            DEFAULT_MODEL
         )))
     }
 }
@@ -38,8 +45,8 @@ pub fn check_known_model(id: &str, known: &[&str]) -> Result<(), GuestError> {
         Ok(())
     } else {
         Err(GuestError::not_found(format!(
-            "unknown model_id {:?} (this guest runs: {})",
-            id,
+            "unknown model_id {} (this guest runs: {})",
+            crate::shown(id),
             known.join(", ")
         )))
     }
@@ -58,7 +65,8 @@ mod tests {
     #[test]
     fn model_ids() {
         assert!(check_model_id("efficientnet-lite0").is_ok());
-        for bad in ["", "../etc", ".hidden", "a/b", "a b"] {
+        let long = "m".repeat(MAX_MODEL_ID + 1);
+        for bad in ["", "../etc", ".hidden", "a/b", "a b", long.as_str()] {
             assert_eq!(check_model_id(bad).unwrap_err().kind, "bad_request", "{:?}", bad);
         }
         assert_eq!(
@@ -68,5 +76,7 @@ mod tests {
             "not_found"
         );
         assert_eq!(store_file("m", "labels.txt"), "/models/m/labels.txt");
+        let message = check_model_id(&long).unwrap_err().message;
+        assert!(message.len() < 200 && message.contains("mmm\"..."), "{}", message);
     }
 }

@@ -300,6 +300,10 @@ pub fn gemm(
 /// Floats per packed activation tile (256 KiB: stays in L2 while the weight panels stream over it).
 const TILE_FLOATS: usize = 65536;
 
+/// The scratch `gemm` needs at most for its packed tile (layers of up to 4096 input channels), so that a
+/// network reserves it once and never more: every MiB here is one more the guest's memory limit must allow.
+pub const TILE_SCRATCH: usize = TILE_FLOATS + ALIGN / 4;
+
 /// Geometry of a depthwise convolution (TensorFlow SAME padding, given as top/left offsets).
 #[derive(Debug, Clone, Copy)]
 pub struct DwShape {

@@ -47,7 +47,16 @@ impl Net {
 }
 
 /// Reads a packed image file, whole, into an aligned buffer kept for the program's life, and parses it.
-pub fn read_image(mut file: std::fs::File) -> Result<Image, EwtError> {
+pub fn read_image(file: std::fs::File) -> Result<Image, EwtError> {
+    read_image_into(file, |_| None)
+}
+
+/// Like `read_image`, reading into the buffer `place(len)` gives (`ALIGN`-aligned, exactly `len` bytes) when it
+/// gives one, else into a fresh one.
+pub fn read_image_into(
+    mut file: std::fs::File,
+    place: impl FnOnce(usize) -> Option<&'static mut [u8]>,
+) -> Result<Image, EwtError> {
     let len = file
         .metadata()
         .map_err(|e| EwtError(format!("cannot read the packed weight image: {}", e)))?
@@ -56,7 +65,10 @@ pub fn read_image(mut file: std::fs::File) -> Result<Image, EwtError> {
     if len > 1 << 30 {
         return Err(EwtError(format!("packed weight image of {} bytes is too large", len)));
     }
-    let buf = leak_aligned(len);
+    let buf = match place(len) {
+        Some(b) => b,
+        None => leak_aligned(len),
+    };
     file.read_exact(buf).map_err(|e| EwtError(format!("cannot read the packed weight image: {}", e)))?;
     Image::parse(buf)
 }

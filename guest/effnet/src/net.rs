@@ -4,7 +4,9 @@ use std::borrow::Cow;
 
 use crate::ewt::{BlockSpec, Ewt, EwtError};
 use crate::image::Image;
-use crate::kernels::{depthwise, gemm, im2col, im2col_width, mean_pool, DwShape, Epilogue, PackedGemm, NR};
+use crate::kernels::{
+    depthwise, gemm, im2col, im2col_width, mean_pool, DwShape, Epilogue, PackedGemm, NR, TILE_SCRATCH,
+};
 
 /// The `layout` meta value of a packed FP32 image.
 pub const LAYOUT_FP32: &str = "fp32-v1";
@@ -206,7 +208,7 @@ impl Network {
             pooled: vec![0.0; hs[1]],
             logits: vec![0.0; fs[1]],
             profile: [0.0; 5],
-            apack: Vec::with_capacity(65536 + 4 * 2048),
+            apack: Vec::with_capacity(TILE_SCRATCH),
             head,
             fc,
         })
@@ -286,7 +288,7 @@ impl Network {
             pooled: vec![0.0; feat],
             logits: vec![0.0; classes],
             profile: [0.0; 5],
-            apack: Vec::with_capacity(65536 * 4 + 1024),
+            apack: Vec::with_capacity(TILE_SCRATCH),
             head,
             fc,
         })

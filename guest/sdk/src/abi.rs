@@ -9,9 +9,10 @@ use std::alloc::{alloc, dealloc, realloc, Layout};
 use std::io;
 
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::error::{ErrorEnvelope, GuestError};
+use crate::request::{decode, one_line};
 
 /// The ABI version `edge_abi_version` reports.
 pub const ABI_VERSION: i32 = 1;
@@ -62,11 +63,6 @@ pub extern "C" fn edge_free(ptr: i32, size: i32) {
 #[no_mangle]
 pub extern "C" fn edge_abi_version() -> i32 {
     ABI_VERSION
-}
-
-/// Decodes a msgpack request (zero-copy where the target type borrows); failures are `bad_request`.
-pub fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, GuestError> {
-    rmp_serde::from_slice(bytes).map_err(|e| GuestError::bad_request(format!("request does not decode: {}", e)))
 }
 
 /// A growable byte buffer allocated with the `(cap, ALIGN)` layout, so the host can free it by its length.
@@ -159,13 +155,19 @@ fn pack(ptr: *const u8, len: usize) -> i64 {
     (((ptr as usize as u32 as u64) << 32) | (len as u32 as u64)) as i64
 }
 
-/// Encodes the handler's outcome; an answer that fails to encode becomes an `internal` error map.
+/// Encodes the handler's outcome; an answer that fails to encode becomes an `internal` error map. Every error
+/// message leaves as one line of bounded length, whatever request text a handler quoted in it.
 fn encode_result<Resp: Serialize>(result: Result<Resp, GuestError>) -> Option<OutBuf> {
     let encoded = match &result {
         Ok(resp) => encode(resp).map_err(|e| GuestError::internal(format!("response does not encode: {}", e))),
         Err(err) => Err(err.clone()),
     };
-    encoded.or_else(|err| encode(&ErrorEnvelope { error: &err })).ok()
+    encoded
+        .or_else(|err| {
+            let err = GuestError { kind: one_line(&err.kind), message: one_line(&err.message) };
+            encode(&ErrorEnvelope { error: &err })
+        })
+        .ok()
 }
 
 /// Hands the encoded outcome to the host; when not even the error map fits in memory, a static one.
@@ -263,6 +265,15 @@ mod tests {
         assert_eq!(v["error"], GuestError::not_found("no model m"));
         let err = decode::<std::collections::BTreeMap<String, u8>>(b"\xc1").unwrap_err();
         assert_eq!(err.kind, "bad_request");
+    }
+
+    #[test]
+    fn error_messages_leave_as_one_bounded_line() {
+        let long = format!("bad\r\n{}", "x".repeat(5000));
+        let bytes = take(encode_result::<()>(Err(GuestError::bad_request(long))).unwrap());
+        let v: std::collections::BTreeMap<String, GuestError> = rmp_serde::from_slice(&bytes).unwrap();
+        assert!(v["error"].message.starts_with("bad\\r\\nxxx") && v["error"].message.ends_with("..."));
+        assert!(v["error"].message.len() < 420);
     }
 
     #[test]

@@ -7,7 +7,8 @@ use serde::{Deserialize, Serialize};
 /// A guest-reported error; the host raises it as `edgewasm.GuestError(kind, message)`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GuestError {
-    /// One of `bad_request`, `not_found`, `model_unavailable`, `decode`, `internal` (others are allowed).
+    /// One of `bad_request`, `not_found`, `model_unavailable`, `decode`, `out_of_memory`, `internal` (others are
+    /// allowed).
     pub kind: String,
     /// A one-line, human-readable explanation.
     pub message: String,
@@ -40,6 +41,11 @@ impl GuestError {
     /// A bug or resource failure inside the guest.
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new("internal", message)
+    }
+    /// An input whose handling needs more memory than the guest can get (found before the allocation that would
+    /// abort the guest); the message says how much and what to do.
+    pub fn out_of_memory(message: impl Into<String>) -> Self {
+        Self::new("out_of_memory", message)
     }
 }
 

@@ -21,8 +21,10 @@
 mod abi;
 mod error;
 mod ndarray;
+mod request;
 
-pub use abi::{decode, edge_abi_version, edge_alloc, edge_free, ABI_VERSION, ALIGN};
+pub use abi::{edge_abi_version, edge_alloc, edge_free, ABI_VERSION, ALIGN};
+pub use request::{decode, map_only};
 pub use error::{GuestError, Result};
 pub use ndarray::{NdArray, NdArrayRef};
 
@@ -40,9 +42,9 @@ pub mod __private {
 
 /// Exports `infer(ptr, len) -> i64` calling `handler: fn(Req) -> Result<Resp, GuestError>`.
 ///
-/// `Req` is any `serde::de::DeserializeOwned` type (a struct is read from a msgpack map; a request that does
-/// not decode becomes a `bad_request` error map without reaching the handler). `Resp` is any
-/// `serde::Serialize` type; structs are written as msgpack maps with their field names.
+/// `Req` is any `serde::de::DeserializeOwned` type, read by [`decode`] (a struct only from a msgpack map, never
+/// from an array; a request that does not decode becomes a `bad_request` error map without reaching the
+/// handler). `Resp` is any `serde::Serialize` type; structs are written as msgpack maps with their field names.
 #[macro_export]
 macro_rules! export_infer {
     ($handler:expr) => {

@@ -2,9 +2,13 @@
 
 use std::borrow::Cow;
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::error::GuestError;
+use crate::request::map_only_expecting;
+
+/// What an array map was expected to be, for messages.
+const ARRAY_MAP: &str = "a numpy array map {dtype, shape, data}";
 
 /// Bytes per element of a numpy dtype name, `None` for dtypes the ABI does not carry.
 pub(crate) fn itemsize(dtype: &str) -> Option<usize> {
@@ -21,14 +25,30 @@ fn element_count(shape: &[u64]) -> Option<usize> {
     shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(usize::try_from(d).ok()?))
 }
 
+/// A dtype name for a message: the request chose it, so it is cut to 24 characters, control characters escaped.
+fn dtype_shown(dtype: &str) -> String {
+    let cut = dtype.char_indices().nth(24).map_or(dtype, |(cut, _)| &dtype[..cut]);
+    cut.chars().flat_map(|c| if c.is_control() { c.escape_default().collect() } else { vec![c] }).collect()
+}
+
+/// A shape for a message: at most 8 dimensions are listed.
+fn shape_shown(shape: &[u64]) -> String {
+    if shape.len() <= 8 {
+        format!("{:?}", shape)
+    } else {
+        format!("{:?}... ({} dimensions)", &shape[..8], shape.len())
+    }
+}
+
 fn check(dtype: &str, shape: &[u64], data: &[u8]) -> Result<(), GuestError> {
-    let size = itemsize(dtype).ok_or_else(|| GuestError::bad_request(format!("unsupported dtype {:?}", dtype)))?;
+    let size = itemsize(dtype)
+        .ok_or_else(|| GuestError::bad_request(format!("unsupported dtype {:?}", dtype_shown(dtype))))?;
     let want = element_count(shape).and_then(|n| n.checked_mul(size));
     if want != Some(data.len()) {
         return Err(GuestError::bad_request(format!(
-            "{} array of shape {:?} needs {} bytes of data, got {}",
+            "{} array of shape {} needs {} bytes of data, got {}",
             dtype,
-            shape,
+            shape_shown(shape),
             want.map_or_else(|| "too many".to_string(), |w| w.to_string()),
             data.len()
         )));
@@ -40,7 +60,7 @@ fn expect_dtype(dtype: &str, want: &str) -> Result<(), GuestError> {
     if dtype == want {
         Ok(())
     } else {
-        Err(GuestError::bad_request(format!("expected a {} array, got {}", want, dtype)))
+        Err(GuestError::bad_request(format!("expected a {} array, got {}", want, dtype_shown(dtype))))
     }
 }
 
@@ -63,8 +83,9 @@ fn f32_bytes(values: &[f32]) -> &[u8] {
 
 /// An owned numpy array (request or response). Decoding checks only the map's shape; call
 /// [`NdArray::validate`] or a typed view (`as_f32`, `as_u8`), which check dtype and data length.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+///
+/// Read from a map only: an array `[dtype, shape, data]` is refused (serde's derive would take it by position).
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct NdArray {
     /// numpy's dtype name (`float32`, `uint8`, ...).
     pub dtype: String,
@@ -121,8 +142,9 @@ impl NdArray {
 
 /// A borrowed numpy array: decoded zero-copy from the request (with `export_infer_bytes!`), or built over a
 /// slice to answer without copying it (`NdArrayRef::from_f32(shape, &logits)`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+///
+/// Read from a map only, like [`NdArray`].
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct NdArrayRef<'a> {
     /// numpy's dtype name.
     pub dtype: &'a str,
@@ -168,6 +190,41 @@ impl<'a> NdArrayRef<'a> {
     /// An owned copy.
     pub fn to_owned_array(&self) -> NdArray {
         NdArray { dtype: self.dtype.to_string(), shape: self.shape.clone(), data: self.data.to_vec() }
+    }
+}
+
+/// The wire form of [`NdArray`]: exactly the three keys.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Wire {
+    dtype: String,
+    shape: Vec<u64>,
+    #[serde(with = "serde_bytes")]
+    data: Vec<u8>,
+}
+
+impl<'de> Deserialize<'de> for NdArray {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let w: Wire = map_only_expecting(d, ARRAY_MAP)?;
+        Ok(NdArray { dtype: w.dtype, shape: w.shape, data: w.data })
+    }
+}
+
+/// The wire form of [`NdArrayRef`], borrowing from the request.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WireRef<'a> {
+    #[serde(borrow)]
+    dtype: &'a str,
+    shape: Vec<u64>,
+    #[serde(borrow, with = "serde_bytes")]
+    data: &'a [u8],
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for NdArrayRef<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let w: WireRef<'de> = map_only_expecting(d, ARRAY_MAP)?;
+        Ok(NdArrayRef { dtype: w.dtype, shape: w.shape, data: w.data })
     }
 }
 
@@ -222,5 +279,35 @@ mod tests {
         assert!(rmp_serde::from_slice::<NdArray>(extra).is_err());
         let scalar: NdArray = rmp_serde::from_slice(&extra[..extra.len() - 3].iter().map(|&b| if b == 0x84 { 0x83 } else { b }).collect::<Vec<_>>()).unwrap();
         assert_eq!(scalar.as_u8().unwrap(), &[7]);
+    }
+
+    #[test]
+    fn messages_do_not_echo_huge_shapes_or_dtypes() {
+        let long = "u".repeat(10_000);
+        let m = NdArrayRef { dtype: &long, shape: vec![1], data: &[] }.validate().unwrap_err().message;
+        assert!(m.len() < 60, "{}", m);
+        let m = NdArrayRef { dtype: &long, shape: vec![1], data: &[] }.as_u8().unwrap_err().message;
+        assert!(m.len() < 60, "{}", m);
+        let shape = vec![2u64; 100_000];
+        let m = NdArrayRef { dtype: "uint8", shape, data: &[] }.validate().unwrap_err().message;
+        assert!(m.contains("(100000 dimensions) needs too many bytes of data, got 0"), "{}", m);
+        let m = NdArrayRef { dtype: "\nint8", shape: vec![], data: &[] }.as_u8().unwrap_err().message;
+        assert_eq!(m, "expected a uint8 array, got \\nint8");
+    }
+
+    #[test]
+    fn arrays_are_maps_never_lists() {
+        // ["uint8", [1], b"\x07"]: serde's derive would read it by position.
+        let list = b"\x93\xa5uint8\x91\x01\xc4\x01\x07";
+        for err in [
+            rmp_serde::from_slice::<NdArray>(list).unwrap_err().to_string(),
+            rmp_serde::from_slice::<NdArrayRef<'_>>(list).unwrap_err().to_string(),
+        ] {
+            assert!(err.contains("expected a numpy array map {dtype, shape, data}"), "{}", err);
+        }
+        let map = b"\x83\xa5dtype\xa5uint8\xa5shape\x91\x01\xa4data\xc4\x01\x07";
+        let r: NdArrayRef<'_> = rmp_serde::from_slice(map).unwrap();
+        assert_eq!((r.dtype, r.as_u8().unwrap()), ("uint8", &[7u8][..]));
+        assert!(std::ptr::eq(r.data.as_ptr(), &map[map.len() - 1]), "borrowed from the request");
     }
 }

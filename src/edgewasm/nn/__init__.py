@@ -12,6 +12,7 @@ from __future__ import annotations
 from ._enums import ExecutionTarget, GraphEncoding, resolve_tensor_type
 from ._errno import NnErrno, NnError
 from ._host import MODULE, WasiNN, imports_wasi_nn
+from ._limits import NnLimits
 from ._preload import Preload, parse_preload
 from .backends import BackendOptions
 
@@ -22,6 +23,7 @@ __all__ = [
     "GraphEncoding",
     "NnErrno",
     "NnError",
+    "NnLimits",
     "Preload",
     "WasiNN",
     "imports_wasi_nn",

@@ -2,12 +2,16 @@
 
 Keyed by encoding, target, backend options and each file's (path, size, mtime), so a changed file reloads.
 A failure is remembered too (per key), so a guest retrying a broken preload does not reload it each call.
+The cache is bounded (least recently used out first, by entries and by the model files' bytes), so a long-lived
+host that swaps models does not keep every session it ever made; a store that holds an evicted graph keeps it
+until it lets go.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections import OrderedDict
 from collections.abc import Callable
 
 from ._enums import GraphEncoding
@@ -17,35 +21,64 @@ from .backends import Backend, BackendOptions, Graph
 
 log = logging.getLogger("edgewasm.nn")
 
+#: At most this many preloads (loaded or failed) are cached...
+MAX_ENTRIES = 16
+#: ...and the cached graphs' model files total at most this many bytes (the newest one is always kept).
+MAX_BYTES = 4 << 30
+
 _Key = tuple[object, ...]
 _lock = threading.Lock()
-_slots: dict[_Key, _Slot] = {}
+_slots: OrderedDict[_Key, _Slot] = OrderedDict()
+_limits = [MAX_ENTRIES, MAX_BYTES]
 
 
 class _Slot:
-    def __init__(self) -> None:
+    def __init__(self, nbytes: int) -> None:
         self.lock = threading.Lock()
         self.graph: Graph | None = None
         self.error: NnError | None = None
+        self.nbytes = nbytes
 
 
-def _key(preload: Preload, options: BackendOptions) -> _Key:
+def _key(preload: Preload, options: BackendOptions) -> tuple[_Key, int]:
     stats: list[object] = []
+    total = 0
     for p in preload.paths:
         try:
             st = p.stat()
             stats.append((str(p.resolve()), st.st_size, st.st_mtime_ns))
+            total += st.st_size
         except OSError:
             stats.append((str(p), None, None))
-    return (preload.encoding, preload.target, options, *stats)
+    return (preload.encoding, preload.target, options, *stats), total
+
+
+def configure(max_entries: int = MAX_ENTRIES, max_bytes: int = MAX_BYTES) -> None:
+    """Set the cache's bounds (a host that preloads many or large models); evicts at once if needed."""
+    with _lock:
+        _limits[:] = [max(1, max_entries), max(0, max_bytes)]
+        _evict()
+
+
+def _evict() -> None:
+    """Drop least recently used slots beyond the bounds; the newest always stays. Caller holds _lock."""
+    max_entries, max_bytes = _limits
+    while len(_slots) > 1 and (len(_slots) > max_entries or sum(s.nbytes for s in _slots.values()) > max_bytes):
+        key, _ = _slots.popitem(last=False)
+        log.debug("wasi-nn: preload cache dropped %s", key[3:])
 
 
 def get_or_load(preload: Preload, backend_for: Callable[[GraphEncoding], Backend], options: BackendOptions) -> Graph:
     """The graph of a preload, loading it (once) if needed; NnError for a missing backend or a bad model."""
     backend = backend_for(preload.encoding)  # invalid_encoding, not cached: installing the extra fixes it
-    key = _key(preload, options)
+    key, nbytes = _key(preload, options)
     with _lock:
-        slot = _slots.setdefault(key, _Slot())
+        slot = _slots.get(key)
+        if slot is None:
+            slot = _slots[key] = _Slot(nbytes)
+            _evict()
+        else:
+            _slots.move_to_end(key)
     with slot.lock:
         if slot.graph is not None:
             return slot.graph
@@ -63,6 +96,12 @@ def get_or_load(preload: Preload, backend_for: Callable[[GraphEncoding], Backend
                 slot.error = exc
         log.warning("wasi-nn: preload %s failed: %s", preload.name, slot.error)
         raise slot.error
+
+
+def cached() -> int:
+    """How many preloads are cached (loaded or failed)."""
+    with _lock:
+        return len(_slots)
 
 
 def clear() -> None:

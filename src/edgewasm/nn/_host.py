@@ -4,34 +4,39 @@ from __future__ import annotations
 
 import ctypes
 import logging
-import math
 import struct
 import threading
 import weakref
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import wasmtime
 
+from .. import _deadline
 from . import _fastcall, _graphcache
 from ._enums import ExecutionTarget, GraphEncoding, Numbering, resolve_tensor_type
 from ._errno import NnErrno, NnError
 from ._guestmem import GuestMemory, u32
+from ._limits import NnLimits, raise_hint
 from ._preload import Preload, parse_preload
+from ._ratelog import RateLimitedLog
 from ._tables import HandleTable
 from .backends import Backend, BackendOptions, Context, Graph, get_backend
-from .backends._base import check_input
+from .backends._base import InputSpec, check_input
+from .backends._onnxrefs import ModelRefused
 
 log = logging.getLogger("edgewasm.nn")
+_ratelog = RateLimitedLog(log)
 
 MODULE = "wasi_ephemeral_nn"
 MAX_BUILDERS = 16
 MAX_RANK = 8
 MAX_NAME = 4096
 MAX_CONFIG = 1 << 20
-MAX_MODEL_BYTES = 2 << 30
+#: A tensor's data is a u32-sized guest range, so no valid tensor has more elements than this.
+MAX_ELEMENTS = 1 << 32
 
 
 def imports_wasi_nn(module: wasmtime.Module) -> bool:
@@ -48,23 +53,97 @@ class _Input:
     copy: np.ndarray | None  # set when the host copies inputs at set_input (copy_inputs=True)
 
 
-class _StoreState:
-    """The handles of one wasmtime store (its instances): like wasmtime and WasmEdge, handles are per instance."""
+@dataclass
+class _LiveGraph:
+    """A graph of one store: alive while its handle or a context made from it is (`refs`)."""
 
-    def __init__(self, max_graphs: int, max_contexts: int) -> None:
-        self.graphs: HandleTable[Graph] = HandleTable("graph", max_graphs)
-        self.contexts: HandleTable[_ExecContext] = HandleTable("execution context", max_contexts)
-        self.named: dict[str, int] = {}  # preload name -> its live graph handle
-        self.lock = threading.Lock()
+    graph: Graph
+    model_bytes: int  # charged to the store's budget
+    charged: bool = True  # False for preloads: shared, and the host's choice
+    refs: int = 1
 
 
 @dataclass
 class _ExecContext:
-    graph: Graph
+    live: _LiveGraph
     backend_ctx: Context
+    charged_bytes: int = 0  # the graph's context_bytes, charged to the model budget
     inputs: dict[int, _Input] = field(default_factory=dict)
     outputs: list[np.ndarray] | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def graph(self) -> Graph:
+        return self.live.graph
+
+    def held_bytes(self) -> int:
+        """Tensor bytes the host holds for this context: input copies and kept outputs."""
+        held = sum(i.copy.nbytes for i in self.inputs.values() if i.copy is not None)
+        return held + (sum(o.nbytes for o in self.outputs) if self.outputs else 0)
+
+
+class _StoreState:
+    """The handles and budgets of one wasmtime store (its instances): like wasmtime and WasmEdge, handles are per
+    instance, and so are the `NnLimits`."""
+
+    def __init__(self, limits: NnLimits, n_preloads: int) -> None:
+        self.limits = limits
+        self.graphs: HandleTable[_LiveGraph] = HandleTable("graph", limits.graphs + n_preloads, raise_hint("graphs"))
+        self.contexts: HandleTable[_ExecContext] = HandleTable(
+            "execution context", limits.contexts, raise_hint("contexts")
+        )
+        self.named: dict[str, int] = {}  # preload name -> its live graph handle
+        self.lock = threading.Lock()
+        self.loaded_graphs = 0  # live graphs loaded from guest memory
+        self.model_bytes = 0
+        self.tensor_bytes = 0
+
+    def charge_graph(self, nbytes: int, graphs: int = 1) -> None:
+        """Charge a graph loaded from guest memory (or, graphs=0, a context's share of one) to the budgets."""
+        with self.lock:
+            if self.loaded_graphs + graphs > self.limits.graphs:
+                raise NnError(
+                    NnErrno.RUNTIME_ERROR,
+                    f"this instance already holds {self.loaded_graphs} graphs loaded from its memory "
+                    f"(limit {self.limits.graphs}); unload one, or {raise_hint('graphs')}",
+                )
+            if self.model_bytes + nbytes > self.limits.model_bytes:
+                what = "model" if graphs else "context (its copy of the weights)"
+                raise NnError(
+                    NnErrno.TOO_LARGE,
+                    f"a {nbytes}-byte {what} on top of {self.model_bytes} bytes of live models is past this "
+                    f"instance's model budget of {self.limits.model_bytes} bytes; {raise_hint('model_bytes')}",
+                )
+            self.loaded_graphs += graphs
+            self.model_bytes += nbytes
+
+    def uncharge_graph(self, nbytes: int, graphs: int = 1) -> None:
+        with self.lock:
+            self.loaded_graphs -= graphs
+            self.model_bytes -= nbytes
+
+    def release_graph(self, live: _LiveGraph) -> None:
+        with self.lock:
+            live.refs -= 1
+            gone = live.refs == 0 and live.charged
+        if gone:
+            self.uncharge_graph(live.model_bytes)
+
+    def retain_graph(self, live: _LiveGraph) -> None:
+        with self.lock:
+            live.refs += 1
+
+    def change_tensors(self, old: int, new: int) -> None:
+        """Replace `old` held tensor bytes by `new`, or too_large past the budget (nothing changes then)."""
+        with self.lock:
+            total = self.tensor_bytes - old + new
+            if new > old and total > self.limits.tensor_bytes:
+                raise NnError(
+                    NnErrno.TOO_LARGE,
+                    f"holding {new} more tensor bytes would put this instance at {total} bytes, past its tensor "
+                    f"budget of {self.limits.tensor_bytes}; {raise_hint('tensor_bytes')}",
+                )
+            self.tensor_bytes = total
 
 
 class WasiNN:
@@ -72,9 +151,10 @@ class WasiNN:
 
     One `WasiNN` may be defined into several linkers and serve instances in several stores and threads. Graph
     and context handles are per store (keyed by the calling store), so an instance sees only its own; each
-    store may hold `max_graphs` graphs and `max_contexts` contexts. Call `release(store)` when discarding an
-    instance, or `bind(store)` once to have it done when the Store is collected; past `max_stores` live
-    namespaces the least recently used one is dropped. Preloaded models are shared by everyone.
+    store gets the budgets of `limits` (`NnLimits`: graphs, contexts, model and tensor bytes). Call
+    `release(store)` when discarding an instance, or `bind(store)` once to have it done when the Store is
+    collected; past `max_stores` live namespaces the least recently used one is dropped. `close()` drops them
+    all. Preloaded models are shared by everyone.
 
     Inputs are read zero-copy: `set_input` validates the tensor and remembers where it is, and `compute`
     hands the backend numpy views of guest memory (taken at the memory's current base). The guest must keep
@@ -87,14 +167,14 @@ class WasiNN:
         preloads: Iterable[Preload | str] = (),
         *,
         options: BackendOptions | None = None,
+        limits: NnLimits | None = None,
         tensor_numbering: Numbering = "auto",
         copy_inputs: bool = False,
-        max_graphs: int = 64,
-        max_contexts: int = 256,
         max_stores: int = 256,
         fast_calls: bool = True,
     ) -> None:
         self._options = options or BackendOptions()
+        self.limits = limits or NnLimits()
         self._numbering: Numbering = tensor_numbering
         self._copy_inputs = copy_inputs
         self._fast_calls = fast_calls
@@ -105,7 +185,6 @@ class WasiNN:
                 raise ValueError(f"two --nn-preload entries are named {pre.name!r}")
             self._preloads[pre.name] = pre
         self._backends: dict[GraphEncoding, Backend] = {}
-        self._limits = (max_graphs, max_contexts)
         self._max_stores = max_stores
         self._stores: OrderedDict[int, _StoreState] = OrderedDict()  # by wasmtime context address, LRU order
         self._stores_lock = threading.Lock()
@@ -143,37 +222,55 @@ class WasiNN:
     # ---- per-store handle namespaces ----------------------------------------------------------------------
 
     def bind(self, store: wasmtime.Store) -> None:
-        """Release this store's graphs and contexts automatically when the Store object is collected."""
-        weakref.finalize(store, self._release_key, _store_key(store))
+        """Give `store` a fresh handle namespace now, and release it when the Store object is collected.
+
+        Keys are store addresses, which the allocator reuses: a namespace made here replaces whatever a dead store
+        at the same address left (its finalizer may not have run yet), and that finalizer then removes only its own.
+        """
+        key = _store_key(store)
+        with self._stores_lock:
+            state = self._new_state(key)
+        weakref.finalize(store, _release_state, weakref.ref(self), key, weakref.ref(state))
 
     def release(self, store: wasmtime.Store) -> None:
         """Drop every graph and context handle that instances in `store` created (call it when the host discards
         an instance; `bind` does it on garbage collection)."""
         self._release_key(_store_key(store))
 
-    def _release_key(self, key: int) -> None:
+    def close(self) -> None:
+        """Drop every store's graphs, contexts and held tensors (a host that is done with this guest)."""
         with self._stores_lock:
-            self._stores.pop(key, None)
+            self._stores.clear()
+
+    def _release_key(self, key: int, only: _StoreState | None = None) -> None:
+        with self._stores_lock:
+            if only is None or self._stores.get(key) is only:
+                self._stores.pop(key, None)
+
+    def _new_state(self, key: int) -> _StoreState:
+        """A fresh namespace for `key` (caller holds _stores_lock); past max_stores the least recently used goes."""
+        self._stores.pop(key, None)
+        state = self._stores[key] = _StoreState(self.limits, len(self._preloads))
+        if len(self._stores) > self._max_stores:
+            # a host that never releases stores: forget the least recently used one
+            self._stores.popitem(last=False)
+            if not self._evict_warned:
+                self._evict_warned = True
+                log.warning(
+                    "wasi-nn: more than %d stores hold handles (is the host calling release/bind?); "
+                    "dropping the least recently used",
+                    self._max_stores,
+                )
+        return state
 
     def _state(self, caller: wasmtime.Caller) -> _StoreState:
-        """The calling store's handle tables (created on its first WASI-NN call)."""
+        """The calling store's handle tables (created on its first WASI-NN call if `bind` did not)."""
         key = _store_key(caller)
         with self._stores_lock:
             state = self._stores.get(key)
             if state is None:
-                state = self._stores[key] = _StoreState(*self._limits)
-                if len(self._stores) > self._max_stores:
-                    # a host that never releases stores: forget the least recently used one
-                    self._stores.popitem(last=False)
-                    if not self._evict_warned:
-                        self._evict_warned = True
-                        log.warning(
-                            "wasi-nn: more than %d stores hold handles (is the host calling release/bind?); "
-                            "dropping the least recently used",
-                            self._max_stores,
-                        )
-            else:
-                self._stores.move_to_end(key)
+                return self._new_state(key)
+            self._stores.move_to_end(key)
             return state
 
     # ---- graphs -------------------------------------------------------------------------------------
@@ -200,13 +297,21 @@ class WasiNN:
                 f"{backend.encoding_name} takes {backend.blob_count} graph builder(s), got {count}",
             )
         sizes = pairs[1::2]
-        if sum(sizes) > MAX_MODEL_BYTES:
-            raise NnError(NnErrno.TOO_LARGE, f"model blobs total {sum(sizes)} bytes")
-        blobs = [
-            mem.read_bytes(p, n, f"graph builder {i}") for i, (p, n) in enumerate(zip(pairs[::2], sizes, strict=True))
-        ]
-        graph = backend.load(blobs, ExecutionTarget(target))
-        handle = st.graphs.insert(graph)
+        nbytes = sum(sizes)
+        for i, (p, n) in enumerate(zip(pairs[::2], sizes, strict=True)):
+            mem.check(p, n, f"graph builder {i}")
+        st.charge_graph(nbytes)  # before the copy and the backend's session: the budget bounds both
+        try:
+            blobs = [
+                mem.read_bytes(p, n, f"graph builder {i}")
+                for i, (p, n) in enumerate(zip(pairs[::2], sizes, strict=True))
+            ]
+            live = _LiveGraph(backend.load(blobs, ExecutionTarget(target)), nbytes)
+            del blobs
+            handle = st.graphs.insert(live)
+        except BaseException:
+            st.uncharge_graph(nbytes)
+            raise
         mem.write_u32(gout, handle, "graph out pointer")
         return 0
 
@@ -226,8 +331,9 @@ class WasiNN:
         graph = _graphcache.get_or_load(preload, self._backend, self._options)
         with st.lock:
             handle = st.named.get(name)
-            if handle is None:
-                handle = st.graphs.insert(graph)
+        if handle is None:
+            handle = st.graphs.insert(_LiveGraph(graph, 0, charged=False))
+            with st.lock:
                 st.named[name] = handle
         mem.write_u32(gout, handle, "graph out pointer")
         return 0
@@ -243,25 +349,39 @@ class WasiNN:
 
     def _unload(self, st: _StoreState, graph: int) -> int:
         handle = u32(graph)
-        st.graphs.remove(handle)
+        live = st.graphs.remove(handle)
         with st.lock:
             for name, h in list(st.named.items()):
                 if h == handle:
                     del st.named[name]
+        st.release_graph(live)
         return 0
 
     # ---- execution contexts -------------------------------------------------------------------------
 
     def _init_execution_context(self, st: _StoreState, mem: GuestMemory, graph: int, cout: int) -> int:
-        g = st.graphs.get(graph)
+        live = st.graphs.get(graph)
         mem.check(cout, 4, "context out pointer")
-        ctx = _ExecContext(g, g.new_context())
-        handle = st.contexts.insert(ctx)
+        cost = live.graph.context_bytes if live.charged else 0
+        st.charge_graph(cost, graphs=0)  # before the backend makes it
+        try:
+            ctx = _ExecContext(live, live.graph.new_context(), cost)
+            handle = st.contexts.insert(ctx)
+        except BaseException:
+            st.uncharge_graph(cost, graphs=0)
+            raise
+        st.retain_graph(live)
         mem.write_u32(cout, handle, "context out pointer")
         return 0
 
     def _finalize_execution_context(self, st: _StoreState, ctx: int) -> int:
-        st.contexts.remove(ctx)
+        c = st.contexts.remove(ctx)
+        with c.lock:
+            st.change_tensors(c.held_bytes(), 0)
+            c.inputs.clear()
+            c.outputs = None
+        st.uncharge_graph(c.charged_bytes, graphs=0)
+        st.release_graph(c.live)
         return 0
 
     def _set_input(self, st: _StoreState, mem: GuestMemory, ctx: int, index: int, tptr: int) -> int:
@@ -271,20 +391,24 @@ class WasiNN:
         dims_ptr, dims_len = struct.unpack_from("<II", raw, 0)
         type_code = raw[8]  # one byte; bytes 9..11 are padding (the wasi-nn crate writes a u32)
         data_ptr, data_len = struct.unpack_from("<II", raw, 12)
-        if index >= len(c.graph.inputs):
-            n_inputs = len(c.graph.inputs)
-            raise NnError(NnErrno.INVALID_ARGUMENT, f"input index {index} (the model has {n_inputs})")
-        if dims_len > MAX_RANK:
-            raise NnError(NnErrno.INVALID_ARGUMENT, f"tensor rank {dims_len} (at most {MAX_RANK})")
-        dims = mem.read_u32s(dims_ptr, dims_len, "tensor dimensions")
-        dtype = resolve_tensor_type(type_code, math.prod(dims), data_len, self._numbering)
-        check_input(c.graph.inputs[index], index, dims, dtype)
-        if self._copy_inputs:
-            copy: np.ndarray | None = mem.view(data_ptr, data_len, "tensor data").view(dtype).reshape(dims).copy()
-        else:
-            mem.check(data_ptr, data_len, "tensor data")  # read in place at compute
-            copy = None
+        inputs = c.graph.inputs
+        if index >= len(inputs):
+            raise NnError(NnErrno.INVALID_ARGUMENT, f"input index {index} (the model has {len(inputs)})")
+        spec = inputs[index]
+        dims = _checked_dims(mem, dims_ptr, dims_len, spec, index)
+        dtype = resolve_tensor_type(type_code, _elements(dims), data_len, self._numbering)
+        check_input(spec, index, dims, dtype)
+        mem.check(data_ptr, data_len, "tensor data")
         with c.lock:
+            old = c.inputs.get(index)
+            held_now = old.copy.nbytes if old is not None and old.copy is not None else 0
+            held_now += sum(o.nbytes for o in c.outputs) if c.outputs else 0  # set_input drops the outputs
+            copy: np.ndarray | None = None
+            if self._copy_inputs:
+                st.change_tensors(held_now, data_len)
+                copy = mem.view(data_ptr, data_len, "tensor data").view(dtype).reshape(dims).copy()
+            else:
+                st.change_tensors(held_now, 0)  # read in place at compute
             c.inputs[index] = _Input(u32(data_ptr), data_len, dims, dtype, copy)
             c.outputs = None
         return 0
@@ -296,9 +420,15 @@ class WasiNN:
             if missing:
                 raise NnError(NnErrno.INVALID_ARGUMENT, f"input {missing[0]} has not been set")
             arrays = [self._input_array(mem, c.inputs[i], i) for i in range(len(c.graph.inputs))]
+            old = sum(o.nbytes for o in c.outputs) if c.outputs else 0
+            c.outputs = None
+            st.change_tensors(old, 0)
             outputs = c.backend_ctx.compute(arrays)
             del arrays  # the views of guest memory die with this call
-            c.outputs = [_raw_output(o, i) for i, o in enumerate(outputs)]
+            raw = [_raw_output(o, i) for i, o in enumerate(outputs)]
+            del outputs
+            st.change_tensors(0, sum(o.nbytes for o in raw))  # too_large: the outputs are dropped
+            c.outputs = raw
         return 0
 
     @staticmethod
@@ -324,12 +454,36 @@ class WasiNN:
         if arr.nbytes > omax:
             # the size needed, as WasmEdge master does
             mem.write_u32(wptr, arr.nbytes, "bytes-written pointer")
-            log.debug("wasi-nn get_output: buffer of %d bytes, output needs %d", omax, arr.nbytes)
-            return int(NnErrno.TOO_LARGE)
+            raise NnError(NnErrno.TOO_LARGE, f"buffer of {omax} bytes, output {index} needs {arr.nbytes}")
         mem.check(optr, omax, "output buffer")
         mem.write_array(optr, arr, "output buffer")
         mem.write_u32(wptr, arr.nbytes, "bytes-written pointer")
         return 0
+
+
+def _checked_dims(mem: GuestMemory, ptr: int, rank: int, spec: InputSpec, index: int) -> tuple[int, ...]:
+    """A guest tensor's dims, refused unless they could describe a real tensor for this input: rank at most
+    MAX_RANK and the model's, no zero dim the model does not have, and an element count that fits a guest range."""
+    if rank > MAX_RANK:
+        raise NnError(NnErrno.INVALID_ARGUMENT, f"tensor rank {rank} (at most {MAX_RANK})")
+    if spec.dims is not None and rank != len(spec.dims):
+        raise NnError(NnErrno.INVALID_ARGUMENT, f"input {index} ({spec.name}) has rank {len(spec.dims)}, got {rank}")
+    dims = mem.read_u32s(ptr, rank, "tensor dimensions")
+    for axis, d in enumerate(dims):
+        if d == 0 and (spec.dims is None or spec.dims[axis] != 0):
+            raise NnError(NnErrno.INVALID_ARGUMENT, f"input {index} dimension {axis} is 0")
+    _elements(dims)
+    return dims
+
+
+def _elements(dims: Sequence[int]) -> int:
+    """The element count, refused past MAX_ELEMENTS (checked as it grows, so it cannot overflow anything)."""
+    n = 1
+    for d in dims:
+        n *= d
+        if n > MAX_ELEMENTS:
+            raise NnError(NnErrno.INVALID_ARGUMENT, f"dims {list(dims)} describe more than {MAX_ELEMENTS} elements")
+    return n
 
 
 def _raw_output(array: np.ndarray, index: int) -> np.ndarray:
@@ -345,28 +499,50 @@ def _store_key(store: wasmtime.Store | wasmtime.Caller) -> int:
     return ctypes.cast(store._context(), ctypes.c_void_p).value or 0
 
 
+def _release_state(nn: weakref.ref[WasiNN], key: int, state: weakref.ref[_StoreState]) -> None:
+    """`bind`'s finalizer: weak references, so that a bound store keeps neither its `WasiNN` nor, once released,
+    its graphs alive; it removes its own namespace only, not a newer store's at the same address."""
+    target, own = nn(), state()
+    if target is not None and own is not None:
+        target._release_key(key, own)
+
+
 def _guard(
     name: str, impl: Callable[..., int], needs_memory: bool, state_of: Callable[[wasmtime.Caller], _StoreState]
 ) -> Callable[..., int]:
-    """Wrap an implementation so that it always returns an errno and never raises into wasmtime.
+    """Wrap an implementation so that it returns an errno and never raises into wasmtime, except to trap.
 
     wasmtime-py re-raises a callback's exception through a global slot that is not thread-safe, so every
-    Exception becomes an errno here (unexpected ones are logged with their traceback). KeyboardInterrupt and
-    SystemExit are left to propagate so Ctrl-C still stops a guest.
+    Exception becomes an errno here. A guest's mistake is logged at debug level only; a model refused for
+    reaching outside the sandbox, and an unexpected host error (with its traceback), are logged at most once
+    per kind a minute. Past the guest call's deadline (`edgewasm._deadline`) the callback raises
+    `_deadline.Stopped`, which the registration turns into a trap; KeyboardInterrupt and SystemExit propagate so
+    Ctrl-C still stops a guest.
     """
+    where = f"{MODULE}.{name}"
 
     def callback(caller: wasmtime.Caller, *args: int) -> int:
+        if _deadline.expired():
+            _deadline.stop(where)
+            raise _deadline.Stopped(where)
         try:
             state = state_of(caller)
-            if needs_memory:
-                return impl(state, GuestMemory(caller), *args)
-            return impl(state, *args)
+            errno = impl(state, GuestMemory(caller), *args) if needs_memory else impl(state, *args)
+        except ModelRefused as exc:
+            _ratelog.log(logging.WARNING, "refused", "wasi-nn %s: refused a guest model: %s", name, exc.message)
+            errno = int(exc.errno)
         except NnError as exc:
             log.debug("wasi-nn %s -> %s", name, exc)
-            return int(exc.errno)
-        except Exception:
-            log.exception("wasi-nn %s: unexpected host error", name)
-            return int(NnErrno.RUNTIME_ERROR)
+            errno = int(exc.errno)
+        except Exception as exc:
+            _ratelog.log(
+                logging.ERROR, f"{name}:{type(exc).__name__}", "wasi-nn %s: unexpected host error", name, exc_info=True
+            )
+            errno = int(NnErrno.RUNTIME_ERROR)
+        if _deadline.expired():
+            _deadline.stop(where)
+            raise _deadline.Stopped(where)
+        return errno
 
     callback.__name__ = f"wasi_nn_{name}"
     return callback

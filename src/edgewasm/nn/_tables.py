@@ -13,9 +13,10 @@ T = TypeVar("T")
 class HandleTable(Generic[T]):
     """Maps u32 handles to objects; handles start at 0 (as wasmtime and WasmEdge do) and are not reused."""
 
-    def __init__(self, kind: str, limit: int) -> None:
+    def __init__(self, kind: str, limit: int, hint: str = "release some first") -> None:
         self._kind = kind
         self._limit = limit
+        self._hint = hint
         self._items: dict[int, T] = {}
         self._next = 0
         self._lock = threading.Lock()
@@ -25,7 +26,7 @@ class HandleTable(Generic[T]):
             if len(self._items) >= self._limit:
                 raise NnError(
                     NnErrno.RUNTIME_ERROR,
-                    f"too many live {self._kind} handles ({self._limit}); release some first",
+                    f"too many live {self._kind} handles ({self._limit}); {self._hint}",
                 )
             handle = self._next
             while handle in self._items:  # only after 2**32 handles: skip the ones still live

@@ -15,11 +15,11 @@ __all__ = ["Backend", "BackendOptions", "Context", "Graph", "InputSpec", "get_ba
 
 log = logging.getLogger("edgewasm.nn")
 
-# encoding -> (module, class, the pip extra that installs its package)
-_BACKENDS: dict[GraphEncoding, tuple[str, str, str]] = {
-    GraphEncoding.OPENVINO: ("openvino", "OpenVinoBackend", "openvino"),
-    GraphEncoding.ONNX: ("onnx", "OnnxBackend", "onnx"),
-    GraphEncoding.TENSORFLOWLITE: ("tflite", "TfliteBackend", "tflite"),
+# encoding -> (module, class, the package it needs, the extra that installs it)
+_BACKENDS: dict[GraphEncoding, tuple[str, str, str, str]] = {
+    GraphEncoding.OPENVINO: ("openvino", "OpenVinoBackend", "openvino", "openvino"),
+    GraphEncoding.ONNX: ("onnx", "OnnxBackend", "onnxruntime", "onnx"),
+    GraphEncoding.TENSORFLOWLITE: ("tflite", "TfliteBackend", "ai-edge-litert", "tflite"),
 }
 
 _lock = threading.Lock()
@@ -42,7 +42,7 @@ def get_backend(encoding: GraphEncoding, options: BackendOptions, cache: dict[Gr
         entry = _BACKENDS.get(encoding)
         if entry is None:
             raise NnError(NnErrno.INVALID_ENCODING, f"encoding {encoding.name.lower()} is not supported")
-        module_name, class_name, extra = entry
+        module_name, class_name, package, extra = entry
         try:
             module = importlib.import_module(f"{__name__}.{module_name}")
         except ImportError as exc:
@@ -50,9 +50,10 @@ def get_backend(encoding: GraphEncoding, options: BackendOptions, cache: dict[Gr
                 _warned.add(encoding)
                 log.warning(
                     "wasi-nn: a guest asked for %s but its backend is not installed (%s); "
-                    "install it with: pip install 'edgewasm[%s]'",
+                    "install it with: pip install %s (the %s extra)",
                     encoding.name.lower(),
                     exc.name or exc,
+                    package,
                     extra,
                 )
             raise NnError(NnErrno.INVALID_ENCODING, f"{encoding.name.lower()} backend not installed") from exc

@@ -60,6 +60,9 @@ class Graph(abc.ABC):
     """A loaded model. Shared by all contexts (and threads) made from it."""
 
     inputs: tuple[InputSpec, ...]
+    #: Host memory each execution context holds on top of the graph, as far as the backend knows (charged to the
+    #: guest's model budget for graphs loaded from guest memory).
+    context_bytes: int = 0
 
     @abc.abstractmethod
     def new_context(self) -> Context:
