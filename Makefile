@@ -4,7 +4,7 @@ PYTHON ?= python3
 EXTRAS ?= dev,models,onnx,openvino,tflite,plots,serve,quantize
 PIP = $(PYTHON) -m pip install -q -c constraints.txt
 
-.PHONY: setup toolchain constraints test lint guest guest-check guest-test models demo bench bench-report clean
+.PHONY: setup toolchain constraints test lint guest guest-check guest-test guest-test-wasm models demo bench bench-report clean
 
 setup:                ## install edgewasm with every extra at the pinned versions, then fetch and convert the model
 	$(PIP) -U pip setuptools wheel
@@ -15,6 +15,7 @@ toolchain:            ## Debian's Rust for wasm32-wasi, its linker (rust-lld is 
 	apt-get install -y --no-install-recommends rustc cargo libstd-rust-dev-wasm32 lld-14 \
 	  librust-serde-dev librust-serde-derive-dev 'librust-serde+serde-derive-dev' librust-serde-bytes-dev \
 	  librust-rmp-dev librust-rmp-serde-dev librust-image-dev librust-jpeg-decoder-dev librust-png-dev
+	apt-get install -y --no-install-recommends clang-19 lld-19 llvm-19 libclang-rt-19-dev-wasm32 wasi-libc
 
 constraints:          ## re-resolve every pin in a fresh venv (newest releases), rewrite constraints.txt, then test
 	rm -rf .venv-constraints
@@ -41,6 +42,13 @@ guest-check:          ## rebuild into a temp dir and fail if wasm/ differs (repr
 
 guest-test:           ## the Rust kernel, preprocessing, SDK and request tests, request fuzzing (scalar, native)
 	cd guest && /usr/bin/cargo test -p effnet -p vision -p classify -p edgewasm-guest --release --target x86_64-unknown-linux-gnu
+
+guest-test-wasm:      ## effnet's kernel tests on the SIMD kernels (Rust simd128, C plain and relaxed SIMD) in wasmtime
+	cd guest && for f in "" "--features relaxed-simd"; do \
+	  CARGO_TARGET_DIR=target/test-wasm CARGO_TARGET_WASM32_WASI_RUNNER="$(PYTHON) $(CURDIR)/guest/wasi_test_runner.py" \
+	  RUSTFLAGS="-C target-feature=+simd128" /usr/bin/cargo test -p effnet --release --target wasm32-wasi $$f \
+	  --test kernels --test q8 --test image \
+	  -- --test-threads=1 || exit 1; done
 
 models:
 	$(PYTHON) -m edgewasm models install

@@ -1,8 +1,11 @@
 """The pipeline on the cat photo (examples/cat.jpg), stage by stage, for every way edgewasm classifies it and for
 native ONNX Runtime in Python (one thread, like the WASI-NN backends).
 
-Variants: `pure` (wasm/classifier.wasm, simd128), `scalar` (wasm/classifier_scalar.wasm), `wasinn-onnx` and
-`wasinn-openvino` (wasm/wasinn_classifier.wasm with the store's model preloaded for `load_by_name`), `python-ort`
+Variants: `pure` (wasm/classifier.wasm, simd128), `scalar` (wasm/classifier_scalar.wasm), `pure-int8` and
+`pure-int8-relaxed` (the INT8 model, efficientnet-lite0-int8, on classifier.wasm's plain SIMD and on
+classifier_relaxed.wasm's relaxed SIMD), `pure-int8-bundled` (classifier_relaxed.wasm bundled with the INT8
+weights by `edgewasm models bundle`: mapped, not read), `wasinn-onnx` and `wasinn-openvino`
+(wasm/wasinn_classifier.wasm with the store's model preloaded for `load_by_name`), `python-ort`
 (bench/ort_classify.py's stages: PIL decode and resize, numpy, ONNX Runtime).
 
 - pipeline-cat: one request with the JPEG; the guests' `stages_ms` (decode, preprocess, inference, postprocess) are
@@ -13,12 +16,14 @@ Variants: `pure` (wasm/classifier.wasm, simd128), `scalar` (wasm/classifier_scal
   guest, against ONNX Runtime called directly from Python (run only, and run + softmax + top-5).
 
 Goals: issue 3, guest inference <= 4x ORT 1-thread, SIMD preprocessing >= 2x faster than scalar; issue 4, WASI-NN
-end-to-end <= 1.1x ORT direct on the same tensor.
+end-to-end <= 1.1x ORT direct on the same tensor; issue 13, pure INT8 <= 1.5x and pure FP32 <= 2.5x ORT FP32.
 """
 
 from __future__ import annotations
 
+import functools
 import statistics
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -40,29 +45,59 @@ STAGES = ("decode", "preprocess", "inference", "postprocess")
 VARIANTS: dict[str, tuple[str, str | None]] = {
     "pure": ("classifier.wasm", None),
     "scalar": ("classifier_scalar.wasm", None),
+    "pure-int8": ("classifier.wasm", None),
+    "pure-int8-relaxed": ("classifier_relaxed.wasm", None),
+    "pure-int8-bundled": ("classifier_relaxed.wasm", None),
     "wasinn-onnx": ("wasinn_classifier.wasm", "onnx"),
     "wasinn-openvino": ("wasinn_classifier.wasm", "openvino"),
 }
 _PACKAGE = {"onnx": ("onnxruntime", "onnx"), "openvino": ("openvino", "openvino")}
+INT8_ID = "efficientnet-lite0-int8"
+#: The variants that run another model than the default one.
+_MODEL_OF = {"pure-int8": INT8_ID, "pure-int8-relaxed": INT8_ID, "pure-int8-bundled": INT8_ID}
+
+
+def _request(variant: str, **req: Any) -> dict[str, Any]:
+    """A request for the variant's model."""
+    return {**req, "model_id": _MODEL_OF[variant]} if variant in _MODEL_OF else req
+
+
+@functools.cache
+def _bundled() -> Path:
+    """classifier_relaxed.wasm with the store's INT8 image in its data segment (made once per session)."""
+    from edgewasm.models import _bundle, _pure, _store
+
+    out = Path(tempfile.mkdtemp(prefix="edgewasm-bench-bundle-")) / "classifier-int8.wasm"
+    image = _pure.image_of(INT8_ID, _store.default_store())
+    _bundle.write(WASM / VARIANTS["pure-int8-bundled"][0], image, INT8_ID, out)
+    return out
 
 
 def _load(variant: str) -> edgewasm.Guest:
     module, backend = VARIANTS[variant]
     preload = [f"{MODEL_ID}:store:{MODEL_ID}:{backend}"] if backend else []
-    return edgewasm.load(WASM / module, timeout=120.0, nn_preload=preload)
+    path = _bundled() if variant == "pure-int8-bundled" else WASM / module
+    return edgewasm.load(path, timeout=120.0, nn_preload=preload)
 
 
 def _skip_missing(variant: str) -> None:
     backend = VARIANTS[variant][1]
     if backend:
         need(*_PACKAGE[backend])
+    if variant in _MODEL_OF:
+        from edgewasm import models
+
+        try:
+            models.path_of(_MODEL_OF[variant])
+        except Exception as e:
+            pytest.skip(f"{_MODEL_OF[variant]} not installed ({e}); run `edgewasm models install {INT8_ID}`")
 
 
 @pytest.fixture(scope="module", params=list(VARIANTS))
 def guest(request: pytest.FixtureRequest, model_entry: Path) -> Iterator[tuple[str, edgewasm.Guest]]:
     _skip_missing(request.param)
     g = _load(request.param)
-    assert g.infer({"image": JPEG})["class_id"] in CAT_CLASSES  # first call: weights / graph loaded
+    assert g.infer(_request(request.param, image=JPEG))["class_id"] in CAT_CLASSES  # first call: weights loaded
     yield request.param, g
     g.close()
 
@@ -100,7 +135,7 @@ def test_pipeline(benchmark: Any, n_rounds: Any, guest: tuple[str, edgewasm.Gues
     rows: list[dict[str, float]] = []
 
     def once() -> Any:
-        reply = g.infer({"image": JPEG})
+        reply = g.infer(_request(variant, image=JPEG))
         rows.append({k: float(reply["stages_ms"][k]) for k in STAGES})
         return reply
 
@@ -153,7 +188,7 @@ def test_load(benchmark: Any, n_rounds: Any, variant: str, model_entry: Path) ->
     def once() -> Any:
         t0 = time.perf_counter()
         g = _load(variant)
-        reply = g.infer({"image": JPEG})
+        reply = g.infer(_request(variant, image=JPEG))
         wall = (time.perf_counter() - t0) * 1e3
         loads.append(wall - sum(float(reply["stages_ms"][k]) for k in STAGES))
         g.close()
@@ -192,7 +227,9 @@ def maybe_ort(model_entry: Path) -> tuple[Any, list[str]] | None:
     return ort_classify.load(model_entry)
 
 
-def _paired(g: edgewasm.Guest, ort: tuple[Any, list[str]], tensor: np.ndarray, rounds: int) -> dict[str, Any]:
+def _paired(
+    g: edgewasm.Guest, ort: tuple[Any, list[str]], tensor: np.ndarray, rounds: int, variant: str
+) -> dict[str, Any]:
     """Guest and ONNX Runtime alternated round by round (order swapped every round), so both see the same machine:
     on a shared 2-core box, load from other processes drifts between two separately timed benchmarks."""
     session, labels = ort
@@ -211,7 +248,7 @@ def _paired(g: edgewasm.Guest, ort: tuple[Any, list[str]], tensor: np.ndarray, r
 
     def guest_answer() -> None:
         t0 = time.perf_counter()
-        reply = g.infer({"tensor": tensor})
+        reply = g.infer(_request(variant, tensor=tensor))
         guest_ms.append((time.perf_counter() - t0) * 1e3)
         infer_ms.append(float(reply["stages_ms"]["inference"]))
 
@@ -246,7 +283,7 @@ def test_tensor_guest(
 
     def once() -> Any:
         t0 = time.perf_counter()
-        reply = g.infer({"tensor": tensor})
+        reply = g.infer(_request(variant, tensor=tensor))
         wall = (time.perf_counter() - t0) * 1e3
         rows.append({k: float(reply["stages_ms"][k]) for k in STAGES})
         host.append(wall - sum(rows[-1].values()))
@@ -258,7 +295,7 @@ def test_tensor_guest(
     benchmark.extra_info.update(variant=variant, stages_ms=_median_stages(rows), host_ms=statistics.median(host))
     if maybe_ort is not None:  # untimed by pytest-benchmark: the same comparison, interleaved
         paired_rounds = 1 if benchmark.disabled else n_rounds(15, 60)
-        benchmark.extra_info["paired_with_ort"] = _paired(g, maybe_ort, tensor, paired_rounds)
+        benchmark.extra_info["paired_with_ort"] = _paired(g, maybe_ort, tensor, paired_rounds, variant)
 
 
 @pytest.mark.benchmark(group="infer-tensor")

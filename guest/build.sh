@@ -23,6 +23,9 @@ GUESTS=(
   "wasinn_classifier   | wasinn-classifier | -C target-feature=+simd128  |"
   "wasinn_compat       | wasinn-compat  |                                |"
   "classifier          | classifier     | -C target-feature=+simd128     |"
+  # The same guest with its INT8 GEMM on relaxed SIMD (C kernels, guest/effnet/csrc; needs clang-19): it
+  # declares `relaxed-simd` in edgewasm.needs, so the host compiles it with relaxed SIMD on.
+  "classifier_relaxed  | classifier     | -C target-feature=+simd128     | --features relaxed-simd"
   "classifier_scalar   | classifier     |                                |"
 )
 

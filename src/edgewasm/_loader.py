@@ -12,7 +12,7 @@ from typing import Any
 
 import wasmtime
 
-from . import _abi, _artifact, _hostinfo
+from . import _abi, _artifact, _features, _hostinfo
 from ._cache import DiskCache, entry_key
 from ._engine import EngineSettings, engine_for
 from ._errors import ArtifactError, ModuleLoadError
@@ -171,9 +171,10 @@ def _compile(source: Source, engine: wasmtime.Engine) -> wasmtime.Module:
     except wasmtime.WasmtimeError as e:
         lines = [line.strip() for line in str(e).strip().splitlines() if line.strip()]
         detail = "; ".join(lines[:3]) or "invalid module"
+        hint = _features.undeclared_hint(str(e))
         raise ModuleLoadError(
             f"{source.name}: not a valid WebAssembly module: {detail}",
-            hint="rebuild the module; a truncated or corrupt file gives 'unexpected EOF'",
+            hint=hint or "rebuild the module; a truncated or corrupt file gives 'unexpected EOF'",
         ) from None
 
 
@@ -218,6 +219,8 @@ def load_module(
     source = open_source(module)
     if source.kind == "cwasm" and not allow_precompiled:
         raise _refuse_precompiled(source.name)
+    if source.kind == "wasm":
+        settings = _features.settings_for(settings, source.needs, source.name)
     mem_key = (source.sha256, settings)
     hit = _memory.get(mem_key)
     if hit is not None:
@@ -364,9 +367,10 @@ def compile_to(module: str | os.PathLike[str] | bytes, output: Path, settings: E
     source = open_source(module)
     if source.kind == "cwasm":
         raise ModuleLoadError(f"{source.name} is already a compiled artifact", hint="pass the .wasm or .wat file")
+    needs = source.needs
+    settings = _features.settings_for(settings, needs, source.name)
     engine = engine_for(settings)
     compiled = _compile(source, engine)
-    needs = source.needs
     loaded = _finish(source, settings, compiled, needs, "compiled", output)
     meta = _artifact_meta(source, settings, needs, loaded.verdict)
     _artifact.write_atomic(output, compiled.serialize(), meta)

@@ -8,16 +8,75 @@ pub const NR: usize = 8;
 /// Pixels per GEMM microkernel call.
 pub const MR: usize = 4;
 
-/// Weights of a 1x1 convolution / dense layer `[cin][cout]`, repacked once at load time into panels of
-/// `NR` output channels: panel `p` holds `cin` rows of `NR` values (zero padded past `cout`), so the
-/// microkernel reads its weights with unit stride.
+/// Weights of a 1x1 convolution / dense layer `[cin][cout]` in panels of `NR` output channels: panel `p`
+/// holds `cin` rows of `NR` values (zero padded past `cout`), so the microkernel reads its weights with unit
+/// stride. Packed at load time from an EWT file, or used in place from a packed image (`image`), where
+/// `edgewasm.models._pack` laid them out the same way at install time.
 #[derive(Debug, Clone)]
 pub struct PackedGemm {
     pub cin: usize,
     pub cout: usize,
     panels: usize,
-    w: Vec<f32>,
-    b: Vec<f32>,
+    w: Floats,
+    b: Floats,
+}
+
+/// f32 storage: owned and aligned, or borrowed from a packed image for the program's life.
+#[derive(Debug, Clone)]
+pub enum Floats {
+    Owned(Aligned),
+    Mapped(&'static [f32]),
+}
+
+impl Floats {
+    pub fn as_slice(&self) -> &[f32] {
+        match self {
+            Floats::Owned(a) => a.as_slice(),
+            Floats::Mapped(s) => s,
+        }
+    }
+    fn owned(&mut self) -> &mut [f32] {
+        match self {
+            Floats::Owned(a) => a.as_mut_slice(),
+            Floats::Mapped(_) => panic!("mapped weights are read-only"),
+        }
+    }
+}
+
+/// Bytes to which packed weights and the splatted activation tile are aligned: the SIMD microkernel
+/// masks its pointers' low bits so that LLVM folds the per-load offsets into the loads (see `micro_mem`).
+pub const ALIGN: usize = 256;
+
+/// `len` f32s whose first element is `ALIGN`-byte aligned (over-allocated, offset into the Vec).
+#[derive(Debug, Clone)]
+pub struct Aligned {
+    buf: Vec<f32>,
+    off: usize,
+    len: usize,
+}
+
+impl Aligned {
+    pub fn zeroed(len: usize) -> Aligned {
+        let buf = vec![0.0f32; len + ALIGN / 4];
+        let off = align_offset(buf.as_ptr());
+        Aligned { buf, off, len }
+    }
+    pub fn as_slice(&self) -> &[f32] {
+        &self.buf[self.off..self.off + self.len]
+    }
+    pub fn as_mut_slice(&mut self) -> &mut [f32] {
+        &mut self.buf[self.off..self.off + self.len]
+    }
+}
+
+/// Floats to skip from `p` to the next `ALIGN`-byte boundary.
+fn align_offset(p: *const f32) -> usize {
+    let mis = p as usize % ALIGN;
+    if mis == 0 {
+        0
+    } else {
+        (ALIGN - mis) / 4
+    }
 }
 
 impl PackedGemm {
@@ -38,9 +97,28 @@ impl PackedGemm {
             cin,
             cout,
             panels,
-            w: vec![0.0f32; panels * cin * NR],
-            b: vec![0.0f32; panels * NR],
+            w: Floats::Owned(Aligned::zeroed(panels * cin * NR)),
+            b: Floats::Owned(Aligned::zeroed(panels * NR)),
         }
+    }
+
+    /// Weights already packed (`panels * cin * NR` values, `ALIGN`-aligned) and the bias padded to whole
+    /// panels, used in place; None when the lengths or the alignment are not what the kernels need.
+    pub fn mapped(cin: usize, cout: usize, w: &'static [f32], b: &'static [f32]) -> Option<PackedGemm> {
+        let panels = (cout + NR - 1) / NR;
+        if cin == 0 || cout == 0 || w.len() != panels * cin * NR || b.len() != panels * NR {
+            return None;
+        }
+        if w.as_ptr() as usize % ALIGN != 0 {
+            return None;
+        }
+        Some(PackedGemm {
+            cin,
+            cout,
+            panels,
+            w: Floats::Mapped(w),
+            b: Floats::Mapped(b),
+        })
     }
 
     /// Packs consecutive rows `k0..` of the `[cin][cout]` weights (`rows.len()` a multiple of `cout`).
@@ -49,16 +127,17 @@ impl PackedGemm {
         assert_eq!(rows.len() % cout, 0);
         assert!(k0 + rows.len() / cout <= cin);
         let full = cout / NR;
+        let w = self.w.owned();
         for (dk, row) in rows.chunks_exact(cout).enumerate() {
             let k = k0 + dk;
             for p in 0..full {
                 let dst = (p * cin + k) * NR;
-                self.w[dst..dst + NR].copy_from_slice(&row[p * NR..p * NR + NR]);
+                w[dst..dst + NR].copy_from_slice(&row[p * NR..p * NR + NR]);
             }
             let tail = cout - full * NR;
             if tail > 0 {
                 let dst = (full * cin + k) * NR;
-                self.w[dst..dst + tail].copy_from_slice(&row[full * NR..]);
+                w[dst..dst + tail].copy_from_slice(&row[full * NR..]);
             }
         }
     }
@@ -66,7 +145,8 @@ impl PackedGemm {
     /// Sets the bias (`cout` values).
     pub fn set_bias(&mut self, b: &[f32]) {
         assert_eq!(b.len(), self.cout);
-        self.b[..self.cout].copy_from_slice(b);
+        let cout = self.cout;
+        self.b.owned()[..cout].copy_from_slice(b);
     }
 }
 
@@ -102,36 +182,41 @@ pub fn gemm(
             "gemm: residual missing or too short"
         );
     }
-    // Rows per tile: the tile of `a` (mc * cin floats) stays in L2 while every weight panel streams over it.
-    let mc = ((65536 / cin.max(1)) / MR * MR).max(MR);
     let res_ptr = residual.map_or(core::ptr::null(), |r| r.as_ptr());
-    if imp::PACK_A && scratch.len() < mc * cin {
-        scratch.resize(mc * cin, 0.0);
+    let w = g.w.as_slice();
+    // The SIMD build's main kernel reads a pre-splatted tile and needs whole k steps of 4 and aligned data
+    // (every EfficientNet-Lite0 layer: the stem's im2col rows are padded to a multiple of 4).
+    let splat = imp::PACK_A && cin % 4 == 0 && w.as_ptr() as usize % ALIGN == 0;
+    // Rows per tile: the packed tile of `a` (mc * cin floats, 4x that splatted) stays in L2 while every
+    // weight panel streams over it.
+    let per_row = if splat { cin * MR } else { cin };
+    let mc = ((TILE_FLOATS / per_row.max(1)) / MR * MR).max(MR);
+    if imp::PACK_A && scratch.len() < mc * per_row + ALIGN / 4 {
+        scratch.resize(mc * per_row + ALIGN / 4, 0.0);
     }
+    let so = if imp::PACK_A { align_offset(scratch.as_ptr()) } else { 0 };
+    let scratch = &mut scratch[so..];
     let mut m0 = 0;
     while m0 < rows {
         let m1 = (m0 + mc).min(rows);
         if imp::PACK_A {
-            // Pack the tile as groups of MR rows, k-major: group[k][m] = a[m0 + g*MR + m][k], zero-padded rows.
             let groups = (m1 - m0 + MR - 1) / MR;
+            let gsz = per_row * MR;
             for gi in 0..groups {
-                let dst = &mut scratch[gi * cin * MR..(gi + 1) * cin * MR];
                 let r0 = m0 + gi * MR;
-                if cin % 4 == 0 {
-                    // SAFETY: rows r0..r0+rv are inside `a` (rv = valid rows of this group); dst holds cin * MR.
-                    unsafe { imp::pack_group(a.as_ptr().add(r0 * cin), cin, MR.min(m1 - r0), dst.as_mut_ptr()) };
-                    continue;
-                }
-                for m in 0..MR {
-                    let r = m0 + gi * MR + m;
-                    if r < m1 {
-                        let src = &a[r * cin..(r + 1) * cin];
-                        for (k, &v) in src.iter().enumerate() {
-                            dst[k * MR + m] = v;
-                        }
-                    } else {
+                let rv = MR.min(m1 - r0);
+                let dst = &mut scratch[gi * gsz..(gi + 1) * gsz];
+                if splat {
+                    // SAFETY: rows r0..r0+rv are inside `a`; dst holds cin * 16 floats.
+                    unsafe { imp::pack_group_splat(a.as_ptr().add(r0 * cin), cin, rv, dst.as_mut_ptr()) };
+                } else if cin % 4 == 0 {
+                    // SAFETY: rows r0..r0+rv are inside `a`; dst holds cin * MR floats.
+                    unsafe { imp::pack_group(a.as_ptr().add(r0 * cin), cin, rv, dst.as_mut_ptr()) };
+                } else {
+                    // k-major, dst[k][m], zero rows past rv.
+                    for m in 0..MR {
                         for k in 0..cin {
-                            dst[k * MR + m] = 0.0;
+                            dst[k * MR + m] = if m < rv { a[(r0 + m) * cin + k] } else { 0.0 };
                         }
                     }
                 }
@@ -139,31 +224,22 @@ pub fn gemm(
             for p in 0..g.panels {
                 let n0 = p * NR;
                 let nw = NR.min(cout - n0);
-                let wp = &g.w[p * cin * NR..(p + 1) * cin * NR];
-                let bp = &g.b[p * NR..(p + 1) * NR];
+                let wp = &w[p * cin * NR..(p + 1) * cin * NR];
+                let bp = &g.b.as_slice()[p * NR..(p + 1) * NR];
                 for gi in 0..groups {
                     let i = m0 + gi * MR;
                     let rv = MR.min(m1 - i);
                     // SAFETY: rows i..i+rv <= rows and columns n0..n0+nw <= cout are inside `out`/`residual`;
-                    // the packed group holds cin * MR values.
+                    // the packed group holds per_row * MR values; `splat` checked the alignment micro_mem needs.
                     unsafe {
-                        let r = if res_ptr.is_null() {
-                            res_ptr
+                        let r = if res_ptr.is_null() { res_ptr } else { res_ptr.add(i * cout + n0) };
+                        let ap = scratch.as_ptr().add(gi * gsz);
+                        let o = out.as_mut_ptr().add(i * cout + n0);
+                        if splat {
+                            imp::micro_mem(ap, cin, wp.as_ptr(), bp.as_ptr(), o, cout, r, nw, rv, ep);
                         } else {
-                            res_ptr.add(i * cout + n0)
-                        };
-                        imp::micro_4p(
-                            scratch.as_ptr().add(gi * cin * MR),
-                            cin,
-                            wp.as_ptr(),
-                            bp.as_ptr(),
-                            out.as_mut_ptr().add(i * cout + n0),
-                            cout,
-                            r,
-                            nw,
-                            rv,
-                            ep,
-                        );
+                            imp::micro_4p(ap, cin, wp.as_ptr(), bp.as_ptr(), o, cout, r, nw, rv, ep);
+                        }
                     }
                 }
             }
@@ -173,8 +249,8 @@ pub fn gemm(
         for p in 0..g.panels {
             let n0 = p * NR;
             let nw = NR.min(cout - n0);
-            let wp = &g.w[p * cin * NR..(p + 1) * cin * NR];
-            let bp = &g.b[p * NR..(p + 1) * NR];
+            let wp = &w[p * cin * NR..(p + 1) * cin * NR];
+            let bp = &g.b.as_slice()[p * NR..(p + 1) * NR];
             let mut i = m0;
             // SAFETY: all indices are within the asserted lengths: rows i..i+MR < rows, columns n0..n0+nw <= cout.
             unsafe {
@@ -220,6 +296,13 @@ pub fn gemm(
         m0 = m1;
     }
 }
+
+/// Floats per packed activation tile (256 KiB: stays in L2 while the weight panels stream over it).
+const TILE_FLOATS: usize = 65536;
+
+/// The scratch `gemm` needs at most for its packed tile (layers of up to 4096 input channels), so that a
+/// network reserves it once and never more: every MiB here is one more the guest's memory limit must allow.
+pub const TILE_SCRATCH: usize = TILE_FLOATS + ALIGN / 4;
 
 /// Geometry of a depthwise convolution (TensorFlow SAME padding, given as top/left offsets).
 #[derive(Debug, Clone, Copy)]
@@ -355,6 +438,26 @@ mod imp {
     pub const PACK_A: bool = false;
 
     pub unsafe fn pack_group(_a: *const f32, _cin: usize, _rv: usize, _dst: *mut f32) {
+        unreachable!("the scalar build does not pack")
+    }
+
+    pub unsafe fn pack_group_splat(_a: *const f32, _cin: usize, _rv: usize, _dst: *mut f32) {
+        unreachable!("the scalar build does not pack")
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub unsafe fn micro_mem(
+        _ap: *const f32,
+        _k: usize,
+        _w: *const f32,
+        _b: *const f32,
+        _out: *mut f32,
+        _ldo: usize,
+        _res: *const f32,
+        _nw: usize,
+        _rv: usize,
+        _ep: Epilogue,
+    ) {
         unreachable!("the scalar build does not pack")
     }
 
@@ -520,6 +623,104 @@ mod imp {
         }
     }
 
+    /// Packs `rv` (<= 4) rows of `cin` (a multiple of 4) values k-major and pre-splatted:
+    /// `dst[k][m]` is a whole vector holding `a[m][k]` in every lane (zero rows past `rv`).
+    pub unsafe fn pack_group_splat(a: *const f32, cin: usize, rv: usize, dst: *mut f32) {
+        let z = f32x4_splat(0.0);
+        let mut k = 0;
+        while k < cin {
+            let d = dst.add(k * 16);
+            macro_rules! row {
+                ($m:literal) => {{
+                    let r = if $m < rv { ld(a.add($m * cin + k)) } else { z };
+                    st(d.add($m * 4), i32x4_shuffle::<0, 0, 0, 0>(r, r));
+                    st(d.add(16 + $m * 4), i32x4_shuffle::<1, 1, 1, 1>(r, r));
+                    st(d.add(32 + $m * 4), i32x4_shuffle::<2, 2, 2, 2>(r, r));
+                    st(d.add(48 + $m * 4), i32x4_shuffle::<3, 3, 3, 3>(r, r));
+                }};
+            }
+            row!(0);
+            row!(1);
+            row!(2);
+            row!(3);
+            k += 4;
+        }
+    }
+
+    /// 4 pre-splatted pixels x 8 channels, k in steps of 4 (`k % 4 == 0`; `w` 128-byte and `ap` 256-byte
+    /// aligned). Written for Cranelift under epoch interruption: the interruption check on every loop
+    /// back-edge ends in a call that clobbers every vector register, so vectors carried around the k loop
+    /// live in stack slots whatever the source says, and Cranelift places pure arithmetic at its first use
+    /// by a load or store, after every load of the loop body. So the accumulators live in a small array
+    /// explicitly; each iteration loads the 4 steps' 8 weight vectors, then pixel by pixel its 4 splatted
+    /// activations and adds a tree of 4 products to each of its two accumulators (a load and a store
+    /// each). Volatile accesses keep this order through LLVM (which would otherwise hoist every load of
+    /// the iteration and run out of registers), and masking the aligned pointers' low bits lets LLVM fold
+    /// each constant offset into its load instead of computing every address apart.
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    pub unsafe fn micro_mem(
+        ap: *const f32,
+        k: usize,
+        w: *const f32,
+        b: *const f32,
+        out: *mut f32,
+        ldo: usize,
+        res: *const f32,
+        nw: usize,
+        rv: usize,
+        ep: Epilogue,
+    ) {
+        use core::ptr::{read_volatile, write_volatile};
+        let mut acc = [f32x4_splat(0.0); 8];
+        let accp = acc.as_mut_ptr();
+        let b0 = ld(b);
+        let b1 = ld(b.add(4));
+        for m in 0..4 {
+            write_volatile(accp.add(2 * m), b0);
+            write_volatile(accp.add(2 * m + 1), b1);
+        }
+        let vl = |p: *const f32| read_volatile(p as *const v128);
+        let (mut wp, mut xp) = (w, ap);
+        let mut kk = 0;
+        while kk < k {
+            let wq = ((wp as usize) & !127) as *const f32;
+            let xq = ((xp as usize) & !255) as *const f32;
+            let (wa0, wa1, wb0, wb1) = (vl(wq), vl(wq.add(4)), vl(wq.add(8)), vl(wq.add(12)));
+            let (wc0, wc1, wd0, wd1) = (vl(wq.add(16)), vl(wq.add(20)), vl(wq.add(24)), vl(wq.add(28)));
+            macro_rules! pixel {
+                ($m:literal) => {{
+                    let p = xq.add($m * 4);
+                    let (xa, xb, xc, xd) = (vl(p), vl(p.add(16)), vl(p.add(32)), vl(p.add(48)));
+                    let t0 = f32x4_add(
+                        f32x4_add(f32x4_mul(xa, wa0), f32x4_mul(xb, wb0)),
+                        f32x4_add(f32x4_mul(xc, wc0), f32x4_mul(xd, wd0)),
+                    );
+                    let a0 = accp.add(2 * $m);
+                    write_volatile(a0, f32x4_add(read_volatile(a0), t0));
+                    let t1 = f32x4_add(
+                        f32x4_add(f32x4_mul(xa, wa1), f32x4_mul(xb, wb1)),
+                        f32x4_add(f32x4_mul(xc, wc1), f32x4_mul(xd, wd1)),
+                    );
+                    let a1 = accp.add(2 * $m + 1);
+                    write_volatile(a1, f32x4_add(read_volatile(a1), t1));
+                }};
+            }
+            pixel!(0);
+            pixel!(1);
+            pixel!(2);
+            pixel!(3);
+            kk += 4;
+            wp = wp.add(4 * NR);
+            xp = xp.add(4 * 16);
+        }
+        let r = |m: usize| if res.is_null() { res } else { res.add(m * ldo) };
+        for m in 0..rv {
+            let (lo, hi) = (read_volatile(accp.add(2 * m)), read_volatile(accp.add(2 * m + 1)));
+            finish(lo, hi, out.add(m * ldo), r(m), nw, ep);
+        }
+    }
+
     /// 4 packed pixels x 8 channels: per k one load of 4 activations, two weight loads, four lane
     /// broadcasts by shuffle (no scalar loads), 8 f32x4 accumulators. Stores only `rv` rows.
     #[inline(always)]
@@ -586,6 +787,7 @@ mod imp {
             finish(c30, c31, out.add(3 * ldo), r(3), nw, ep);
         }
     }
+
 
     const UNROLL: usize = 4;
 

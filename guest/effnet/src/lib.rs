@@ -1,11 +1,16 @@
-//! EfficientNet-Lite0 in pure Rust for WebAssembly: an EWT weight-file loader and an NHWC forward pass
-//! with wasm simd128 kernels (scalar fallbacks when built without `+simd128`).
+//! EfficientNet-Lite0 in pure Rust for WebAssembly: NHWC forward passes in FP32 (wasm simd128 kernels,
+//! scalar fallbacks without `+simd128`) and INT8 (`q8`: C kernels on relaxed or plain SIMD, scalar Rust
+//! otherwise), over packed weight images used in place (`image`) or EWT files (FP32, packed at load).
 
 pub mod ewt;
+pub mod image;
 pub mod kernels;
+pub mod model;
 pub mod net;
+pub mod q8;
 
 pub use ewt::{BlockSpec, Ewt, EwtError};
+pub use model::Net;
 pub use net::Network;
 
 /// Parses and validates an EWT file and builds a network for 224 x 224 x 3 inputs.

@@ -1,7 +1,15 @@
 //! The EfficientNet-Lite forward pass over a validated EWT file, with every buffer allocated once.
 
+use std::borrow::Cow;
+
 use crate::ewt::{BlockSpec, Ewt, EwtError};
-use crate::kernels::{depthwise, gemm, im2col, im2col_width, mean_pool, DwShape, Epilogue, PackedGemm};
+use crate::image::Image;
+use crate::kernels::{
+    depthwise, gemm, im2col, im2col_width, mean_pool, DwShape, Epilogue, PackedGemm, NR, TILE_SCRATCH,
+};
+
+/// The `layout` meta value of a packed FP32 image.
+pub const LAYOUT_FP32: &str = "fp32-v1";
 
 /// Packs a `[cin][cout]` weight tensor (read in row chunks through `scratch`, straight into the panels)
 /// and its bias; `cin_padded >= cin` rows, the extra ones zero (the stem's im2col width).
@@ -28,6 +36,43 @@ fn vector(ewt: &Ewt, name: &str, len: usize) -> Result<Vec<f32>, EwtError> {
     Ok(v)
 }
 
+/// The block table chains (each block's cin is the previous block's cout) and is not empty.
+pub fn check_chain(specs: &[BlockSpec]) -> Result<(), EwtError> {
+    if specs.is_empty() {
+        return Err(EwtError("the weights have no block table".to_string()));
+    }
+    for (i, w) in specs.windows(2).enumerate() {
+        if w[1].cin != w[0].cout {
+            return Err(EwtError(format!("block {} has cin {} after cout {}", i + 1, w[1].cin, w[0].cout)));
+        }
+    }
+    for (i, b) in specs.iter().enumerate() {
+        if !(b.kernel == 3 || b.kernel == 5) || !(b.stride == 1 || b.stride == 2) || b.expand == 0
+            || b.cin == 0 || b.cout == 0 || b.cin * b.expand > 1 << 16 || b.cout > 1 << 16
+        {
+            return Err(EwtError(format!("block {} has unusable sizes {:?}", i, b)));
+        }
+    }
+    Ok(())
+}
+
+/// A block's depthwise geometry on an `h x w` input.
+pub fn dw_shape(h: usize, w: usize, c: usize, spec: &BlockSpec) -> DwShape {
+    let (oh, pad_top) = same_pad(h, spec.kernel, spec.stride);
+    let (ow, pad_left) = same_pad(w, spec.kernel, spec.stride);
+    DwShape {
+        h,
+        w,
+        c,
+        k: spec.kernel,
+        stride: spec.stride,
+        oh,
+        ow,
+        pad_top,
+        pad_left,
+    }
+}
+
 /// TensorFlow SAME padding: (output size, padding before).
 pub fn same_pad(input: usize, k: usize, stride: usize) -> (usize, usize) {
     let out = (input + stride - 1) / stride;
@@ -38,8 +83,8 @@ pub fn same_pad(input: usize, k: usize, stride: usize) -> (usize, usize) {
 struct Block {
     spec: BlockSpec,
     expand: Option<PackedGemm>,
-    dw_w: Vec<f32>,
-    dw_b: Vec<f32>,
+    dw_w: Cow<'static, [f32]>,
+    dw_b: Cow<'static, [f32]>,
     dw: DwShape,
     project: PackedGemm,
 }
@@ -55,7 +100,10 @@ pub struct Network {
     head: PackedGemm,
     fc: PackedGemm,
     final_pixels: usize,
-    // Activation buffers, sized for the largest layer: block input/output, expanded, depthwise output.
+    /// Activation buffers, sized for the largest layer: block input/output, expanded, depthwise output;
+    /// allocated by the first forward pass (`sizes`: activations, im2col), so that a network over mapped
+    /// weights is ready without touching ~16 MB of fresh memory.
+    sizes: (usize, usize),
     buf_x: Vec<f32>,
     buf_e: Vec<f32>,
     buf_d: Vec<f32>,
@@ -130,8 +178,8 @@ impl Network {
             blocks.push(Block {
                 spec: *spec,
                 expand,
-                dw_w,
-                dw_b,
+                dw_w: Cow::Owned(dw_w),
+                dw_b: Cow::Owned(dw_b),
                 dw,
                 project,
             });
@@ -152,14 +200,95 @@ impl Network {
             stem,
             blocks,
             final_pixels: h * w,
-            buf_x: vec![0.0; max_act],
-            buf_e: vec![0.0; max_act],
-            buf_d: vec![0.0; max_act],
-            cols: vec![0.0; oh * ow * cols_w],
+            sizes: (max_act, oh * ow * cols_w),
+            buf_x: Vec::new(),
+            buf_e: Vec::new(),
+            buf_d: Vec::new(),
+            cols: Vec::new(),
             pooled: vec![0.0; hs[1]],
             logits: vec![0.0; fs[1]],
             profile: [0.0; 5],
-            apack: Vec::with_capacity(65536 + 4 * 2048),
+            apack: Vec::with_capacity(TILE_SCRATCH),
+            head,
+            fc,
+        })
+    }
+
+    /// Builds the network over a packed FP32 image (`layout fp32-v1`), using its panels in place: nothing is
+    /// read or repacked, so a mapped image makes this take microseconds.
+    pub fn from_image(img: &Image, in_h: usize, in_w: usize) -> Result<Network, EwtError> {
+        if img.meta("layout") != Some(LAYOUT_FP32) {
+            return Err(EwtError(format!(
+                "packed weight image has layout {:?}, this network reads {}",
+                img.meta("layout").unwrap_or("none"),
+                LAYOUT_FP32
+            )));
+        }
+        let specs = img.blocks().to_vec();
+        check_chain(&specs)?;
+        let gemm_of = |name: &str, cin: usize, cout: usize| -> Result<PackedGemm, EwtError> {
+            let panels = (cout + NR - 1) / NR;
+            let w = img.f32s(&format!("{}.w", name), panels * cin * NR)?;
+            let b = img.f32s(&format!("{}.b", name), panels * NR)?;
+            PackedGemm::mapped(cin, cout, w, b)
+                .ok_or_else(|| EwtError(format!("packed weight image: {} is not aligned for the kernels", name)))
+        };
+        let stem_k = 3;
+        let c0 = specs[0].cin;
+        let cols_w = im2col_width(stem_k, 3);
+        let stem = gemm_of("stem", cols_w, c0)?;
+        let (oh, pt) = same_pad(in_h, stem_k, 2);
+        let (ow, pl) = same_pad(in_w, stem_k, 2);
+        let mut max_act = oh * ow * c0;
+        let (mut h, mut w) = (oh, ow);
+        let mut blocks = Vec::new();
+        for (i, spec) in specs.iter().enumerate() {
+            let cmid = spec.cmid();
+            let p = format!("blocks.{}", i);
+            let expand = if spec.expand != 1 {
+                Some(gemm_of(&format!("{}.expand", p), spec.cin, cmid)?)
+            } else {
+                None
+            };
+            let dw_w = img.f32s(&format!("{}.dw.w", p), spec.kernel * spec.kernel * cmid)?;
+            let dw_b = img.f32s(&format!("{}.dw.b", p), (cmid + NR - 1) / NR * NR)?;
+            let project = gemm_of(&format!("{}.project", p), cmid, spec.cout)?;
+            let dw = dw_shape(h, w, cmid, spec);
+            max_act = max_act.max(h * w * cmid).max(dw.oh * dw.ow * cmid).max(dw.oh * dw.ow * spec.cout);
+            blocks.push(Block {
+                spec: *spec,
+                expand,
+                dw_w: Cow::Borrowed(dw_w),
+                dw_b: Cow::Borrowed(&dw_b[..cmid]),
+                dw,
+                project,
+            });
+            h = dw.oh;
+            w = dw.ow;
+        }
+        let last = specs[specs.len() - 1].cout;
+        let feat = img.count("head.b").unwrap_or(0);
+        let head = gemm_of("head", last, feat)?;
+        max_act = max_act.max(h * w * feat);
+        let classes = img.meta("classes").and_then(|c| c.parse::<usize>().ok()).unwrap_or(0);
+        let fc = gemm_of("fc", feat, classes)?;
+        Ok(Network {
+            in_h,
+            in_w,
+            stem_k,
+            stem_shape: (oh, ow, pt, pl),
+            stem,
+            blocks,
+            final_pixels: h * w,
+            sizes: (max_act, oh * ow * cols_w),
+            buf_x: Vec::new(),
+            buf_e: Vec::new(),
+            buf_d: Vec::new(),
+            cols: Vec::new(),
+            pooled: vec![0.0; feat],
+            logits: vec![0.0; classes],
+            profile: [0.0; 5],
+            apack: Vec::with_capacity(TILE_SCRATCH),
             head,
             fc,
         })
@@ -186,6 +315,13 @@ impl Network {
                 self.in_w,
                 need
             )));
+        }
+        if self.buf_x.is_empty() {
+            let (act, cols) = self.sizes;
+            self.buf_x = vec![0.0; act];
+            self.buf_e = vec![0.0; act];
+            self.buf_d = vec![0.0; act];
+            self.cols = vec![0.0; cols];
         }
         let mut prof = [0.0f64; 5];
         let mut clock = std::time::Instant::now();

@@ -156,3 +156,25 @@ def path_cmd(model_id: str, store: Path | None) -> None:
 def remove_cmd(model_id: str, store: Path | None) -> None:
     """Delete an installed model from the store."""
     click.echo(f"removed {_store.remove(model_id, store)}")
+
+
+@models.command("bundle")
+@click.argument("module", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.argument("model_id", default=MODEL_ID, metavar="[ID]")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="the module to write (default: MODULE's name with -ID)",
+)
+@_store_option
+@_one_line_errors
+def bundle_cmd(module: Path, model_id: str, output: Path | None, store: Path | None) -> None:
+    """Write MODULE with ID's packed weights in its data segment: instances start with them mapped."""
+    from . import _bundle, _pure
+
+    root = store if store is not None else _store.default_store()
+    out = output or module.with_name(f"{module.stem}-{model_id}.wasm")
+    info = _bundle.write(module, _pure.image_of(model_id, root), model_id, out)
+    click.echo(f"{out}: {module.name} with {model_id} ({info['bytes'] / 1e6:.1f} MB of weights, mapped at load)")

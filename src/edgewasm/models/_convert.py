@@ -15,7 +15,7 @@ from types import ModuleType
 from typing import Any
 
 from .._openvino import import_openvino
-from . import _ewt
+from . import _ewt, _pure
 from ._arch import BLOCKS, NUM_CLASSES, fold_state_dict, to_nhwc_layout
 from ._errors import ModelStoreError
 from ._onnx import build_onnx
@@ -113,8 +113,10 @@ def convert(out_dir: Path, *, openvino: bool | None = None) -> dict[str, Any]:
     state = load_state_dict(pth)
     folded = fold_state_dict(state)
     meta = {"id": MODEL_ID, "version": MODEL_VERSION, "classes": str(NUM_CLASSES)}
-    _ewt.write(out_dir / EWT_FILE, meta, BLOCKS, to_nhwc_layout(folded))
+    nhwc = to_nhwc_layout(folded)
+    _ewt.write(out_dir / EWT_FILE, meta, BLOCKS, nhwc)
     onnx.save_model(build_onnx(folded, MODEL_ID, MODEL_VERSION), str(out_dir / ONNX_FILE))
+    pure = _pure.write_fp32_image(out_dir, nhwc, labels, meta)
     (out_dir / LABELS_FILE).write_text("".join(f"{lab}\n" for lab in labels), encoding="utf-8")
     ov_version: str | None = None
     if openvino is None:
@@ -138,4 +140,5 @@ def convert(out_dir: Path, *, openvino: bool | None = None) -> dict[str, Any]:
         "labels_source": {"package": LABELS_PACKAGE, "version": _version(LABELS_PACKAGE), "file": LABELS_JSON,
                           "license": "MIT"},
         "converter": {"onnx": _version("onnx"), "openvino": ov_version},
+        "pure": pure,
     }  # fmt: skip

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from . import _calibration, _convert, _ewt, _quantize, _store, _tflite
+from . import _calibration, _convert, _ewt, _pure, _quantize, _store, _tflite
 from ._arch import BLOCKS, nhwc_tensor
 from ._errors import ModelStoreError
 from ._variants import VARIANTS, Variant
@@ -128,6 +128,8 @@ def _build(v: Variant, base: Path, out: Path, openvino: bool, tflite: bool, sets
             model, record["tflite"] = _tflite.quantize_int8(_tflite.build_float(fp32, description=v.id), batch)
             (out / TFLITE_FILE).write_bytes(model)
         record["weights"] = int8_ewt(out / _convert.ONNX_FILE, base / _convert.EWT_FILE, out / _convert.EWT_FILE, v)
+        labels = (base / _convert.LABELS_FILE).read_text(encoding="utf-8").splitlines()
+        record["pure"] = _pure.write_int8_image(out, out / _convert.EWT_FILE, src, batch, labels, _meta(v))
     shutil.copyfile(base / _convert.LABELS_FILE, out / _convert.LABELS_FILE)
     return record
 
