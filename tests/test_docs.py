@@ -82,7 +82,9 @@ def test_every_block_says_what_it_is() -> None:
 
 
 #: How many blocks may carry a skip marker: a ratchet, so that skipping one more is a decision made here.
-SKIPS_ALLOWED = 13  # +1: docs/quantization.md's pip install of the quantize extra
+#: +1 quantization.md's pip install of the quantize extra; +2 classifier.md's INT8 bundle (test_pure_int8.py runs it)
+#: and its measurement commands.
+SKIPS_ALLOWED = 15
 
 
 def test_skip_markers_are_counted() -> None:
