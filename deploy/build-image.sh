@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Build the edgewasm serving image offline (no registry): a Debian bookworm base made with debootstrap and
+# imported into podman (cached outside the checkout), then deploy/Containerfile on it with the project's wheel,
+# its pinned dependencies (constraints.txt) and the model store baked in. See docs/deploy.md.
+#   deploy/build-image.sh [IMAGE]        IMAGE defaults to localhost/edgewasm:latest
+# Environment: PYTHON (the venv's python, for the wheels), EXTRAS (serve,onnx), EDGEWASM_MODELS (the model store),
+# IMAGE_CACHE (where the base tarball is kept), DEBIAN_MIRROR (default: the first URI of /etc/apt/sources*).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+IMAGE=${1:-localhost/edgewasm:latest}
+BASE=localhost/edgewasm-base:bookworm
+PYTHON=${PYTHON:-python3}
+EXTRAS=${EXTRAS:-serve,onnx}
+IMAGE_CACHE=${IMAGE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/edgewasm-image}
+TARBALL=$IMAGE_CACHE/debian-bookworm-minbase.tar
+PODMAN=${PODMAN:-podman}
+
+mirror() {
+  if [ -n "${DEBIAN_MIRROR:-}" ]; then echo "$DEBIAN_MIRROR"; return; fi
+  local uri
+  uri=$(grep -hE '^(URIs:|deb )' /etc/apt/sources.list /etc/apt/sources.list.d/* 2>/dev/null \
+        | grep -v security | head -n1 | sed -E 's/^URIs: *//; s/^deb (\[[^]]*\] )?//; s/ .*//')
+  echo "${uri:-http://deb.debian.org/debian}"
+}
+
+# 1. The base: debootstrap once (about a minute and a half), keep the tarball, import it when podman lacks it.
+if ! "$PODMAN" image exists "$BASE"; then
+  if [ ! -s "$TARBALL" ]; then
+    command -v debootstrap >/dev/null || { echo "debootstrap is missing: apt-get install debootstrap" >&2; exit 2; }
+    mkdir -p "$IMAGE_CACHE"
+    root=$(mktemp -d "$IMAGE_CACHE/rootfs.XXXXXX")
+    trap 'rm -rf "$root"' EXIT
+    echo "== debootstrap bookworm into $root ($(mirror))"
+    debootstrap --variant=minbase --include=python3-venv,ca-certificates bookworm "$root" "$(mirror)" >/dev/null
+    rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/*
+    tar --numeric-owner -C "$root" -cf "$TARBALL.tmp" . && mv "$TARBALL.tmp" "$TARBALL"
+    rm -rf "$root"; trap - EXIT
+  fi
+  echo "== import $TARBALL as $BASE"
+  "$PODMAN" import --change 'CMD ["/bin/bash"]' "$TARBALL" "$BASE" >/dev/null
+fi
+
+# 2. The build context: the project's wheel and its pinned dependencies, the guests, the model store.
+ctx=build/image
+rm -rf "$ctx"; mkdir -p "$ctx/wheels" "$ctx/wasm" "$ctx/models"
+echo "== wheels (edgewasm[$EXTRAS], pinned by constraints.txt)"
+"$PYTHON" -m pip wheel -q --no-deps --no-build-isolation -w "$ctx/wheels" .
+"$PYTHON" -m pip download -q -c constraints.txt -d "$ctx/wheels" --only-binary=:all: \
+  "$(ls "$ctx"/wheels/edgewasm-*.whl)[$EXTRAS]"
+cp constraints.txt "$ctx/"
+cp wasm/classifier.wasm wasm/wasinn_classifier.wasm "$ctx/wasm/"
+store=$("$PYTHON" -c 'from edgewasm._paths import models_dir; print(models_dir())')
+entry=$store/efficientnet-lite0
+[ -f "$entry/manifest.json" ] || { echo "no model store at $entry: run \`edgewasm models install\` first" >&2; exit 2; }
+cp -r "$entry" "$ctx/models/"
+
+# 3. The image.
+echo "== build $IMAGE"
+"$PODMAN" build --format docker --pull=never --build-arg BASE="$BASE" --build-arg EXTRAS="$EXTRAS" \
+  -f deploy/Containerfile -t "$IMAGE" "$ctx"
+"$PODMAN" image inspect --format '{{.Size}}' "$IMAGE" | awk -v i="$IMAGE" '{printf "== %s: %.1f MB\n", i, $1/1e6}'
