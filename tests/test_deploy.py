@@ -232,9 +232,12 @@ def _podman(env: dict[str, str], *args: str, check: bool = True) -> str:
 
 @pytest.fixture
 def played(podman_env: dict[str, str], tmp_path: Path) -> Iterator[tuple[str, int]]:
-    """The base Deployment under `podman kube play`, its port published on 127.0.0.1 only (a test-only hostPort)."""
+    """The base Deployment under `podman kube play`, its port published on 127.0.0.1 only (a test-only hostPort;
+    podman plays every replica as a pod, and only one can hold a host port)."""
     deployment = copy.deepcopy(_docs(K8S / "base" / "deployment.yaml")[0])
+    deployment["spec"]["replicas"] = 1
     port = _free_port()
+    name = deployment["metadata"]["name"] = f"edgewasm-test-{port}"  # never a leftover's name
     c = deployment["spec"]["template"]["spec"]["containers"][0]
     c["image"] = IMAGE
     c["ports"][0].update(hostPort=port, hostIP="127.0.0.1")
@@ -242,24 +245,22 @@ def played(podman_env: dict[str, str], tmp_path: Path) -> Iterator[tuple[str, in
     manifest.write_text(yaml.safe_dump(deployment))
     _podman(podman_env, "kube", "play", "--replace", str(manifest))
     try:
-        yield str(manifest), port
+        yield name, port
     finally:
         _podman(podman_env, "kube", "down", str(manifest), check=False)
+        _podman(podman_env, "pod", "rm", "--force", "--ignore", f"{name}-pod-0", check=False)
 
 
-def _container_id(env: dict[str, str]) -> str:
-    ids = _podman(env, "ps", "-a", "-q", "--filter", "label=app.kubernetes.io/name=edgewasm",
-                  "--filter", "name=edgewasm-classifier").split()
-    names = {i: _podman(env, "inspect", "--format", "{{.Name}}", i).strip() for i in ids}
-    ours = [i for i, n in names.items() if n.endswith("-edgewasm")]
-    assert len(ours) == 1, names
-    return ours[0]
+def _container_id(env: dict[str, str], deployment: str) -> str:
+    ids = _podman(env, "ps", "-a", "-q", "--filter", f"name={deployment}-pod-0-edgewasm").split()
+    assert len(ids) == 1, _podman(env, "ps", "-a", check=False)
+    return ids[0]
 
 
 def test_the_deployment_plays_under_podman_and_classifies(podman_env: dict[str, str], played: tuple[str, int]) -> None:
-    _, port = played
+    name, port = played
     base = f"http://127.0.0.1:{port}"
-    cid = _container_id(podman_env)
+    cid = _container_id(podman_env, name)
     info = json.loads(_podman(podman_env, "inspect", cid))[0]
     host = info["HostConfig"]
     assert host["Memory"] == 128 * MiB
