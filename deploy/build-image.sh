@@ -3,12 +3,15 @@
 # imported into podman (cached outside the checkout), then deploy/Containerfile on it with the project's wheel,
 # its pinned dependencies (constraints.txt) and the model store baked in. See docs/deploy.md.
 #   deploy/build-image.sh [IMAGE]        IMAGE defaults to localhost/edgewasm:latest
-# Environment: PYTHON (the venv's python, for the wheels), EXTRAS (serve,onnx), EDGEWASM_MODELS (the model store),
+# Environment: BASE (below), PYTHON (the venv's python, for the wheels), EXTRAS (serve,onnx), EDGEWASM_MODELS (the model store),
 # IMAGE_CACHE (where the base tarball is kept), DEBIAN_MIRROR (default: the first URI of /etc/apt/sources*).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 IMAGE=${1:-localhost/edgewasm:latest}
-BASE=localhost/edgewasm-base:bookworm
+# BASE: the image to build on. The default is made here with debootstrap; where a registry is reachable any
+# Debian bookworm image works as it is, e.g. BASE=docker.io/library/debian:bookworm-slim.
+LOCAL_BASE=localhost/edgewasm-base:bookworm
+BASE=${BASE:-$LOCAL_BASE}
 PYTHON=${PYTHON:-python3}
 EXTRAS=${EXTRAS:-serve,onnx}
 IMAGE_CACHE=${IMAGE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/edgewasm-image}
@@ -24,7 +27,7 @@ mirror() {
 }
 
 # 1. The base: debootstrap once (about a minute and a half), keep the tarball, import it when podman lacks it.
-if ! "$PODMAN" image exists "$BASE"; then
+if [ "$BASE" = "$LOCAL_BASE" ] && ! "$PODMAN" image exists "$BASE"; then
   if [ ! -s "$TARBALL" ]; then
     command -v debootstrap >/dev/null || { echo "debootstrap is missing: apt-get install debootstrap" >&2; exit 2; }
     mkdir -p "$IMAGE_CACHE"
@@ -56,6 +59,7 @@ cp -r "$entry" "$ctx/models/"
 
 # 3. The image.
 echo "== build $IMAGE"
-"$PODMAN" build --format docker --pull=never --build-arg BASE="$BASE" --build-arg EXTRAS="$EXTRAS" \
+pull=never; [ "$BASE" = "$LOCAL_BASE" ] || pull=missing
+"$PODMAN" build --format docker --pull=$pull --build-arg BASE="$BASE" --build-arg EXTRAS="$EXTRAS" \
   -f deploy/Containerfile -t "$IMAGE" "$ctx"
 "$PODMAN" image inspect --format '{{.Size}}' "$IMAGE" | awk -v i="$IMAGE" '{printf "== %s: %.1f MB\n", i, $1/1e6}'
