@@ -146,7 +146,7 @@ def main() -> int:
     }
     layers = podman(env, "history", "--format", "{{.Size}}\t{{.CreatedBy}}", args.image).splitlines()
     results["layers"] = [{"size": size, "created_by": by[:160]}
-                         for size, _, by in (line.partition("\t") for line in layers) if size != "0B"]  # fmt: skip
+                         for size, _, by in (line.partition("\t") for line in layers) if not size.startswith("0 ")]  # fmt: skip
 
     # 1. From `podman run` to ready: a cold start compiles the module into the cache volume; a warm one (the same
     #    volume, as after a container restart in its pod) maps the verified artifact.
