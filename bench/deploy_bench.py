@@ -145,8 +145,8 @@ def main() -> int:
         "count": args.count,
     }
     layers = podman(env, "history", "--format", "{{.Size}}\t{{.CreatedBy}}", args.image).splitlines()
-    results["layers"] = [{"size": size, "created_by": by[:160]}
-                         for size, _, by in (line.partition("\t") for line in layers) if not size.startswith("0 ")]  # fmt: skip
+    parts = (line.partition("\t") for line in layers)
+    results["layers"] = [{"size": size, "created_by": by[:160]} for size, _, by in parts if not size.startswith("0 ")]
 
     # 1. From `podman run` to ready: a cold start compiles the module into the cache volume; a warm one (the same
     #    volume, as after a container restart in its pod) maps the verified artifact.

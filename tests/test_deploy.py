@@ -106,7 +106,10 @@ def test_the_deployment_holds_the_article_limits_and_is_locked_down() -> None:
     spec = deployment["spec"]
     assert spec["replicas"] == 3
     c = _container(deployment)
-    assert c["resources"] == {"requests": {"cpu": "100m", "memory": "64Mi"}, "limits": {"cpu": "500m", "memory": "128Mi"}}
+    assert c["resources"] == {
+        "requests": {"cpu": "100m", "memory": "64Mi"},
+        "limits": {"cpu": "500m", "memory": "128Mi"},
+    }
     assert c["args"][c["args"].index("--instances") + 1] == "1"  # two instances do not fit in 128 MiB
     for probe, path in [("startupProbe", "/v2/health/ready"), ("readinessProbe", "/v2/health/ready"),
                         ("livenessProbe", "/v2/health/live")]:
