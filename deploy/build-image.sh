@@ -47,10 +47,14 @@ fi
 ctx=build/image
 rm -rf "$ctx"; mkdir -p "$ctx/wheels" "$ctx/wasm" "$ctx/models"
 echo "== wheels (edgewasm[$EXTRAS], pinned by constraints.txt)"
-"$PYTHON" -m pip wheel -q --no-deps --no-build-isolation -w "$ctx/wheels" .
+# The last commit's time in the wheel's entries: the same source gives the same wheel, so the layer caches.
+SOURCE_DATE_EPOCH=$(git log -1 --format=%ct 2>/dev/null || echo 315532800) \
+  "$PYTHON" -m pip wheel -q --no-deps --no-build-isolation -w "$ctx/wheels" .
 "$PYTHON" -m pip download -q -c constraints.txt -d "$ctx/wheels" --only-binary=:all: \
   "$(ls "$ctx"/wheels/edgewasm-*.whl)[$EXTRAS]"
 cp constraints.txt "$ctx/"
+# What the install layer is built from: a changed wheel changes this file, so the layer is never a stale cache hit.
+(cd "$ctx/wheels" && sha256sum -- *.whl) > "$ctx/wheels.sha256"
 cp wasm/classifier.wasm wasm/wasinn_classifier.wasm "$ctx/wasm/"
 store=$("$PYTHON" -c 'from edgewasm._paths import models_dir; print(models_dir())')
 entry=$store/efficientnet-lite0
