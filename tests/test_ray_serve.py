@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import shutil
 import socket
+import subprocess
+import sys
 import tempfile
 import time
 import urllib.error
@@ -20,6 +23,9 @@ import pytest
 
 serve = pytest.importorskip("ray.serve", reason="the Ray Serve integration needs the extra ray")
 ray = pytest.importorskip("ray")
+#: Ray's core worker installs its own fatal-signal handlers in the driver, over wasmtime's: a guest's trap (a SIGILL
+#: wasmtime turns into an error) would then kill the process. So the driver is a child pytest, never this one.
+CHILD = "EDGEWASM_RAY_CHILD"
 
 from tests._model_fixtures import _installed_store  # noqa: E402
 
@@ -45,8 +51,18 @@ def _post(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, Any]:
         return e.code, json.load(e)
 
 
+def test_in_a_child_process() -> None:
+    if os.environ.get(CHILD) == "1":
+        pytest.skip("this is the child")
+    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__],
+                       env={**os.environ, CHILD: "1"}, capture_output=True, text=True, timeout=900)  # fmt: skip
+    assert r.returncode == 0 and "3 passed" in r.stdout, r.stdout[-3000:] + r.stderr[-3000:]
+
+
 @pytest.fixture(scope="module")
 def ray_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    if os.environ.get(CHILD) != "1":
+        pytest.skip("runs in the child process (test_in_a_child_process)")
     model_store = _installed_store()
     port = _free_port()
     temp = tempfile.mkdtemp(prefix="ray-", dir="/tmp")  # short: Ray's socket paths must fit in 107 bytes
