@@ -2,9 +2,10 @@
 # Versions are pinned by constraints.txt (every tool and library CI tests with); `make constraints` renews them.
 PYTHON ?= python3
 EXTRAS ?= dev,models,onnx,openvino,tflite,plots,serve,quantize
+IMAGE ?= localhost/edgewasm:latest
 PIP = $(PYTHON) -m pip install -q -c constraints.txt
 
-.PHONY: setup toolchain constraints test lint guest guest-check guest-test guest-test-wasm models demo bench bench-report clean
+.PHONY: setup toolchain image-tools image constraints test lint guest guest-check guest-test guest-test-wasm models demo bench bench-report clean
 
 setup:                ## install edgewasm with every extra at the pinned versions, then fetch and convert the model
 	$(PIP) -U pip setuptools wheel
@@ -16,6 +17,12 @@ toolchain:            ## Debian's Rust for wasm32-wasi, its linker (rust-lld is 
 	  librust-serde-dev librust-serde-derive-dev 'librust-serde+serde-derive-dev' librust-serde-bytes-dev \
 	  librust-rmp-dev librust-rmp-serde-dev librust-image-dev librust-jpeg-decoder-dev librust-png-dev
 	apt-get install -y --no-install-recommends clang-19 lld-19 llvm-19 libclang-rt-19-dev-wasm32 wasi-libc
+
+image-tools:          ## podman, buildah, runc and debootstrap for `make image` (root; Debian/Ubuntu)
+	apt-get install -y --no-install-recommends podman buildah catatonit runc debootstrap
+
+image:                ## the serving image localhost/edgewasm:latest, offline (debootstrap'd base, cached); docs/deploy.md
+	PYTHON=$(PYTHON) bash deploy/build-image.sh $(IMAGE)
 
 constraints:          ## re-resolve every pin in a fresh venv (newest releases), rewrite constraints.txt, then test
 	rm -rf .venv-constraints
