@@ -39,7 +39,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, model_store: Path) -> Itera
     srv.start()
     yield srv
     assert srv.stop() == 0
-    assert srv.tracebacks() == []
+    assert srv.tracebacks() == [], "\n".join(srv.lines[-80:])
 
 
 def test_the_docs_have_examples() -> None:

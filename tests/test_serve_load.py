@@ -53,4 +53,4 @@ def test_mixed_traffic_keeps_good_requests_whole(tmp_path: Path, model_store: Pa
     assert {s.status for s in run.of("grow")} <= {500, 503} and run.of("grow")
     assert metric(text, "edgewasm_inference_request_success_total", model="classifier") > 0
     assert metric(text, "edgewasm_instance_replacements_total", model="trap") >= 1
-    assert srv.tracebacks() == []
+    assert srv.tracebacks() == [], "\n".join(srv.lines[-80:])

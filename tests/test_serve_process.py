@@ -111,7 +111,7 @@ def test_signal_drains_in_flight_requests_and_exits_0(tmp_path: Path, model_stor
     assert rc == 0
     msgs = [e.get("msg", "") for e in srv.log()]
     assert any(m.startswith("draining") for m in msgs) and msgs[-1] == "stopped"
-    assert srv.tracebacks() == []
+    assert srv.tracebacks() == [], "\n".join(srv.lines[-80:])
 
 
 def _serve(args: list[str], tmp_path: Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
