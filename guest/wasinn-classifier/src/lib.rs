@@ -1,7 +1,8 @@
 //! `wasinn_classifier`: the EfficientNet-Lite0 classifier with inference delegated to the host's WASI-NN
 //! (`wasi_ephemeral_nn`). Requests, responses and errors are the ones every classifier guest shares
 //! (guest/classifier-common, docs/classifier.md); preprocessing runs in the guest (guest/vision) and the HWC tensor is
-//! transposed to NCHW for the ONNX / OpenVINO model. What is this crate's own: the load mode and the wasi-nn calls.
+//! transposed to NCHW for the ONNX / OpenVINO model. What is this crate's own: the load mode and the wasi-nn calls
+//! (`nn`, over the raw binding guest/wasi-nn-sys).
 //!
 //! How the graph is obtained (`"load"` in the request): `"name"` (default) calls `load_by_name(model_id)`, a
 //! model the host preloaded (`--nn-preload efficientnet-lite0`); `"bytes"` reads `/models/<id>/model.onnx` and
@@ -16,6 +17,7 @@ use std::io::Read;
 use classifier_common::{store_file, vision_error, Decoded, GuestError, ModelInfo, Request, Response, HWC, SIDE, STORE};
 use edgewasm_guest::export_infer_bytes;
 use vision::Preprocessor;
+use wasi_nn_sys::{encoding, errno};
 
 edgewasm_guest::needs_models!();
 export_infer_bytes!(handle);
@@ -86,7 +88,7 @@ fn read_version(id: &str) -> String {
 }
 
 fn nn_error(what: &str, id: &str, rc: u32) -> GuestError {
-    if rc == nn::NOT_FOUND {
+    if rc == errno::NOT_FOUND {
         return GuestError::not_found(format!(
             "model {:?} is not preloaded by the host (start it with --nn-preload {}), or send \"load\": \"bytes\"",
             id, id
@@ -97,7 +99,7 @@ fn nn_error(what: &str, id: &str, rc: u32) -> GuestError {
         what,
         id,
         rc,
-        nn::errno_name(rc)
+        errno::name(rc).unwrap_or("unknown error")
     ))
 }
 
@@ -110,7 +112,7 @@ fn open_model(id: &str, mode: LoadMode) -> Result<Model, GuestError> {
         LoadMode::Bytes => {
             let path = store_file(id, "model.onnx");
             let bytes = fs::read(&path).map_err(|e| missing(id, &path, e))?;
-            nn::graph_from_bytes(&bytes, nn::ENCODING_ONNX).map_err(|rc| nn_error("load", id, rc))?
+            nn::graph_from_bytes(&bytes, encoding::ONNX).map_err(|rc| nn_error("load", id, rc))?
         }
     };
     let ctx = nn::context(graph).map_err(|rc| nn_error("init_execution_context", id, rc))?;
