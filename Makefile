@@ -48,7 +48,7 @@ guest-check:          ## rebuild into a temp dir and fail if wasm/ differs (repr
 	bash guest/build.sh --check
 
 guest-test:           ## the Rust kernel, preprocessing, SDK and request tests, request fuzzing (scalar, native)
-	cd guest && /usr/bin/cargo test -p effnet -p vision -p classify -p edgewasm-guest --release --target x86_64-unknown-linux-gnu
+	cd guest && /usr/bin/cargo test -p effnet -p vision -p classifier-common -p edgewasm-guest --release --target x86_64-unknown-linux-gnu
 
 guest-test-wasm:      ## effnet's kernel tests on the SIMD kernels (Rust simd128, C plain and relaxed SIMD) in wasmtime
 	cd guest && for f in "" "--features relaxed-simd"; do \

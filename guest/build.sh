@@ -14,19 +14,19 @@ set -euo pipefail
 # One row per output module wasm/<name>.wasm. Rows build in one target dir per set of extra RUSTFLAGS and cargo
 # args (guest/target/<slug of them>): two builds of one package with different flags never invalidate each other,
 # and rows with the same flags share their compiled dependencies.
-#   name               | cargo package  | extra RUSTFLAGS                | extra cargo args (e.g. --features simd)
+#   name               | cargo package     | extra RUSTFLAGS                | extra cargo args (e.g. --features simd)
 GUESTS=(
-  "hello               | hello          | -C target-feature=+bulk-memory |"
+  "hello               | hello             | -C target-feature=+bulk-memory |"
   # No +bulk-memory for the classifier rows: measured (interleaved, same source) it did not help a JPEG, a
   # 224x224x3 pixels or a 600 KB tensor request (the request is read in place, no big memcpy), and it made
   # JPEG decoding 7-9% slower (probably: its many small copies become memory.copy calls). See docs/classifier.md.
-  "wasinn_classifier   | wasinn-classifier | -C target-feature=+simd128  |"
-  "wasinn_compat       | wasinn-compat  |                                |"
-  "classifier          | classifier     | -C target-feature=+simd128     |"
+  "wasinn_classifier   | wasinn-classifier | -C target-feature=+simd128     |"
+  "wasinn_compat       | wasinn-compat     |                                |"
+  "classifier          | pure-classifier   | -C target-feature=+simd128     |"
   # The same guest with its INT8 GEMM on relaxed SIMD (C kernels, guest/effnet/csrc; needs clang-19): it
   # declares `relaxed-simd` in edgewasm.needs, so the host compiles it with relaxed SIMD on.
-  "classifier_relaxed  | classifier     | -C target-feature=+simd128     | --features relaxed-simd"
-  "classifier_scalar   | classifier     |                                |"
+  "classifier_relaxed  | pure-classifier   | -C target-feature=+simd128     | --features relaxed-simd"
+  "classifier_scalar   | pure-classifier   |                                |"
 )
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"

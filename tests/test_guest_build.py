@@ -14,6 +14,7 @@ ROOT = Path(__file__).resolve().parent.parent
 GUEST = ROOT / "guest"
 CARGO = Path("/usr/bin/cargo")
 RUSTC = Path("/usr/bin/rustc")
+HOST_TARGET = "x86_64-unknown-linux-gnu"
 
 
 def _missing_toolchain() -> str | None:
@@ -74,7 +75,7 @@ def test_build_is_independent_of_the_checkout_path(tmp_path: Path) -> None:
 def test_sdk_unit_tests_pass() -> None:
     """The SDK's own tests (wire forms, buffers, error maps) on the host target."""
     proc = subprocess.run(
-        [str(CARGO), "test", "--offline", "--target", "x86_64-unknown-linux-gnu", "-p", "edgewasm-guest"],
+        [str(CARGO), "test", "--offline", "--target", HOST_TARGET, "-p", "edgewasm-guest"],
         cwd=GUEST,
         env={**os.environ, "CARGO_TARGET_DIR": str(GUEST / "target" / "sdk-tests")},
         capture_output=True,
@@ -87,12 +88,12 @@ def test_sdk_unit_tests_pass() -> None:
 
 @needs_toolchain
 def test_classifier_request_tests_pass() -> None:
-    """guest/classify's request tests on the host target: every refusal, and 20,000 fuzzed requests that must each
-    end in an answer or an error map, never a panic (a trap in the guest). Release: the fuzzing decodes images."""
+    """guest/classifier-common's request tests on the host target: every refusal, and 20,000 fuzzed requests that
+    must each end in an answer or an error map, never a panic (a trap in the guest). Release: fuzzing decodes images."""
     proc = subprocess.run(
-        [str(CARGO), "test", "--offline", "--release", "--target", "x86_64-unknown-linux-gnu", "-p", "classify"],
+        [str(CARGO), "test", "--offline", "--release", "--target", HOST_TARGET, "-p", "classifier-common"],
         cwd=GUEST,
-        env={**os.environ, "CARGO_TARGET_DIR": str(GUEST / "target" / "classify-tests")},
+        env={**os.environ, "CARGO_TARGET_DIR": str(GUEST / "target" / "classifier-common-tests")},
         capture_output=True,
         text=True,
         timeout=1800,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import re
@@ -18,6 +19,9 @@ import numpy.typing as npt
 import pytest
 from click.testing import CliRunner
 
+import edgewasm
+import edgewasm._errors
+import edgewasm.models
 from edgewasm.models import (
     ModelStoreError,
     _arch,
@@ -291,6 +295,30 @@ def test_store_errors(tmp_path: Path) -> None:
     with pytest.raises(ModelStoreError, match="not installed"):
         remove(ID, tmp_path)
     assert list_models(tmp_path / "nowhere") == []
+
+
+def test_every_edgewasm_error_is_defined_in_the_one_hierarchy() -> None:
+    """The model store's errors (and every other EdgeWasmError) live in edgewasm/_errors.py, so there is one file to
+    read for what can be raised; serve/ keeps its HTTP answers in serve/errors.py. Read from the source (AST), so
+    modules whose optional packages are missing are checked too."""
+    src = Path(edgewasm.__file__).parent
+    hierarchy = {n.name for n in ast.parse((src / "_errors.py").read_text()).body if isinstance(n, ast.ClassDef)}
+    assert {"EdgeWasmError", "ModelsError", "ModelStoreError", "BundleError"} <= hierarchy
+    elsewhere = []
+    for path in sorted(src.rglob("*.py")):
+        rel = path.relative_to(src).as_posix()
+        if rel == "_errors.py" or rel.startswith("serve/"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ClassDef):
+                bases = {b.id if isinstance(b, ast.Name) else getattr(b, "attr", "") for b in node.bases}
+                if bases & hierarchy:
+                    elsewhere.append(f"{rel}: {node.name}")
+    assert not elsewhere, elsewhere
+    # ...and the public names stay importable where users import them from.
+    assert edgewasm.models.ModelStoreError is edgewasm._errors.ModelStoreError
+    assert issubclass(edgewasm.models.ModelStoreError, edgewasm.models.ModelsError)
+    assert issubclass(edgewasm.models.ModelsError, edgewasm.EdgeWasmError)
 
 
 def test_default_store_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -1,11 +1,16 @@
-"""Small pieces of the WASI-NN host: handle tables, tensor-type resolution, raw outputs."""
+"""Small pieces of the WASI-NN host: handle tables, tensor-type resolution, raw outputs, and its ABI tables against
+the Rust guests' binding (guest/wasi-nn-sys)."""
 
 from __future__ import annotations
+
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from edgewasm.nn import NnErrno, NnError, resolve_tensor_type
+from edgewasm.nn import ExecutionTarget, GraphEncoding, NnErrno, NnError, resolve_tensor_type
+from edgewasm.nn._enums import WITX_TENSOR_TYPES
 from edgewasm.nn._functions import _raw_output
 from edgewasm.nn._tables import HandleTable
 
@@ -61,3 +66,47 @@ def test_raw_output() -> None:
     with pytest.raises(NnError) as err:
         _raw_output(np.array(["a", "b"], dtype=object), 1)
     assert err.value.errno is NnErrno.RUNTIME_ERROR
+
+
+GUEST = Path(__file__).resolve().parent.parent / "guest"
+SYS = GUEST / "wasi-nn-sys" / "src" / "lib.rs"
+
+
+def _rust_module(name: str) -> str:
+    """The body of `pub mod <name> { ... }` in guest/wasi-nn-sys (the file's modules are flat, one level deep)."""
+    found = re.search(rf"^pub mod {name} \{{\n(.*?)^\}}", SYS.read_text(), re.M | re.S)
+    assert found, f"{SYS}: no `pub mod {name}`"
+    return found[1]
+
+
+def _rust_consts(name: str) -> dict[str, int]:
+    return {m[1]: int(m[2]) for m in re.finditer(r"pub const (\w+): \w+ = (\d+);", _rust_module(name))}
+
+
+def test_rust_guests_binding_has_the_hosts_errno_table() -> None:
+    """guest/wasi-nn-sys (both Rust WASI-NN guests' binding) and the host agree on every errno and its name."""
+    assert _rust_consts("errno") == {e.name: e.value for e in NnErrno}
+    names = {m[1]: m[2] for m in re.finditer(r'^\s+(\w+) => "(\w+)",$', _rust_module("errno"), re.M)}
+    assert names == {e.name: e.name.lower() for e in NnErrno}
+
+
+def test_rust_guests_binding_has_the_hosts_enum_values() -> None:
+    """The witx encodings, targets and tensor types: WasmEdge's extras (GGML, AUTO) are the host's alone."""
+    assert _rust_consts("encoding") == {e.name: e.value for e in GraphEncoding if e is not GraphEncoding.GGML}
+    assert _rust_consts("target") == {t.name: t.value for t in ExecutionTarget if t is not ExecutionTarget.AUTO}
+    dtypes = {"F16": "<f2", "F32": "<f4", "F64": "<f8", "U8": "u1", "I32": "<i4", "I64": "<i8"}
+    types = _rust_consts("tensor_type")
+    assert types.keys() == dtypes.keys()
+    assert {v: np.dtype(dtypes[k]) for k, v in types.items()} == WITX_TENSOR_TYPES
+
+
+def test_one_wasi_nn_binding_in_the_rust_guests() -> None:
+    """Only guest/wasi-nn-sys declares the `wasi_ephemeral_nn` imports; the guests use it, not a copy of their own."""
+    declaring = sorted(
+        p.relative_to(GUEST).as_posix()
+        for p in GUEST.rglob("*.rs")
+        if "target" not in p.relative_to(GUEST).parts and 'wasm_import_module = "wasi_ephemeral_nn"' in p.read_text()
+    )
+    assert declaring == ["wasi-nn-sys/src/lib.rs"]
+    for guest in ("wasinn-classifier", "wasinn-compat"):
+        assert 'wasi-nn-sys = { path = "../wasi-nn-sys" }' in (GUEST / guest / "Cargo.toml").read_text(), guest

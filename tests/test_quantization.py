@@ -19,7 +19,9 @@ from click.testing import CliRunner
 
 import edgewasm
 from conftest import require
+from edgewasm._errors import QuantizeError
 from edgewasm.models import (
+    ModelStoreError,
     _accuracy,
     _calibration,
     _ewt,
@@ -31,8 +33,7 @@ from edgewasm.models import (
     verify,
 )
 from edgewasm.models._cli import models as models_cli
-from edgewasm.models._errors import ModelStoreError
-from edgewasm.models._quantize import GEMM_LAYERS, QuantizeError
+from edgewasm.models._quantize import GEMM_LAYERS
 
 pytest_plugins = ["_model_fixtures"]
 

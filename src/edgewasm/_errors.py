@@ -1,4 +1,9 @@
-"""One exception hierarchy, so callers can catch `EdgeWasmError` and the CLI can print one line."""
+"""One exception hierarchy, so callers can catch `EdgeWasmError` and the CLI can print one line.
+
+The model store's errors are here too (``edgewasm.models`` re-exports them). The WASI-NN host's `NnError` is not
+one of these: it never reaches a caller (each host function turns it into its errno), so it lives with the
+errno table in `nn/_enums.py`.
+"""
 
 from __future__ import annotations
 
@@ -142,3 +147,29 @@ class CacheWarning(UserWarning):
 
 class CacheError(EdgeWasmError):
     """A cache operation the user asked for (`edgewasm cache clear`) could not be done."""
+
+
+class ModelsError(EdgeWasmError):
+    """Base of the errors raised by ``edgewasm.models``; messages are one line and say what to do."""
+
+    exit_code = 2
+
+
+class ModelStoreError(ModelsError):
+    """A model cannot be installed, found, verified or read."""
+
+
+class BundleError(ModelsError):
+    """The module cannot carry the weights (no weights region, too small, or an unexpected layout)."""
+
+
+class QuantizeError(ModelsError):
+    """A variant cannot be made: a tool is missing or failed."""
+
+
+class CalibrationError(ModelsError):
+    """A calibration set cannot be found or read."""
+
+
+class AccuracyError(ModelsError):
+    """The accuracy photos cannot be had."""

@@ -1,7 +1,8 @@
 //! `wasinn_classifier`: the EfficientNet-Lite0 classifier with inference delegated to the host's WASI-NN
 //! (`wasi_ephemeral_nn`). Requests, responses and errors are the ones every classifier guest shares
-//! (guest/classify, docs/classifier.md); preprocessing runs in the guest (guest/vision) and the HWC tensor is
-//! transposed to NCHW for the ONNX / OpenVINO model. What is this crate's own: the load mode and the wasi-nn calls.
+//! (guest/classifier-common, docs/classifier.md); preprocessing runs in the guest (guest/vision) and the HWC tensor is
+//! transposed to NCHW for the ONNX / OpenVINO model. What is this crate's own: the load mode and the wasi-nn calls
+//! (`nn`, over the raw binding guest/wasi-nn-sys).
 //!
 //! How the graph is obtained (`"load"` in the request): `"name"` (default) calls `load_by_name(model_id)`, a
 //! model the host preloaded (`--nn-preload efficientnet-lite0`); `"bytes"` reads `/models/<id>/model.onnx` and
@@ -13,9 +14,10 @@ use std::cell::RefCell;
 use std::fs;
 use std::io::Read;
 
-use classify::{store_file, vision_error, Decoded, GuestError, ModelInfo, Request, Response, HWC, SIDE, STORE};
+use classifier_common::{store_file, vision_error, Decoded, GuestError, ModelInfo, Request, Response, HWC, SIDE, STORE};
 use edgewasm_guest::export_infer_bytes;
 use vision::Preprocessor;
+use wasi_nn_sys::{encoding, errno};
 
 edgewasm_guest::needs_models!();
 export_infer_bytes!(handle);
@@ -86,7 +88,7 @@ fn read_version(id: &str) -> String {
 }
 
 fn nn_error(what: &str, id: &str, rc: u32) -> GuestError {
-    if rc == nn::NOT_FOUND {
+    if rc == errno::NOT_FOUND {
         return GuestError::not_found(format!(
             "model {:?} is not preloaded by the host (start it with --nn-preload {}), or send \"load\": \"bytes\"",
             id, id
@@ -97,20 +99,20 @@ fn nn_error(what: &str, id: &str, rc: u32) -> GuestError {
         what,
         id,
         rc,
-        nn::errno_name(rc)
+        errno::name(rc).unwrap_or("unknown error")
     ))
 }
 
 /// Labels and version from the store, then the graph (by name, or from the ONNX bytes) and its context.
 fn open_model(id: &str, mode: LoadMode) -> Result<Model, GuestError> {
     let path = store_file(id, "labels.txt");
-    let labels = classify::read_labels(&path).map_err(|e| missing(id, &path, e))?;
+    let labels = classifier_common::read_labels(&path).map_err(|e| missing(id, &path, e))?;
     let graph = match mode {
         LoadMode::ByName => nn::graph_by_name(id).map_err(|rc| nn_error("load_by_name", id, rc))?,
         LoadMode::Bytes => {
             let path = store_file(id, "model.onnx");
             let bytes = fs::read(&path).map_err(|e| missing(id, &path, e))?;
-            nn::graph_from_bytes(&bytes, nn::ENCODING_ONNX).map_err(|rc| nn_error("load", id, rc))?
+            nn::graph_from_bytes(&bytes, encoding::ONNX).map_err(|rc| nn_error("load", id, rc))?
         }
     };
     let ctx = nn::context(graph).map_err(|rc| nn_error("init_execution_context", id, rc))?;
@@ -156,7 +158,7 @@ fn load_mode(req: &Request<'_>) -> Result<LoadMode, GuestError> {
         "bytes" => Ok(LoadMode::Bytes),
         other => Err(GuestError::bad_request(format!(
             "load must be \"name\" or \"bytes\", not {}",
-            classify::shown(other)
+            classifier_common::shown(other)
         ))),
     }
 }
@@ -167,9 +169,9 @@ impl State {
     }
 }
 
-impl classify::Classifier for State {
+impl classifier_common::Classifier for State {
     fn check(&self, req: &Request<'_>) -> Result<(), GuestError> {
-        classify::check_model_id(req.model_id())?;
+        classifier_common::check_model_id(req.model_id())?;
         load_mode(req).map(|_| ())
     }
 
@@ -197,7 +199,7 @@ impl classify::Classifier for State {
             Decoded::Tensor(data) => {
                 tensor_to_nchw(data, &mut self.nchw);
                 if keep_hwc {
-                    classify::read_f32_le(data, &mut self.hwc);
+                    classifier_common::read_f32_le(data, &mut self.hwc);
                 }
             }
         }
@@ -221,5 +223,5 @@ impl classify::Classifier for State {
 }
 
 fn handle(bytes: &[u8]) -> Result<Response, GuestError> {
-    STATE.with(|cell| classify::classify(&mut *cell.borrow_mut(), bytes))
+    STATE.with(|cell| classifier_common::classify(&mut *cell.borrow_mut(), bytes))
 }

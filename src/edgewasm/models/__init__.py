@@ -6,7 +6,7 @@ Public API: ``install``, ``verify``, ``list_models``, ``path_of``, ``remove``, `
 
 from __future__ import annotations
 
-from ._errors import ModelsError, ModelStoreError
+from .._errors import ModelsError, ModelStoreError
 from ._store import default_store, install, list_models, path_of, read_manifest, remove, verify
 
 __all__ = [

@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from .._errors import AccuracyError
 from . import _calibration
-from ._errors import ModelsError
 
 FOOLBOX = "foolbox"
 FOOLBOX_VERSION = "3.3.4"
@@ -35,10 +35,6 @@ _LABELED = re.compile(r"^foolbox/data/imagenet_(\d+)_(\d+)\.jpg$")
 F32 = npt.NDArray[np.float32]
 U8 = npt.NDArray[np.uint8]
 Runner = Callable[[F32], F32]
-
-
-class AccuracyError(ModelsError):
-    """The accuracy photos cannot be had."""
 
 
 def cache_dir() -> Path:

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from ._errors import ModelStoreError
+from .._errors import ModelStoreError
 
 BN_EPS = 1e-3
 NUM_CLASSES = 1000

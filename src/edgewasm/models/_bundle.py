@@ -15,17 +15,13 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ._errors import ModelsError
+from .._errors import BundleError
 
 REGION_EXPORT = "edge_weights_region"
 BUNDLE_SECTION = "edgewasm.bundle"
 _CUSTOM, _MEMORY, _CODE, _DATA, _DATACOUNT = 0, 5, 10, 11, 12
 #: fuel for running the region export at bundle time (it returns a constant)
 _FUEL = 1_000_000
-
-
-class BundleError(ModelsError):
-    """The module cannot carry the weights (no weights region, too small, or an unexpected layout)."""
 
 
 def _uleb(data: bytes, pos: int) -> tuple[int, int]:

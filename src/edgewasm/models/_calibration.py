@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from ._errors import ModelsError
+from .._errors import CalibrationError
 
 SAMPLES = "samples"
 OPENCV = "opencv"
@@ -64,10 +64,6 @@ _OPENCV_PHOTOS: tuple[str, ...] = (
     "right14.jpg", "rubberwhale1.png", "rubberwhale2.png", "smarties.png", "squirrel_cls.jpg", "stuff.jpg",
     "sudoku.png", "text_defocus.jpg", "text_motion.jpg",
 )  # fmt: skip
-
-
-class CalibrationError(ModelsError):
-    """A calibration set cannot be found or read."""
 
 
 @dataclass(frozen=True)

@@ -12,11 +12,11 @@ from typing import Any, TypeVar
 
 import click
 
+from .._errors import ModelsError
 from . import _store
 from ._calibration import DEFAULT_SET
 from ._calibration import SETS as CALIBRATION_SETS
 from ._convert import MODEL_ID
-from ._errors import ModelsError
 from ._variant_store import install_variant
 from ._variants import PRECISIONS, VARIANTS, variant_id
 

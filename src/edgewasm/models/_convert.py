@@ -14,10 +14,10 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from .._errors import ModelStoreError
 from .._openvino import import_openvino
 from . import _ewt, _pure
 from ._arch import BLOCKS, NUM_CLASSES, fold_state_dict, to_nhwc_layout
-from ._errors import ModelStoreError
 from ._onnx import build_onnx
 from ._torch_legacy import load_state_dict
 

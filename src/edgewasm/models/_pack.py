@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from .._errors import ModelStoreError
 from ._arch import Block
-from ._errors import ModelStoreError
 
 MAGIC = b"EWP1"
 ALIGN = 256

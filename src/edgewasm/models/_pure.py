@@ -94,7 +94,7 @@ def write_int8_image(
 
 def image_of(model_id: str, store: Path) -> Path:
     """The packed image serving ``model_id`` in an installed store entry (``store`` is the store root)."""
-    from ._errors import ModelStoreError
+    from .._errors import ModelStoreError
 
     files = {FP32_MODEL_ID: FP32_FILE, INT8_MODEL_ID: INT8_FILE}
     if model_id not in files:

@@ -36,10 +36,10 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from .._errors import QuantizeError
 from .._openvino import telemetry_hidden
 from ..nn import _sigstack
 from ._arch import BLOCKS
-from ._errors import ModelsError
 
 QUANTIZE_HINT = "pip install -c constraints.txt -e '.[quantize]' (in the edgewasm checkout, with its venv active)"
 INPUT_NAME = "input"
@@ -54,10 +54,6 @@ GEMM_LAYERS: tuple[str, ...] = (
     "head",
     "fc",
 )
-
-
-class QuantizeError(ModelsError):
-    """A variant cannot be made: a tool is missing or failed."""
 
 
 #: Packages that start OpenVINO's usage telemetry (writing into ~/intel) when imported plainly.

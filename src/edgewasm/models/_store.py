@@ -15,9 +15,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from .._errors import ModelStoreError
 from .._paths import MODELS_ENV, models_dir
 from . import _convert
-from ._errors import ModelStoreError
 from ._preprocess import CROP, FILTER_NAME, MEAN, RESIZE_SHORTER, STD
 from ._variants import VARIANT_IDS
 

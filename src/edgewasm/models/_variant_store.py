@@ -21,9 +21,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from .._errors import ModelStoreError, QuantizeError
 from . import _calibration, _convert, _ewt, _pure, _quantize, _store, _tflite
 from ._arch import BLOCKS, nhwc_tensor
-from ._errors import ModelStoreError
 from ._variants import VARIANTS, Variant
 
 EWT_PRECISION = {"fp16": "float16", "int8": "int8 weights, float32 scales and biases"}
@@ -34,7 +34,7 @@ def tflite_available() -> bool:
     try:
         _quantize.need("ai_edge_litert.schema_py_generated", "ai-edge-litert")
         _quantize.need("flatbuffers", "flatbuffers")
-    except _quantize.QuantizeError:
+    except QuantizeError:
         return False
     return True
 

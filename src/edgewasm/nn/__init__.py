@@ -9,8 +9,7 @@ See docs/wasi-nn.md.
 
 from __future__ import annotations
 
-from ._enums import ExecutionTarget, GraphEncoding, resolve_tensor_type
-from ._errno import NnErrno, NnError
+from ._enums import ExecutionTarget, GraphEncoding, NnErrno, NnError, resolve_tensor_type
 from ._functions import MODULE, WasiNN, imports_wasi_nn
 from ._limits import NnLimits
 from ._preload import Preload, parse_preload

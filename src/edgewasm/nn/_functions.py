@@ -15,8 +15,7 @@ import wasmtime
 
 from .. import _deadline, _wasmtime
 from . import _fastcall, _graphcache
-from ._enums import ExecutionTarget, GraphEncoding, Numbering, resolve_tensor_type
-from ._errno import NnErrno, NnError
+from ._enums import ExecutionTarget, GraphEncoding, NnErrno, NnError, Numbering, resolve_tensor_type
 from ._guestmem import GuestMemory, u32
 from ._limits import NnLimits, raise_hint
 from ._preload import Preload, parse_preload

@@ -14,8 +14,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable
 
-from ._enums import GraphEncoding
-from ._errno import NnErrno, NnError
+from ._enums import GraphEncoding, NnErrno, NnError
 from ._preload import Preload
 from .backends import Backend, BackendOptions, Graph
 

@@ -12,7 +12,7 @@ import struct
 import numpy as np
 import wasmtime
 
-from ._errno import NnErrno, NnError
+from ._enums import NnErrno, NnError
 
 U32 = 0xFFFFFFFF
 

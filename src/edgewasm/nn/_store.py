@@ -21,7 +21,7 @@ def model_dir(model_id: str) -> Path:
     """The directory of an installed model; ValueError (with the command that fixes it) when it is not."""
     if not _ID.match(model_id) or ".." in model_id:
         raise ValueError(f"bad model id {model_id!r}: use letters, digits, '.', '_' and '-'")
-    from ..models._errors import ModelStoreError
+    from .._errors import ModelStoreError
     from ..models._store import path_of  # imported when a preload names a model id, not before
 
     try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from typing import Generic, TypeVar
 
-from ._errno import NnErrno, NnError
+from ._enums import NnErrno, NnError
 
 T = TypeVar("T")
 

@@ -7,8 +7,7 @@ import logging
 import threading
 from typing import cast
 
-from .._enums import GraphEncoding
-from .._errno import NnErrno, NnError
+from .._enums import GraphEncoding, NnErrno, NnError
 from ._base import Backend, BackendOptions, Context, Graph, InputSpec
 
 __all__ = ["Backend", "BackendOptions", "Context", "Graph", "InputSpec", "get_backend"]

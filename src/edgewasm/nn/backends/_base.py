@@ -9,8 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .._enums import ExecutionTarget
-from .._errno import NnErrno, NnError
+from .._enums import ExecutionTarget, NnErrno, NnError
 
 
 @dataclass(frozen=True)

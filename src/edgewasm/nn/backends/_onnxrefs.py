@@ -13,7 +13,7 @@ millions of tiny fields costs the walk seconds: it stops at the guest call's dea
 from __future__ import annotations
 
 from ... import _deadline
-from .._errno import NnErrno, NnError
+from .._enums import NnErrno, NnError
 
 
 class ModelRefused(NnError):

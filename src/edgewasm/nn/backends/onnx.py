@@ -15,8 +15,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from .._enums import ExecutionTarget
-from .._errno import NnErrno, NnError
+from .._enums import ExecutionTarget, NnErrno, NnError
 from .._watchdog import at_deadline
 from ._base import Backend, BackendOptions, Context, Graph, InputSpec, model_error, unsupported_target
 from ._onnxrefs import check_self_contained

@@ -23,8 +23,7 @@ import numpy as np
 
 from ..._openvino import import_openvino
 from .. import _sigstack
-from .._enums import ExecutionTarget
-from .._errno import NnErrno, NnError
+from .._enums import ExecutionTarget, NnErrno, NnError
 from .._watchdog import at_deadline
 from ._base import Backend, BackendOptions, Context, Graph, InputSpec, model_error, unsupported_target
 from ._onnxrefs import ModelRefused

@@ -21,8 +21,7 @@ from typing import Any
 import numpy as np
 from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
-from .._enums import ExecutionTarget
-from .._errno import NnErrno, NnError
+from .._enums import ExecutionTarget, NnErrno, NnError
 from ._base import Backend, BackendOptions, Context, Graph, InputSpec, model_error, unsupported_target
 from ._onnxrefs import ModelRefused
 

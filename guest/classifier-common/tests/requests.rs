@@ -5,7 +5,7 @@
 //! `EDGEWASM_FUZZ_CASES=N` sets the fuzz run's size (default 20,000; the long profile is 200,000) and
 //! `EDGEWASM_FUZZ_SEED=S` its seed (a number; each seed is another run, reproducible).
 
-use classify::{decode_input, parse, Decoded, GuestError, Input, FIELDS};
+use classifier_common::{decode_input, parse, Decoded, GuestError, Input, FIELDS};
 
 /// A msgpack value, written in its smallest form (as msgpack-python writes it).
 #[derive(Clone, Debug)]
@@ -154,12 +154,12 @@ fn run(bytes: &[u8]) -> Result<Option<Vec<f32>>, GuestError> {
     let mut image = None;
     match decode_input(&input, &mut image)? {
         Decoded::Pixels(px, w, h) => {
-            let mut out = vec![0.0; classify::HWC];
-            vision::Preprocessor::new().run(px, w, h, &mut out).map_err(classify::vision_error)?;
+            let mut out = vec![0.0; classifier_common::HWC];
+            vision::Preprocessor::new().run(px, w, h, &mut out).map_err(classifier_common::vision_error)?;
             Ok(Some(out))
         }
         Decoded::Tensor(data) => {
-            assert_eq!(data.len(), classify::HWC * 4);
+            assert_eq!(data.len(), classifier_common::HWC * 4);
             Ok(None)
         }
     }
@@ -303,16 +303,16 @@ fn sizes_are_checked_before_anything_is_allocated_for_them() {
 
 #[test]
 fn a_tensor_is_finite_float32_224x224x3() {
-    let zeros = vec![0.0f32; classify::HWC];
+    let zeros = vec![0.0f32; classifier_common::HWC];
     assert!(run(&request(&[("tensor", array("float32", &[224, 224, 3], f32_data(&zeros)))])).is_ok());
     assert!(run(&request(&[("tensor", array("float32", &[1, 224, 224, 3], f32_data(&zeros)))])).is_ok());
-    for (i, bad) in [(7usize, f32::NAN), (3379, f32::INFINITY), (classify::HWC - 1, f32::NEG_INFINITY)] {
+    for (i, bad) in [(7usize, f32::NAN), (3379, f32::INFINITY), (classifier_common::HWC - 1, f32::NEG_INFINITY)] {
         let mut t = zeros.clone();
         t[i] = bad;
         let want = format!("tensor[{}] is not a finite number ({})", i, bad);
         assert_refused(&request(&[("tensor", array("float32", &[224, 224, 3], f32_data(&t)))]), &[&want, "-1..1"]);
     }
-    assert_refused(&request(&[("tensor", array("float64", &[224, 224, 3], vec![0; classify::HWC * 8]))]), &["float32"]);
+    assert_refused(&request(&[("tensor", array("float64", &[224, 224, 3], vec![0; classifier_common::HWC * 8]))]), &["float32"]);
     assert_refused(&request(&[("tensor", array("float32", &[112, 112, 3], vec![0; 112 * 112 * 12]))]), &["[224, 224, 3]"]);
     assert_refused(&request(&[("tensor", array("float32", &[224, 224, 3], vec![0; 12]))]), &["tensor", "bytes of data"]);
 }
@@ -485,7 +485,7 @@ fn valid(r: &mut Rng, images: &[Vec<u8>]) -> Vec<(V, V)> {
             (s("width"), V::UInt(w)),
             (s("height"), V::UInt(h)),
         ],
-        _ => vec![(s("tensor"), array("float32", &[224, 224, 3], (0..classify::HWC).flat_map(|_| ((r.below(256) as f32 - 127.0) / 128.0).to_le_bytes()).collect()))],
+        _ => vec![(s("tensor"), array("float32", &[224, 224, 3], (0..classifier_common::HWC).flat_map(|_| ((r.below(256) as f32 - 127.0) / 128.0).to_le_bytes()).collect()))],
     };
     if r.chance(50) {
         pairs.push((s("top_k"), V::UInt(1 + r.below(1000))));

@@ -1,6 +1,7 @@
-//! The pure-WebAssembly image classifier: EfficientNet-Lite0 (guest/effnet) behind the edgewasm ABI v1.
+//! The pure-WebAssembly image classifier (built into wasm/classifier.wasm, _relaxed and _scalar): EfficientNet-Lite0
+//! (guest/effnet) behind the edgewasm ABI v1.
 //!
-//! Requests, responses, errors and stage timing are the ones every classifier guest shares (guest/classify,
+//! Requests, responses, errors and stage timing are the ones every classifier guest shares (guest/classifier-common,
 //! docs/classifier.md); this crate adds what is its own: reading the EWT weights and running the network in
 //! wasm. A model comes from the weights a bundled module carries in its data segment (`edgewasm models
 //! bundle`: mapped by wasmtime at instantiation, used in place), else from the store at `/models`, once per
@@ -9,7 +10,7 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 
-use classify::{store_file, vision_error, Decoded, GuestError, ModelInfo, Request, Response, HWC, STORE};
+use classifier_common::{store_file, vision_error, Decoded, GuestError, ModelInfo, Request, Response, HWC, STORE};
 use edgewasm_guest::{export_infer_bytes, needs_models};
 
 needs_models!();
@@ -108,12 +109,12 @@ thread_local! {
 }
 
 fn handle(bytes: &[u8]) -> Result<Response, GuestError> {
-    STATE.with(|cell| classify::classify(&mut *cell.borrow_mut(), bytes))
+    STATE.with(|cell| classifier_common::classify(&mut *cell.borrow_mut(), bytes))
 }
 
 /// The model from the bundled image, else the store; every failure is `model_unavailable`.
 fn load_model(id: &str) -> Result<Model, GuestError> {
-    let hint = classify::install_hint(id);
+    let hint = classifier_common::install_hint(id);
     if let Some(data) = embedded(id) {
         let unusable = |e: effnet::EwtError| {
             GuestError::model_unavailable(format!("the weights bundled in this module are unusable: {}; bundle again", e))
@@ -133,7 +134,7 @@ fn load_model(id: &str) -> Result<Model, GuestError> {
     let image_path = store_file(&entry, file);
     let labels_path = store_file(&entry, "labels.txt");
     let read_labels = || {
-        classify::read_labels(&labels_path).map_err(|e| {
+        classifier_common::read_labels(&labels_path).map_err(|e| {
             GuestError::model_unavailable(format!("model {} is incomplete ({}: {}); {}", id, labels_path, e, hint))
         })
     };
@@ -213,14 +214,14 @@ impl State {
     }
 }
 
-impl classify::Classifier for State {
+impl classifier_common::Classifier for State {
     fn check(&self, req: &Request<'_>) -> Result<(), GuestError> {
         if req.load.is_some() {
             return Err(GuestError::bad_request(
                 "load is the WASI-NN guest's option (wasinn_classifier.wasm); this guest runs the network in wasm: remove it",
             ));
         }
-        classify::check_known_model(req.model_id(), KNOWN_MODELS)
+        classifier_common::check_known_model(req.model_id(), KNOWN_MODELS)
     }
 
     fn load(&mut self, req: &Request<'_>) -> Result<bool, GuestError> {
@@ -244,7 +245,7 @@ impl classify::Classifier for State {
         match input {
             Decoded::Pixels(px, w, h) => self.pre.run(px, w, h, &mut self.input).map_err(vision_error),
             Decoded::Tensor(data) => {
-                classify::read_f32_le(data, &mut self.input);
+                classifier_common::read_f32_le(data, &mut self.input);
                 Ok(())
             }
         }

@@ -1,4 +1,4 @@
-//! What the two classifier guests (`guest/classifier`, pure wasm; `guest/wasinn-classifier`, WASI-NN) share, so
+//! What the two classifier guests (`guest/pure-classifier`, pure wasm; `guest/wasinn-classifier`, WASI-NN) share, so
 //! that they answer the same requests with the same responses and errors (docs/classifier.md):
 //!
 //! - [`request`]: the request map, the `image` bin, the choice of exactly one input, and the decode stage
