@@ -92,6 +92,16 @@ def _whole(value: Any, what: str) -> int | None:
     return value or None
 
 
+def _host_path(host: str | os.PathLike[str], guest: str) -> Path:
+    if isinstance(host, (str, os.PathLike)) and os.fspath(host) == "":
+        # Path("") is ".": an empty HOST must not preopen the working directory.
+        raise SandboxError(
+            f"cannot preopen '' as {guest!r}: no host directory",
+            hint="write --dir HOST::GUEST, e.g. --dir ./data::/data",
+        )
+    return Path(host)
+
+
 @dataclasses.dataclass(frozen=True)
 class Mount:
     """A host directory preopened for the guest under the name `guest`, read-only unless `writable`."""
@@ -112,8 +122,8 @@ class Mount:
         elif spec.endswith(":ro"):
             spec = spec[:-3]
         host, sep, guest = spec.partition("::")
-        path = Path(host)
-        if relative_to is not None and host and not path.is_absolute():
+        path = _host_path(host, guest if sep else host)
+        if relative_to is not None and not path.is_absolute():
             path = relative_to / path
         return cls(path, guest if sep else host, writable)
 
@@ -152,9 +162,9 @@ def _mounts(dirs: Dirs | None) -> tuple[Mount, ...]:
     if dirs is None:
         return ()
     if isinstance(dirs, Mapping):  # {guest_path: host_path}, as in `dirs={"/models": "/srv/models"}`
-        mounts = [Mount(Path(host), guest) for guest, host in dirs.items()]
-    elif isinstance(dirs, (str, bytes)):
-        raise SandboxError(f"dirs must be a list of HOST::GUEST[:rw] or a mapping, not one {type(dirs).__name__}")
+        mounts = [Mount(_host_path(host, guest), guest) for guest, host in dirs.items()]
+    elif isinstance(dirs, (str, bytes)) or not isinstance(dirs, Iterable):
+        raise SandboxError(f"dirs must be a list of HOST::GUEST[:rw] or a mapping, got {dirs!r}")
     else:
         mounts = [d if isinstance(d, Mount) else Mount.parse(d) for d in dirs]
     return tuple(m.checked() for m in mounts)
@@ -163,20 +173,23 @@ def _mounts(dirs: Dirs | None) -> tuple[Mount, ...]:
 def _env(env: Mapping[str, str] | Iterable[str | tuple[str, str]] | None) -> tuple[tuple[str, str], ...]:
     """`{KEY: VALUE}`, `KEY=VALUE` strings (the command line) or pairs, checked and sorted."""
     pairs: dict[Any, Any] = {}
-    if isinstance(env, Mapping):
+    if env is None:
+        pass
+    elif isinstance(env, Mapping):
         pairs = dict(env)
-    elif isinstance(env, (str, bytes)):
-        raise SandboxError(f"env must be a mapping or a list of KEY=VALUE, not one {type(env).__name__}")
-    elif env is not None:
+    elif isinstance(env, (str, bytes)) or not isinstance(env, Iterable):
+        raise SandboxError(f"env must be a mapping or a list of KEY=VALUE, got {env!r}")
+    else:
         for item in env:
             if isinstance(item, str):
                 key, sep, value = item.partition("=")
                 if not sep or not key:
                     raise SandboxError(f"cannot read the environment variable {item!r}", hint="write it KEY=VALUE")
-                pairs[key] = value
-            else:
+            elif isinstance(item, tuple) and len(item) == 2:
                 key, value = item
-                pairs[key] = value
+            else:
+                raise SandboxError(f"cannot read the environment variable {item!r}", hint="write it KEY=VALUE")
+            pairs[key] = value
     for key, value in pairs.items():
         if not isinstance(key, str) or not isinstance(value, str) or not key or "=" in key or "\0" in key + value:
             raise SandboxError(
@@ -220,11 +233,17 @@ def _nn_limits(limits: NnLimits | Mapping[str, int | str] | Iterable[str] | None
 
     if isinstance(limits, NnLimits):
         return limits
-    items = [f"{k}={v}" for k, v in limits.items()] if isinstance(limits, Mapping) else list(limits)
     try:
+        items = [f"{k}={v}" for k, v in limits.items()] if isinstance(limits, Mapping) else list(limits)
+        if not all(isinstance(item, str) for item in items):
+            raise TypeError(f"bad --nn-limit {limits!r}: expected NAME=VALUE items")
         return NnLimits.parse(items)
     except (ValueError, TypeError) as e:
         raise SandboxError(str(e), hint="graphs=N, contexts=N, model-bytes=SIZE, tensor-bytes=SIZE") from None
+
+
+def _scalar_text(value: object) -> object:
+    return str(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else value
 
 
 def _flag(value: object, what: str) -> bool:
@@ -330,6 +349,8 @@ class GuestOptions:
                 if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
                     raise SandboxError(f"dirs must be a list of HOST::GUEST[:rw], got {value!r}")
                 changes[key] = [Mount.parse(spec, relative_to) for spec in value]
+            elif key == "env" and isinstance(value, Mapping):  # a TOML table: `PORT = 8080` is the string "8080"
+                changes[key] = {k: _scalar_text(v) for k, v in value.items()}
             elif key == "models" and isinstance(value, str) and relative_to is not None:
                 changes[key] = relative_to / value if value else value
             elif key == "nn_preload" and (isinstance(value, str) or not isinstance(value, Sequence)):

@@ -97,6 +97,8 @@ class ModelConfig:
             raise ConfigError(f"{where}: instances must be 1..64, got {self.instances}")
         if self.queue < 0:
             raise ConfigError(f"{where}: queue must be 0 or more, got {self.queue}")
+        if not isinstance(self.options, GuestOptions):
+            raise ConfigError(f"{where}: options must be an edgewasm.GuestOptions, got {type(self.options).__name__}")
         for t in (*self.inputs, *self.outputs):
             if t.datatype not in DATATYPES:
                 raise ConfigError(f"{where}: tensor {t.name!r} has unknown datatype {t.datatype!r}")
