@@ -85,8 +85,11 @@ def parse_duration(value: float | str, what: str = "timeout") -> float | None:
 
 def _whole(value: Any, what: str) -> int | None:
     """A count as text gives it (`fuel = 1000`, `--fuel 1000`); 0: no limit."""
-    if isinstance(value, str) and value.strip().isdigit():
-        value = int(value)
+    if isinstance(value, str):
+        try:
+            value = int(value)
+        except ValueError:
+            pass  # refused below, with the text as given
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise SandboxError(f"{what} must be a whole number (0: none), got {value!r}")
     return value or None
