@@ -292,7 +292,7 @@ def test_the_bytes_verified_are_the_bytes_mapped(wasm_dir: Path, tmp_path: Path,
     loaded = _loader._finish(
         _loader.open_source(wasm_dir / "echo.wat"), EngineSettings(), module, frozenset(), "artifact", echo
     )
-    guest = edgewasm.Guest(loaded, edgewasm._sandbox.Sandbox.build())
+    guest = edgewasm.Guest(loaded, edgewasm._sandbox.Sandbox())
     assert guest.infer([1, 2]) == [1, 2]  # echo's code, not trap's division by zero
 
 

@@ -196,7 +196,7 @@ option_text = st.one_of(
 
 @given(option_text)
 def test_sizes_parse_or_are_sandbox_errors(text: str) -> None:
-    from edgewasm._sandbox import parse_size
+    from edgewasm._options import parse_size
 
     try:
         size = parse_size(text)
@@ -205,10 +205,25 @@ def test_sizes_parse_or_are_sandbox_errors(text: str) -> None:
     assert isinstance(size, int) and size > 0
 
 
+@given(option_text, st.sampled_from(["timeout", "memory_limit", "fuel"]))
+@example("0\x1f", "fuel")  # str.strip() removes \x1f but int() does not: a ValueError escaped (the long profile)
+def test_text_settings_parse_or_are_sandbox_errors(text: str, key: str) -> None:
+    """What `run`, `serve` and a model.toml write (`--timeout TEXT`, `fuel = TEXT`): options, or a SandboxError."""
+    from edgewasm._options import COMMAND_LINE_DEFAULTS
+
+    try:
+        options = COMMAND_LINE_DEFAULTS.updated({key: text})
+    except edgewasm.SandboxError as e:
+        assert "\n" not in e.one_line()
+        return
+    value = getattr(options, key)
+    assert value is None or (value > 0 and isinstance(value, float if key == "timeout" else int))
+
+
 @given(st.text(max_size=40), st.text(max_size=20), st.booleans())
 @example("~0", "0", False)  # a user that does not exist: expanduser raised RuntimeError (found by the long profile)
 def test_dir_specs_mount_or_are_sandbox_errors(host: str, guest: str, rw: bool) -> None:
-    from edgewasm._sandbox import Mount
+    from edgewasm._options import Mount
 
     spec = f"{host}::{guest}" + (":rw" if rw else "")
     try:
@@ -221,20 +236,13 @@ def test_dir_specs_mount_or_are_sandbox_errors(host: str, guest: str, rw: bool) 
 @settings(suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.text(max_size=20), max_size=3), st.lists(st.text(max_size=20), max_size=3))
 def test_env_and_args_reach_the_guest_or_are_refused(env_items: list[str], args: list[str]) -> None:
-    """--env KEY=VALUE and guest arguments: parsed into a sandbox, or refused as a usage or sandbox error."""
-    import click
-
-    from edgewasm._cli import _parse_env
-
+    """--env KEY=VALUE and guest arguments: parsed into a sandbox, or refused as a sandbox error."""
     try:
-        env = _parse_env(tuple(env_items))
-    except click.BadParameter:
-        return
-    try:
-        guest = edgewasm.load(ROOT / "wasm" / "cat.wat", env=env, args=args, cache=False)
+        options = edgewasm.GuestOptions(env=env_items, args=args, cache=False)
     except edgewasm.SandboxError:
         return
-    assert guest.run(b"ok").stdout == b"ok"
+    with edgewasm.load(ROOT / "wasm" / "cat.wat", options=options) as guest:
+        assert guest.run(b"ok").stdout == b"ok"
 
 
 @given(option_text)

@@ -228,7 +228,7 @@ def test_bad_sandbox_settings_are_clear(wasm_dir: Path, tmp_path: Path) -> None:
 
 
 def test_memory_limit_units() -> None:
-    from edgewasm._sandbox import parse_size
+    from edgewasm._options import parse_size
 
     assert parse_size("256MiB") == 256 << 20
     assert parse_size("1 GiB") == 1 << 30

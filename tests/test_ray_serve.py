@@ -29,6 +29,7 @@ CHILD = "EDGEWASM_RAY_CHILD"
 
 from tests._model_fixtures import _installed_store  # noqa: E402
 
+from edgewasm import GuestOptions  # noqa: E402
 from edgewasm.serve.config import ModelConfig, ServerConfig  # noqa: E402
 from edgewasm.serve.ray_serve import MODEL_HEADER, deployment  # noqa: E402
 
@@ -74,8 +75,9 @@ def ray_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     try:
         serve.start(http_options={"host": "127.0.0.1", "port": port})
         classifier = ModelConfig(name="classifier", module=ROOT / "wasm" / "classifier.wasm", instances=1, queue=4,
-                                 timeout=60.0, task="image-classification")  # fmt: skip
-        echo = ModelConfig(name="echo", module=ROOT / "wasm" / "echo.wat", instances=1, queue=4, timeout=10.0)
+                                 options=GuestOptions(timeout=60.0, memory_limit="1GiB"), task="image-classification")
+        echo = ModelConfig(name="echo", module=ROOT / "wasm" / "echo.wat", instances=1, queue=4,
+                           options=GuestOptions(timeout=10.0, memory_limit="1GiB"))  # fmt: skip
         app = deployment([classifier.checked(), echo.checked()], max_models_per_replica=1, server=ServerConfig(grace=5),
                          autoscaling={"min_replicas": 1, "max_replicas": 1}, num_cpus=0.5)  # fmt: skip
         serve.run(app, route_prefix="/", name="edgewasm")

@@ -101,10 +101,11 @@ def test_status_of_every_error() -> None:
     assert body["error"] == "line one line two" and body["trap_code"] == "UNREACHABLE"
 
 
-def test_load_kwargs_are_what_load_takes(tmp_path: Path) -> None:
-    c = config.ModelConfig(name="e", module=WASM / "echo.wat", timeout=2.0, memory_limit="64MiB",
-                           env=(("A", "1"),), dirs=(f"{tmp_path}::/data",))  # fmt: skip
-    guest = edgewasm.load(c.module, **c.load_kwargs())
+def test_a_model_config_options_are_what_load_takes(tmp_path: Path) -> None:
+    options = edgewasm.GuestOptions(timeout=2.0, memory_limit="64MiB", env={"A": "1"}, dirs=[f"{tmp_path}::/data"])
+    c = config.ModelConfig(name="e", module=WASM / "echo.wat", options=options)
+    assert c.timeout == 2.0
+    guest = edgewasm.load(c.module, options=c.options)
     try:
         assert guest.infer({"x": 1}) == {"x": 1}
     finally:
@@ -117,7 +118,7 @@ def test_repository_folder(tmp_path: Path) -> None:
     (tmp_path / "m" / "model.toml").write_text('dirs = ["data::/data"]\ntimeout = 0\nenv = { K = "v" }\n')
     (c,) = config.read_repository(tmp_path)
     assert c.name == "m" and c.module.name == "guest.wat" and c.timeout is None
-    assert c.dirs == (f"{tmp_path / 'm' / 'data'}::/data",) and c.env == (("K", "v"),)
+    assert c.options.dirs == (edgewasm.Mount(tmp_path / "m" / "data", "/data"),) and c.options.env == (("K", "v"),)
     (tmp_path / "m" / "other.wasm").write_bytes(b"")
     with pytest.raises(config.ConfigError, match="2 modules"):
         config.read_repository(tmp_path)

@@ -27,7 +27,7 @@ from ._errors import (
     SandboxError,
 )
 from ._guest import Guest, load
-from ._sandbox import Mount
+from ._options import GuestOptions, Mount
 
 __version__ = "0.1.0"
 
@@ -56,6 +56,7 @@ __all__ = [
     "EdgeWasmError",
     "Guest",
     "GuestError",
+    "GuestOptions",
     "GuestOutOfFuel",
     "GuestOutOfMemory",
     "GuestOutputLimit",

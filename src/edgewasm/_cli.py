@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import dataclasses
 import functools
 import json
 import os
@@ -12,15 +13,16 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, TypeVar, get_args
 
 import click
 import msgpack
 
 from . import _codec, _output
 from ._cache import DiskCache
-from ._engine import EngineSettings
+from ._engine import EngineSettings, OptLevel
 from ._errors import AbiError, EdgeWasmError, GuestTrap, RequestError
+from ._options import COMMAND_LINE_DEFAULTS, TEXT_KEYS, GuestOptions, format_size
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -80,13 +82,6 @@ def _disk(ctx: click.Context) -> DiskCache:
     return DiskCache(directory)
 
 
-def _cache(ctx: click.Context, no_cache: bool = False) -> DiskCache | bool:
-    if no_cache:
-        return False
-    directory = ctx.find_root().params.get("cache_dir")
-    return DiskCache(directory) if directory else True
-
-
 class _LazyGroup(click.Group):
     """Subcommands whose modules import heavy libraries load only when invoked, so `run` starts fast."""
 
@@ -141,6 +136,70 @@ def _with_global_options(command: click.Command) -> None:
             help="artifact cache",
         )
     )
+
+
+# -- the guest's options, shared by `run` and `serve` ------------------------------------------------------------------
+
+#: Every flag that sets a guest's options (`GuestOptions`), in one table so `run` and `serve` cannot drift: the
+#: flag, its parameter name, and click's settings. The values are parsed by `GuestOptions.updated` (0: no limit).
+_GUEST_FLAGS: tuple[tuple[str, str, dict[str, Any]], ...] = (
+    ("--timeout", "timeout", {"metavar": "SECONDS", "default": f"{COMMAND_LINE_DEFAULTS.timeout:g}",
+                              "show_default": True, "help": "seconds per call, or 500ms, 2m (0: none)"}),
+    ("--memory-limit", "memory_limit", {"metavar": "SIZE", "default": format_size(
+        COMMAND_LINE_DEFAULTS.memory_limit or 0), "show_default": True, "help": "guest memory, e.g. 256MiB (0: none)"}),
+    ("--fuel", "fuel", {"type": click.IntRange(min=0), "help": "instruction budget per call (0: none)"}),
+    ("--dir", "dirs", {"multiple": True, "metavar": "HOST::GUEST[:rw]", "help": "preopen a directory (read-only)"}),
+    ("--env", "env", {"multiple": True, "metavar": "KEY=VALUE", "help": "set a guest environment variable"}),
+    ("--models", "models_dir", {"type": click.Path(file_okay=False), "help": "model store to mount at /models"}),
+    ("--no-models", "no_models", {"is_flag": True, "help": "never mount the model store"}),
+    ("--nn-preload", "nn_preload", {
+        "multiple": True, "metavar": "NAME:ENCODING:TARGET:PATH[:PATH] | NAME:store:ID[:FORMAT[:TARGET]] | ID",
+        "help": "WASI-NN model preloaded for load_by_name (repeatable); see docs/wasi-nn.md"}),
+    ("--nn-limit", "nn_limits", {
+        "multiple": True, "metavar": "NAME=VALUE",
+        "help": "raise a WASI-NN host budget: graphs=N, contexts=N, model-bytes=SIZE, tensor-bytes=SIZE (repeatable)"}),
+    ("--no-cache", "no_cache", {"is_flag": True, "help": "compile without the artifact cache"}),
+    ("--allow-precompiled", "allow_precompiled", {
+        "is_flag": True, "help": "run a .cwasm: native code the sandbox cannot check"}),
+)  # fmt: skip
+
+
+def guest_options(base: GuestOptions, helps: dict[str, str] | None = None) -> Callable[[F], F]:
+    """Add the guest's flags to a command, which then gets them as one `options: GuestOptions` (on top of `base`).
+
+    Apply it below `_errors`, so a bad value is one line with a hint; `helps` rewords a flag's help for a command.
+    """
+
+    def decorate(func: F) -> F:
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            raw = {name: kwargs.pop(name) for _, name, _ in _GUEST_FLAGS}
+            kwargs["options"] = base.updated(_text_settings(raw))
+            return func(*args, **kwargs)
+
+        for flag, name, settings in reversed(_GUEST_FLAGS):
+            help_text = (helps or {}).get(flag, settings.get("help"))
+            click.option(flag, name, **{**settings, "help": help_text})(wrapper)
+        return wrapper  # type: ignore[return-value]
+
+    return decorate
+
+
+def _text_settings(raw: dict[str, Any]) -> dict[str, Any]:
+    """The flags that were given, as `GuestOptions.updated` reads them (the cache and model flags combined)."""
+    values = {k: v for k, v in raw.items() if k in TEXT_KEYS and v not in (None, ())}
+    if raw["allow_precompiled"] is False:
+        values.pop("allow_precompiled")
+    if raw["no_models"]:
+        values["models"] = False
+    elif raw["models_dir"] is not None:
+        values["models"] = raw["models_dir"]
+    cache_dir = click.get_current_context().find_root().params.get("cache_dir")
+    if raw["no_cache"]:
+        values["cache"] = False
+    elif cache_dir:
+        values["cache"] = cache_dir
+    return values
 
 
 # -- run ---------------------------------------------------------------------------------------------------------------
@@ -216,39 +275,6 @@ def _jsonable(obj: Any, depth: int = 0) -> Any:
     return obj
 
 
-def _check_preloads(specs: tuple[str, ...]) -> tuple[str, ...]:
-    if specs:
-        from .nn import parse_preload
-
-        for spec in specs:
-            try:
-                parse_preload(spec)
-            except ValueError as e:
-                raise click.BadParameter(str(e), param_hint="--nn-preload") from None
-    return specs
-
-
-def _nn_limits(items: tuple[str, ...]) -> Any:
-    if not items:
-        return None
-    from .nn import NnLimits
-
-    try:
-        return NnLimits.parse(items)
-    except ValueError as e:
-        raise click.BadParameter(str(e), param_hint="--nn-limit") from None
-
-
-def _parse_env(items: tuple[str, ...]) -> dict[str, str]:
-    env = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise click.BadParameter(f"{item!r} is not KEY=VALUE", param_hint="--env")
-        env[key] = value
-    return env
-
-
 def _request_fields(sets: tuple[str, ...], files: tuple[str, ...]) -> dict[str, Any]:
     """`--set KEY=VALUE` (VALUE as JSON when it parses, else the string) and `--file KEY=PATH` (the file's bytes)."""
     fields: dict[str, Any] = {}
@@ -281,34 +307,9 @@ def _request_fields(sets: tuple[str, ...], files: tuple[str, ...]) -> dict[str, 
 @click.option("--request", "request_file", type=click.File("rb"), help="read the request from a file, not stdin")
 @click.option("--input", "input_fmt", type=click.Choice(["auto", "json", "msgpack"]), default="auto")
 @click.option("--output", "output_fmt", type=click.Choice(["json", "msgpack"]), default="json")
-@click.option("--timeout", type=float, default=30.0, show_default=True, help="seconds per call (0: none)")
-@click.option("--memory-limit", default="1GiB", show_default=True, help="guest memory, e.g. 256MiB (0: none)")
-@click.option("--fuel", type=click.IntRange(min=0), default=None, help="instruction budget per call (0: none)")
-@click.option("--dir", "dirs", multiple=True, metavar="HOST::GUEST[:rw]", help="preopen a directory (read-only)")
-@click.option("--env", "env", multiple=True, metavar="KEY=VALUE", help="set a guest environment variable")
-@click.option("--models", "models_dir", type=click.Path(file_okay=False), help="model store to mount at /models")
-@click.option("--no-models", is_flag=True, help="never mount the model store")
-@click.option(
-    "--nn-preload",
-    multiple=True,
-    metavar="NAME:ENCODING:TARGET:PATH[:PATH] | NAME:store:ID[:FORMAT[:TARGET]] | ID",
-    callback=lambda ctx, param, value: _check_preloads(value),
-    help="WASI-NN model preloaded for load_by_name (repeatable); see docs/wasi-nn.md",
-)
-@click.option(
-    "--nn-limit",
-    "nn_limit",
-    multiple=True,
-    metavar="NAME=VALUE",
-    callback=lambda ctx, param, value: _nn_limits(value),
-    help="raise a WASI-NN host budget: graphs=N, contexts=N, model-bytes=SIZE, tensor-bytes=SIZE (repeatable)",
-)
-@click.option("--no-cache", is_flag=True, help="compile without the artifact cache")
-@click.option("--allow-precompiled", is_flag=True, help="run a .cwasm: native code the sandbox cannot check")
-@click.pass_context
 @_errors
+@guest_options(dataclasses.replace(COMMAND_LINE_DEFAULTS, stderr=True))
 def run(
-    ctx: click.Context,
     module: str,
     guest_args: tuple[str, ...],
     sets: tuple[str, ...],
@@ -319,17 +320,7 @@ def run(
     request_file: Any,
     input_fmt: str,
     output_fmt: str,
-    timeout: float,
-    memory_limit: str,
-    fuel: int | None,
-    dirs: tuple[str, ...],
-    env: tuple[str, ...],
-    models_dir: str | None,
-    no_models: bool,
-    nn_preload: tuple[str, ...],
-    nn_limit: Any,
-    no_cache: bool,
-    allow_precompiled: bool,
+    options: GuestOptions,
 ) -> None:
     """Run MODULE (.wasm, .wat or .cwasm): an infer guest gets the request (JSON or msgpack on stdin, or the
     fields of --set/--file on top of --request's) and its answer is printed as JSON; a WASI command gets stdin,
@@ -343,22 +334,7 @@ def run(
             sets = (*sets, f"top_k={top_k}")
     fields = _request_fields(sets, files)
 
-    models: bool | str | None = False if no_models else models_dir
-    guest = load(
-        module,
-        timeout=timeout or None,
-        memory_limit=None if memory_limit in ("0", "") else memory_limit,
-        fuel=fuel or None,
-        dirs=list(dirs),
-        env=_parse_env(env),
-        args=guest_args,
-        models=models,
-        nn_preload=list(nn_preload),
-        nn_limits=nn_limit,
-        cache=_cache(ctx, no_cache),
-        stderr=True,
-        allow_precompiled=allow_precompiled,
-    )
+    guest = load(module, options=dataclasses.replace(options, args=guest_args))
     if guest.kind == "command":
         if fields:
             what = "--image" if image else "--set and --file"
@@ -425,7 +401,7 @@ def _signals_end_the_process() -> Iterator[None]:
 @cli.command("compile")
 @click.argument("module", type=click.Path(dir_okay=False))
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="artifact path (default: MODULE.cwasm)")
-@click.option("--opt-level", type=click.Choice(["none", "speed", "speed_and_size"]), default="speed")
+@click.option("--opt-level", type=click.Choice(get_args(OptLevel)), default="speed")
 @click.option("--fuel", is_flag=True, help="compile with fuel metering (for `run --fuel`)")
 @click.option("--no-timeout", is_flag=True, help="compile without interruption checks (for `run --timeout 0`)")
 @_errors

@@ -20,12 +20,13 @@ import wasmtime
 from . import _abi, _codec
 from ._cache import DiskCache
 from ._command import CommandResult, run_command
-from ._engine import EngineSettings, OptLevel, check_timeout
+from ._engine import OptLevel
 from ._errors import AbiError, ModuleLoadError, RequestError, SandboxError
 from ._instance import Instance, raw_bytes
 from ._loader import Loaded, load_module, wasi_instance_pre
+from ._options import DEFAULT_MAX_OUTPUT, GuestOptions, Mount
 from ._paths import models_dir
-from ._sandbox import DEFAULT_MAX_OUTPUT, Mount, Sandbox
+from ._sandbox import Sandbox
 
 if TYPE_CHECKING:
     from .nn import NnLimits, WasiNN
@@ -186,19 +187,10 @@ class Guest:
         return f"<edgewasm.Guest {self.name!r} kind={self.kind} origin={self.origin}>"
 
 
-def _cache_for(cache: bool | str | os.PathLike[str] | DiskCache) -> DiskCache | None:
-    if isinstance(cache, DiskCache):
-        return cache
-    if cache is True:
-        return DiskCache()
-    if cache is False:
-        return None
-    return DiskCache(cache)
-
-
 def load(
     module: str | os.PathLike[str] | bytes,
     *,
+    options: GuestOptions | None = None,
     timeout: float | None = None,
     memory_limit: int | str | None = None,
     fuel: int | None = None,
@@ -224,31 +216,45 @@ def load(
     stderr: pass what the guest writes to stderr through to this process's. max_output: bytes of a command's
     stdout, and of its stderr, that `run()` keeps in memory (16 MiB by default; "256MiB" raises it).
     nn_limits: what the guest's WASI-NN calls may make the host hold (`edgewasm.nn.NnLimits`; safe defaults).
+    options: all of these at once, as an `edgewasm.GuestOptions` (then give none of the keywords).
     """
-    timeout = check_timeout(timeout)
-    settings = EngineSettings(opt_level=opt_level, fuel=fuel is not None, epoch=timeout is not None)
-    loaded = load_module(module, settings, _cache_for(cache), allow_precompiled=allow_precompiled)
-    sandbox = Sandbox.build(
+    given = GuestOptions(
         timeout=timeout,
         memory_limit=memory_limit,
         fuel=fuel,
         dirs=dirs,
         env=env,
         args=args,
-        inherit_stderr=stderr,
+        models=models,
+        nn_preload=nn_preload,
+        nn_limits=nn_limits,
+        cache=cache,
+        opt_level=opt_level,
+        stderr=stderr,
+        allow_precompiled=allow_precompiled,
         max_output=max_output,
     )
-    sandbox = _with_model_store(sandbox, loaded, models)
-    return Guest(loaded, sandbox, nn_preload, nn_limits)
+    if options is None:
+        options = given
+    elif given != _NO_KEYWORDS:
+        raise SandboxError("load() got both options= and keywords", hint="put every setting in the GuestOptions")
+    loaded = load_module(
+        module, options.engine_settings(), options.disk_cache(), allow_precompiled=options.allow_precompiled
+    )
+    sandbox = _with_model_store(Sandbox.of(options), loaded, options.models)
+    return Guest(loaded, sandbox, options.nn_preload, options.nn_limits)
 
 
-def _with_model_store(sandbox: Sandbox, loaded: Loaded, models: bool | str | os.PathLike[str] | None) -> Sandbox:
+_NO_KEYWORDS = GuestOptions()
+
+
+def _with_model_store(sandbox: Sandbox, loaded: Loaded, models: bool | Path | None) -> Sandbox:
     """Mount the model store read-only at /models when the guest asks for it and the user has not said no."""
     if models is False or "models" not in loaded.needs:
         return sandbox
     if any(m.guest == MODELS_GUEST_PATH for m in sandbox.mounts):
         return sandbox
-    store = Path(models) if isinstance(models, (str, os.PathLike)) else models_dir()
+    store = models if isinstance(models, Path) else models_dir()
     if not store.is_dir():
         if models not in (None, True):
             raise ModuleLoadError(f"model store {store} is not a directory", hint="run `edgewasm models install`")

@@ -51,7 +51,7 @@ class NnLimits:
     def parse(cls, items: Iterable[str], base: NnLimits | None = None) -> NnLimits:
         """Limits from `NAME=VALUE` strings (the CLI's `--nn-limit`): graphs=8, model-bytes=512MiB, ..."""
         from .._errors import SandboxError
-        from .._sandbox import parse_size
+        from .._options import parse_size
 
         changes: dict[str, int] = {}
         for item in items:

@@ -10,9 +10,9 @@ from typing import Any
 
 import click
 
-from .._cli import _check_preloads, _errors, _jsonable, _parse_env, _read_request
+from .._cli import _errors, _jsonable, _read_request, guest_options
 from .._errors import RequestError
-from .._sandbox import parse_size
+from .._options import COMMAND_LINE_DEFAULTS, GuestOptions, parse_size
 from .config import TASKS, ConfigError, ModelConfig, ServerConfig, parse_module_arg, read_repository, unique_names
 
 
@@ -41,25 +41,9 @@ def _tasks(items: tuple[str, ...], names: list[str]) -> dict[str, str]:
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info")
 @click.option("--access-log/--no-access-log", default=True, show_default=True, help="one log line per request")
 @click.option("--task", "tasks", multiple=True, metavar="[NAME=]TASK", help="e.g. image-classification (repeatable)")
-@click.option("--timeout", type=float, default=30.0, show_default=True, help="seconds per request (0: none)")
-@click.option("--memory-limit", default="1GiB", show_default=True, help="guest memory, e.g. 256MiB (0: none)")
-@click.option("--fuel", type=click.IntRange(min=1), default=None, help="instruction budget per call")
-@click.option("--dir", "dirs", multiple=True, metavar="HOST::GUEST[:rw]", help="preopen a directory (read-only)")
-@click.option("--env", "env", multiple=True, metavar="KEY=VALUE", help="set a guest environment variable")
-@click.option("--models", "models_dir", type=click.Path(file_okay=False), help="model store to mount at /models")
-@click.option("--no-models", is_flag=True, help="never mount the model store")
-@click.option(
-    "--nn-preload",
-    multiple=True,
-    metavar="SPEC",
-    callback=lambda ctx, param, value: _check_preloads(value),
-    help="WASI-NN model preloaded for load_by_name (repeatable); see docs/wasi-nn.md",
-)
-@click.option("--no-cache", is_flag=True, help="compile without the artifact cache")
-@click.pass_context
 @_errors
+@guest_options(COMMAND_LINE_DEFAULTS, {"--timeout": "seconds per request, queue time included, or 500ms, 2m (0: none)"})
 def serve(
-    ctx: click.Context,
     modules: tuple[str, ...],
     repository: str | None,
     host: str,
@@ -73,35 +57,13 @@ def serve(
     log_level: str,
     access_log: bool,
     tasks: tuple[str, ...],
-    timeout: float,
-    memory_limit: str,
-    fuel: int | None,
-    dirs: tuple[str, ...],
-    env: tuple[str, ...],
-    models_dir: str | None,
-    no_models: bool,
-    nn_preload: tuple[str, ...],
-    no_cache: bool,
+    options: GuestOptions,
 ) -> None:
     """Serve MODULEs (or a --repository, or with neither the bundled classifiers) over the Open Inference
     Protocol; see docs/serving.md."""
     if modules and repository:
         raise ConfigError("give modules or --repository, not both")
-    cache_dir = ctx.find_root().params.get("cache_dir")
-    base = ModelConfig(
-        name="model",
-        module=Path(),
-        instances=instances,
-        queue=queue,
-        timeout=timeout or None,
-        memory_limit=None if memory_limit in ("0", "") else memory_limit,
-        fuel=fuel,
-        dirs=dirs,
-        env=tuple(sorted(_parse_env(env).items())),
-        models=False if no_models else models_dir,
-        nn_preload=nn_preload,
-        cache=False if no_cache else (str(cache_dir) if cache_dir else True),
-    )
+    base = ModelConfig(name="model", module=Path(), instances=instances, queue=queue, options=options)
     configs: list[ModelConfig]
     if repository:
         configs = read_repository(Path(repository), base)

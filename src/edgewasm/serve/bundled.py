@@ -8,6 +8,7 @@ import logging
 import os
 from pathlib import Path
 
+from .._errors import EdgeWasmError
 from .config import ConfigError, ModelConfig
 
 log = logging.getLogger("edgewasm.serve")
@@ -53,16 +54,17 @@ def bundled_models(base: ModelConfig) -> list[ModelConfig]:
     if preload is None:
         log.info("not serving wasinn-classifier: no WASI-NN backend (pip install 'edgewasm[onnx]')")
     elif nn_module.is_file():
-        nn = dataclasses.replace(
-            base,
-            name="wasinn-classifier",
-            module=nn_module,
-            task="image-classification",
-            description="EfficientNet-Lite0 through WASI-NN (the network runs on the host's backend)",
-            nn_preload=(*base.nn_preload, preload),
-        )
         try:
+            options = base.options.updated({"nn_preload": [*base.options.nn_preload, preload]})
+            nn = dataclasses.replace(
+                base,
+                name="wasinn-classifier",
+                module=nn_module,
+                task="image-classification",
+                description="EfficientNet-Lite0 through WASI-NN (the network runs on the host's backend)",
+                options=options,
+            )
             models.append(nn.checked())
-        except ConfigError as e:
+        except EdgeWasmError as e:  # the preload's model is not in the store
             log.warning("not serving wasinn-classifier: %s", e.one_line())
     return models

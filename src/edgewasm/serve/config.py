@@ -13,7 +13,8 @@ A model repository is a folder with one sub-folder per model, each holding its m
     dirs = ["data::/data"]            # HOST::GUEST[:rw], HOST relative to the model folder
     env = { MODE = "prod" }
 
-`ModelConfig.load_kwargs()` is the one place where this maps onto `edgewasm.load`'s keywords.
+The guest's settings (timeout, memory_limit, fuel, dirs, env, models, nn_preload, nn_limits) are read by
+`GuestOptions.updated`, as the command line's flags are: `ModelConfig.options` is what `edgewasm.load` gets.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from .._errors import EdgeWasmError
-from .._sandbox import Mount, parse_size
+from .._options import COMMAND_LINE_DEFAULTS, TEXT_KEYS, GuestOptions
 
 #: The file that describes a model in a repository folder.
 CONFIG_FILE = "model.toml"
@@ -69,29 +70,15 @@ class ModelConfig:
     task: str | None = None
     instances: int = 2
     queue: int = 16
-    timeout: float | None = 30.0
-    memory_limit: int | str | None = "1GiB"
-    fuel: int | None = None
-    dirs: tuple[str, ...] = ()
-    env: tuple[tuple[str, str], ...] = ()
-    models: bool | str | None = None
-    nn_preload: tuple[str, ...] = ()
-    cache: bool | str = True
+    #: The guest's limits and sandbox (the command line's defaults unless told otherwise).
+    options: GuestOptions = COMMAND_LINE_DEFAULTS
     inputs: tuple[TensorSpec, ...] = ()
     outputs: tuple[TensorSpec, ...] = ()
 
-    def load_kwargs(self) -> dict[str, Any]:
-        """The keywords of `edgewasm.load` for this model (the only place that knows them)."""
-        return {
-            "timeout": self.timeout,
-            "memory_limit": self.memory_limit,
-            "fuel": self.fuel,
-            "dirs": list(self.dirs),
-            "env": dict(self.env),
-            "models": self.models,
-            "nn_preload": list(self.nn_preload),
-            "cache": self.cache,
-        }
+    @property
+    def timeout(self) -> float | None:
+        """Seconds a request may take, queue time included; also the guest's call timeout."""
+        return self.options.timeout
 
     def checked(self) -> ModelConfig:
         """Validate everything that can be checked without loading the module; one-line errors."""
@@ -110,14 +97,8 @@ class ModelConfig:
             raise ConfigError(f"{where}: instances must be 1..64, got {self.instances}")
         if self.queue < 0:
             raise ConfigError(f"{where}: queue must be 0 or more, got {self.queue}")
-        if self.timeout is not None and not self.timeout > 0:
-            raise ConfigError(f"{where}: timeout must be a positive number of seconds, got {self.timeout}")
-        try:
-            parse_size(self.memory_limit)
-        except EdgeWasmError as e:
-            raise ConfigError(f"{where}: {e.message}", hint=e.hint) from None
-        for spec in self.nn_preload:
-            _check_preload(where, spec)
+        if not isinstance(self.options, GuestOptions):
+            raise ConfigError(f"{where}: options must be an edgewasm.GuestOptions, got {type(self.options).__name__}")
         for t in (*self.inputs, *self.outputs):
             if t.datatype not in DATATYPES:
                 raise ConfigError(f"{where}: tensor {t.name!r} has unknown datatype {t.datatype!r}")
@@ -132,15 +113,6 @@ class ModelConfig:
         if self.outputs or self.task != "image-classification":
             return self.outputs
         return CLASSIFIER_OUTPUTS
-
-
-def _check_preload(where: str, spec: str) -> None:
-    from ..nn import parse_preload
-
-    try:
-        parse_preload(spec)
-    except ValueError as e:
-        raise ConfigError(f"{where}: {e}", hint="see docs/wasi-nn.md for the syntax") from None
 
 
 #: The bundled classifiers' request and response (docs/classifier.md) as OIP tensors; options are parameters.
@@ -217,10 +189,10 @@ def _toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: cannot read: {e}", hint="fix the TOML syntax") from None
 
 
-_KEYS = {
-    "module", "version", "description", "task", "instances", "queue", "timeout", "memory_limit", "fuel", "dirs",
-    "env", "models", "nn_preload", "inputs", "outputs",
-}  # fmt: skip
+#: A model.toml's keys: the model's own, and its guest's (everything `GuestOptions.updated` reads but the cache,
+#: which is the server's: --cache-dir, --no-cache).
+_GUEST_KEYS = tuple(k for k in TEXT_KEYS if k != "cache")
+_KEYS = {"module", "version", "description", "task", "instances", "queue", "inputs", "outputs", *_GUEST_KEYS}
 
 
 def _typed(path: Path, data: Mapping[str, Any], key: str, types: type | tuple[type, ...]) -> Any:
@@ -263,12 +235,6 @@ def _module_in(folder: Path, data: Mapping[str, Any], path: Path) -> Path:
     return found[0].resolve()
 
 
-def _host_relative(folder: Path, spec: str) -> str:
-    mount = Mount.parse(spec)
-    host = mount.host if mount.host.is_absolute() else (folder / mount.host)
-    return f"{host}::{mount.guest}" + (":rw" if mount.writable else "")
-
-
 def model_from_folder(folder: Path, base: ModelConfig | None = None) -> ModelConfig:
     """Read `folder/model.toml` (optional when the folder holds one module); `base` gives the defaults."""
     path = folder / CONFIG_FILE
@@ -277,14 +243,11 @@ def model_from_folder(folder: Path, base: ModelConfig | None = None) -> ModelCon
     if unknown:
         raise ConfigError(f"{path}: unknown setting {', '.join(unknown)}", hint=f"known: {', '.join(sorted(_KEYS))}")
     base = base or ModelConfig(name=folder.name, module=Path())
-    env = _typed(path, data, "env", dict)
-    dirs = _typed(path, data, "dirs", list)
-    preload = _typed(path, data, "nn_preload", list)
-    models = _typed(path, data, "models", (bool, str))
-    if isinstance(models, str) and not Path(models).is_absolute():
-        models = str(folder / models)
+    try:
+        options = base.options.updated({k: data[k] for k in _GUEST_KEYS if k in data}, relative_to=folder)
+    except EdgeWasmError as e:
+        raise ConfigError(f"{path}: {e.message}", hint=e.hint) from None
     version = data.get("version", base.version)
-    timeout = _typed(path, data, "timeout", (int, float))
     config = dataclasses.replace(
         base,
         name=folder.name,
@@ -294,13 +257,7 @@ def model_from_folder(folder: Path, base: ModelConfig | None = None) -> ModelCon
         task=_typed(path, data, "task", str),
         instances=_typed(path, data, "instances", int) or base.instances,
         queue=base.queue if data.get("queue") is None else _typed(path, data, "queue", int),
-        timeout=base.timeout if timeout is None else (float(timeout) or None),
-        memory_limit=_typed(path, data, "memory_limit", (str, int)) or base.memory_limit,
-        fuel=_typed(path, data, "fuel", int) or base.fuel,
-        dirs=tuple(_host_relative(folder, str(d)) for d in dirs) if dirs is not None else base.dirs,
-        env=tuple(sorted((str(k), str(v)) for k, v in env.items())) if env is not None else base.env,
-        models=base.models if models is None else models,
-        nn_preload=tuple(str(p) for p in preload) if preload is not None else base.nn_preload,
+        options=options,
         inputs=_tensors(path, data.get("inputs"), "inputs"),
         outputs=_tensors(path, data.get("outputs"), "outputs"),
     )

@@ -53,7 +53,7 @@ class Registry:
 
     def _load_blocking(self, config: ModelConfig) -> InstancePool:
         started = time.perf_counter()
-        guest = edgewasm.load(config.module, **config.load_kwargs())
+        guest = edgewasm.load(config.module, options=config.options)
         m = self.metrics.model(config.name, config.version)
         pool = InstancePool(
             config.name,
@@ -82,7 +82,7 @@ class Registry:
 
     def _prepare_blocking(self, config: ModelConfig) -> None:
         """Compile (or verify the cached artifact) and instantiate once, without keeping it loaded."""
-        edgewasm.load(config.module, **config.load_kwargs()).close()
+        edgewasm.load(config.module, options=config.options).close()
 
     async def start(self) -> None:
         """Load the first `max_loaded` models and prepare the rest; ready when every module has instantiated."""
