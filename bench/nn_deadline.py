@@ -26,7 +26,7 @@ import numpy as np  # noqa: E402
 import edgewasm  # noqa: E402
 from _nn_script import COMPUTE, F32, GUEST, INIT, LOAD_BY_NAME, SET_INPUT, Script  # noqa: E402
 from _nn_slow import COLS, INPUT_DIMS, ROWS, slow_onnx, slow_openvino, slow_tflite  # noqa: E402
-from edgewasm.nn import NnLimits, WasiNN, _graphcache  # noqa: E402
+from edgewasm.nn import NnLimits, WasiNN  # noqa: E402
 
 
 def _script(dims: tuple[int, ...]) -> bytes:
@@ -71,7 +71,7 @@ def main() -> None:
     print("|---|---|" + "---|" * len(a.timeouts))
     for name, (spec, dims) in cases.items():
         nn = WasiNN([spec])
-        _graphcache.get_or_load(nn.preloads[0], nn._backend, nn._options)
+        nn._graphs.get_or_load(nn.preloads[0], nn._backend, nn._options)  # the default runtime's cache
         stdin = _script(dims)
         untimed = statistics.median(_timed(spec, stdin, None)[0] for _ in range(a.rounds))
         cells = []

@@ -33,7 +33,7 @@ import numpy as np
 import pytest
 
 import edgewasm
-from edgewasm import _loader
+from edgewasm import _runtime
 
 from . import ort_classify
 from .conftest import EXAMPLES, MODEL_ID, WASM, need
@@ -176,14 +176,13 @@ def test_pipeline_python_ort(benchmark: Any, n_rounds: Any, ort_session: tuple[A
 @pytest.mark.parametrize("variant", list(VARIANTS))
 def test_load(benchmark: Any, n_rounds: Any, variant: str, model_entry: Path) -> None:
     _skip_missing(variant)
-    from edgewasm.nn import _graphcache
-
     _load(variant).close()  # fill the disk cache: "load" is the warm-cache path
     loads: list[float] = []
 
     def setup() -> None:
-        _loader.forget()
-        _graphcache.clear()
+        runtime = _runtime.default_runtime()  # this benchmark's (see conftest.py)
+        runtime.modules.clear()
+        runtime.graphs.clear()
 
     def once() -> Any:
         t0 = time.perf_counter()

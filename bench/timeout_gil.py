@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import edgewasm
-from edgewasm import _engine
+from edgewasm import _engine, _runtime
 
 WASM = Path(__file__).resolve().parent.parent / "wasm"
 
@@ -101,7 +101,7 @@ def main() -> None:
     if args.ticker == "thread":
         _engine.PREFER_THREAD_TICKER = True
     runs = [once(args.timeout, args.hold) for _ in range(args.runs)]
-    kind = _engine.ticker_kind(_engine.EngineSettings())
+    kind = _runtime.default_runtime().engines.ticker_kind(_engine.EngineSettings())
     result: dict[str, Any] = {"ticker": kind, "timeout_s": args.timeout, "gil_held_s": args.hold}
     for field in ("stopped", "returned"):
         values = [r[field] for r in runs]

@@ -47,7 +47,8 @@ def _isolate_home() -> Path:
 
 TEST_HOME = _isolate_home()
 
-from edgewasm import _loader  # noqa: E402  (imported after HOME is set: nothing may cache the real one)
+import edgewasm  # noqa: E402  (imported after HOME is set: nothing may cache the real one)
+from edgewasm import _runtime  # noqa: E402
 
 TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent
@@ -188,9 +189,18 @@ def isolated_cache(
     cache = tmp_path_factory.mktemp("cache")
     monkeypatch.setenv("EDGEWASM_CACHE_DIR", str(cache))
     monkeypatch.setenv("EDGEWASM_KEY_FILE", str(artifact_key_file))
-    _loader.forget()
-    yield cache
-    _loader.forget()
+    # A runtime of the test's own behind edgewasm.load: no module it loaded is found in memory by the next test,
+    # and its guests and epoch tickers stop with it. Module- and session-scoped fixtures, set up before this one,
+    # load through the process's default runtime.
+    with edgewasm.Runtime() as runtime:
+        monkeypatch.setattr(_runtime, "_default", runtime)
+        yield cache
+
+
+@pytest.fixture
+def runtime(isolated_cache: Path) -> edgewasm.Runtime:
+    """The runtime behind edgewasm.load in this test."""
+    return _runtime.default_runtime()
 
 
 @pytest.fixture

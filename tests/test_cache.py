@@ -17,12 +17,12 @@ import pytest
 import edgewasm
 from _privileges import NOBODY, as_nobody, make_read_only, needs_root, shared_dir  # noqa: F401  (fixtures)
 from edgewasm import _artifact, _key, _loader
-from edgewasm._engine import EngineSettings, engine_for
+from edgewasm._engine import Engines, EngineSettings
 
 
 def _load_fresh(path: Path, **kw: object) -> edgewasm.Guest:
-    _loader.forget()
-    return edgewasm.load(path, **kw)  # type: ignore[arg-type]
+    """Load through a runtime of its own: no in-memory hit, the disk cache (or the compiler) does the work."""
+    return edgewasm.Runtime().load(path, **kw)  # type: ignore[arg-type]
 
 
 def _only_artifact(cache: Path) -> Path:
@@ -45,8 +45,9 @@ def _unkeyed_meta(artifact: Path) -> dict[str, object]:
 
 def test_compile_once_then_disk_then_memory(wasm_dir: Path, isolated_cache: Path) -> None:
     assert _load_fresh(wasm_dir / "echo.wat").origin == "compiled"
-    assert _load_fresh(wasm_dir / "echo.wat").origin == "disk"
-    assert edgewasm.load(wasm_dir / "echo.wat").origin == "memory"
+    with edgewasm.Runtime() as runtime:
+        assert runtime.load(wasm_dir / "echo.wat").origin == "disk"
+        assert runtime.load(wasm_dir / "echo.wat").origin == "memory"
     _only_artifact(isolated_cache)
 
 
@@ -269,8 +270,8 @@ def test_the_bytes_verified_are_the_bytes_mapped(wasm_dir: Path, tmp_path: Path,
     0600: mapped through the descriptor that was verified; 0666 (others could rewrite it): a verified copy."""
     echo = tmp_path / "echo.cwasm"
     trap = tmp_path / "trap.cwasm"
-    _loader.compile_to(wasm_dir / "echo.wat", echo, EngineSettings())
-    _loader.compile_to(wasm_dir / "trap.wat", trap, EngineSettings())
+    _loader.compile_to(wasm_dir / "echo.wat", echo, EngineSettings(), Engines())
+    _loader.compile_to(wasm_dir / "trap.wat", trap, EngineSettings(), Engines())
     echo.chmod(mode)
     swapped = []
 
@@ -281,8 +282,9 @@ def test_the_bytes_verified_are_the_bytes_mapped(wasm_dir: Path, tmp_path: Path,
             with open(echo, "r+b") as f:
                 f.write(_elf_of(trap))
         swapped.append(True)
-        return engine_for(EngineSettings())
+        return engines.engine_for(EngineSettings())
 
+    engines = Engines()
     fd = os.open(echo, os.O_RDONLY)
     try:
         module, meta = _artifact.load(fd, str(echo), accept_then_swap, None)  # type: ignore[arg-type]
@@ -290,7 +292,7 @@ def test_the_bytes_verified_are_the_bytes_mapped(wasm_dir: Path, tmp_path: Path,
         os.close(fd)
     assert swapped and meta["source"] == "echo.wat"
     loaded = _loader._finish(
-        _loader.open_source(wasm_dir / "echo.wat"), EngineSettings(), module, frozenset(), "artifact", echo
+        _loader.open_source(wasm_dir / "echo.wat"), EngineSettings(), engines, module, frozenset(), "artifact", echo
     )
     guest = edgewasm.Guest(loaded, edgewasm._sandbox.Sandbox())
     assert guest.infer([1, 2]) == [1, 2]  # echo's code, not trap's division by zero
@@ -298,20 +300,21 @@ def test_the_bytes_verified_are_the_bytes_mapped(wasm_dir: Path, tmp_path: Path,
 
 def test_a_precompiled_artifact_needs_an_explicit_opt_in(wasm_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "echo.cwasm"
-    _loader.compile_to(wasm_dir / "echo.wat", out, EngineSettings())
-    with pytest.raises(edgewasm.ArtifactError, match="precompiled native code") as refused:
-        _load_fresh(out)
-    assert "allow_precompiled=True" in refused.value.one_line()
-    assert _load_fresh(out, allow_precompiled=True).infer([3]) == [3]
-    with pytest.raises(edgewasm.ArtifactError, match="precompiled native code"):
-        edgewasm.load(out)  # not through the in-memory cache either
-    with pytest.raises(edgewasm.ArtifactError, match="precompiled native code"):
-        edgewasm.load(out.read_bytes())
+    _loader.compile_to(wasm_dir / "echo.wat", out, EngineSettings(), Engines())
+    with edgewasm.Runtime() as runtime:
+        with pytest.raises(edgewasm.ArtifactError, match="precompiled native code") as refused:
+            runtime.load(out)
+        assert "allow_precompiled=True" in refused.value.one_line()
+        assert runtime.load(out, allow_precompiled=True).infer([3]) == [3]
+        with pytest.raises(edgewasm.ArtifactError, match="precompiled native code"):
+            runtime.load(out)  # not through the in-memory cache either
+        with pytest.raises(edgewasm.ArtifactError, match="precompiled native code"):
+            runtime.load(out.read_bytes())
 
 
 def test_explicit_artifact_runs_only_on_its_own_host(wasm_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "echo.cwasm"
-    _loader.compile_to(wasm_dir / "echo.wat", out, EngineSettings())
+    _loader.compile_to(wasm_dir / "echo.wat", out, EngineSettings(), Engines())
     guest = _load_fresh(out, allow_precompiled=True)
     assert guest.origin == "artifact" and guest.infer([1, 2]) == [1, 2]
 
@@ -343,7 +346,7 @@ def test_an_artifact_of_the_older_format_is_named_as_such(wasm_dir: Path, tmp_pa
     import struct
 
     out = tmp_path / "echo.cwasm"
-    _loader.compile_to(wasm_dir / "echo.wat", out, EngineSettings())
+    _loader.compile_to(wasm_dir / "echo.wat", out, EngineSettings(), Engines())
     blob = json.dumps(dict(_unkeyed_meta(out), format=1)).encode()
     old = tmp_path / "old.cwasm"
     old.write_bytes(_elf_of(out) + blob + struct.pack("<Q8s", len(blob), b"EDGEWASM"))

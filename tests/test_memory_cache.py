@@ -22,14 +22,14 @@ DISTINCT = (
 )
 
 
-def test_least_recently_used_goes_first(wasm_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(_loader._memory, "limit", 2)
+def test_least_recently_used_goes_first(wasm_dir: Path, runtime: edgewasm.Runtime) -> None:
+    runtime.modules.limit = 2
     a, b, c = (DISTINCT.format(i=i).encode() for i in range(3))
     for module in (a, b):
         assert edgewasm.load(module).origin == "compiled"
     assert edgewasm.load(a).origin == "memory"  # a is now the most recent
     edgewasm.load(c)  # evicts b
-    assert len(_loader._memory) == 2
+    assert len(runtime.modules) == 2
     assert edgewasm.load(a).origin == "memory"
     assert edgewasm.load(b).origin == "disk"
     path = wasm_dir / "echo.wat"

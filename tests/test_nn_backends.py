@@ -19,7 +19,8 @@ import skimage.data
 import edgewasm
 from _model_fixtures import model_entry, model_store  # noqa: F401  (fixtures)
 from edgewasm.models._preprocess import preprocess_pixels
-from edgewasm.nn import NnErrno, WasiNN, _graphcache
+from edgewasm.nn import NnErrno, WasiNN
+from edgewasm.nn._graphcache import GraphCache
 from test_nn_support import WASM, RawGuest, tiny_onnx, tiny_tflite
 
 PHOTOS = ("chelsea", "coffee", "astronaut", "rocket")
@@ -192,12 +193,11 @@ def test_tflite_wrong_dtype_and_target() -> None:
 
 
 def test_preload_that_is_not_a_model(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    _graphcache.clear()
     junk = tmp_path / "junk.onnx"
     junk.write_bytes(b"\x08\x01this is not an onnx model" * 10)
     good = tmp_path / "good.onnx"
     good.write_bytes(tiny_onnx())
-    g = RawGuest(WasiNN([f"junk:ONNX:CPU:{junk}", f"good:ONNX:CPU:{good}"]), "nn_probe.wat")
+    g = RawGuest(WasiNN([f"junk:ONNX:CPU:{junk}", f"good:ONNX:CPU:{good}"], graphs=GraphCache()), "nn_probe.wat")
     g.write(b"junkgood", 0)
     with caplog.at_level(logging.WARNING, logger="edgewasm.nn"):
         assert g.call("load_by_name", 0, 4, 0x100) == NnErrno.RUNTIME_ERROR

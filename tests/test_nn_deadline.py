@@ -20,7 +20,7 @@ from _model_fixtures import model_store  # noqa: F401  (fixture)
 from _nn_script import COMPUTE, F32, GROW, GUEST, INIT, LOAD, LOAD_BY_NAME, ONNX, SET_INPUT, TFLITE, Script
 from _nn_slow import COLS, INPUT_DIMS, ROWS, slow_onnx, slow_openvino, slow_tflite
 from edgewasm import GuestTimeout, _deadline
-from edgewasm.nn import NnLimits, WasiNN, _graphcache
+from edgewasm.nn import NnLimits, WasiNN
 from test_nn_support import WASM
 
 NODES = 150  # several seconds of compute on each backend; the timeout is a fraction of that
@@ -28,10 +28,10 @@ TIMEOUT = 1.0
 
 
 def _preloaded(spec: str) -> str:
-    """A preload spec whose graph is already in the process's cache, so that a timed call spends its time in
-    compute, not in building the backend's session."""
+    """A preload spec whose graph is already in the default runtime's cache (the test's, see conftest), so that a
+    timed call spends its time in compute, not in building the backend's session."""
     nn = WasiNN([spec])
-    _graphcache.get_or_load(nn.preloads[0], nn._backend, nn._options)
+    nn._graphs.get_or_load(nn.preloads[0], nn._backend, nn._options)
     return spec
 
 

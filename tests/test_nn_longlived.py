@@ -136,7 +136,6 @@ def test_close_releases_wasi_nn_state_at_once(
 
 
 def test_the_preload_cache_is_bounded(tmp_path: Path) -> None:
-    _graphcache.clear()
     blob = tiny_onnx()
     specs = []
     for i in range(_graphcache.MAX_ENTRIES + 8):
@@ -147,8 +146,8 @@ def test_the_preload_cache_is_bounded(tmp_path: Path) -> None:
     for i in range(len(specs)):
         name = f"m{i}".encode()
         s.call(1, s.put(name), len(name), s.space(4))
-    with edgewasm.load(GUEST, nn_preload=specs) as guest:
+    with edgewasm.Runtime() as runtime, runtime.load(GUEST, nn_preload=specs) as guest:
         results, _ = s.decode(guest.run(s.encode()).stdout)
-    assert results == [0] * len(specs)
-    assert _graphcache.cached() == _graphcache.MAX_ENTRIES
-    _graphcache.clear()
+        assert results == [0] * len(specs)
+        assert runtime.graphs.cached() == _graphcache.MAX_ENTRIES
+    assert runtime.graphs.cached() == 0  # closing the runtime dropped them

@@ -23,7 +23,7 @@ import pytest
 from click.testing import CliRunner
 
 import edgewasm
-from edgewasm._engine import EngineSettings
+from edgewasm._engine import Engines, EngineSettings
 from edgewasm._errors import ModuleLoadError
 from edgewasm._loader import load_module
 from edgewasm._source import custom_needs
@@ -194,14 +194,14 @@ def test_relaxed_build_declares_its_need() -> None:
     assert "relaxed-simd" in custom_needs((WASM / "classifier_relaxed.wasm").read_bytes())
     assert "relaxed-simd" not in custom_needs((WASM / "classifier.wasm").read_bytes())
     with pytest.raises(ModuleLoadError, match="needs relaxed SIMD"):
-        load_module(WASM / "classifier_relaxed.wasm", EngineSettings(simd=False), None)
+        load_module(WASM / "classifier_relaxed.wasm", EngineSettings(simd=False), None, engines=Engines())
 
 
 def test_undeclared_relaxed_simd_is_a_clear_error() -> None:
     wasm = (WASM / "classifier_relaxed.wasm").read_bytes()
     hidden = wasm.replace(b"edgewasm.needs", b"edgewasm.notes")  # same length: the module stays valid
     with pytest.raises(ModuleLoadError) as info:
-        load_module(hidden, EngineSettings(), None)
+        load_module(hidden, EngineSettings(), None, engines=Engines())
     assert "without declaring it" in (info.value.hint or "")
 
 

@@ -69,33 +69,32 @@ def test_a_guest_stops_at_its_timeout_while_another_thread_holds_the_gil(wasm_di
 def test_the_ticker_is_a_posix_timer_and_stops(wasm_dir: Path) -> None:
     settings = EngineSettings(opt_level="none")  # an engine of its own
     guest = edgewasm.load(wasm_dir / "spin.wat", timeout=0.05, opt_level="none", cache=False)
-    assert _engine.ticker_kind(settings) == "posix-timer"
+    engines = guest.runtime.engines
+    assert engines.ticker_kind(settings) == "posix-timer"
     timers = Path("/proc/self/timers")  # glibc's SIGEV_THREAD timers show as signals to its helper thread
 
     def count() -> int:
         return sum(line.startswith("ID:") for line in timers.read_text().splitlines()) if timers.exists() else 0
 
     before = count()
-    _engine.stop_ticker(settings)
-    assert _engine.ticker_kind(settings) is None
+    engines.stop_ticker(settings)
+    assert engines.ticker_kind(settings) is None
     if timers.exists():
         assert count() == before - 1
     guest.close()
     again = edgewasm.load(wasm_dir / "spin.wat", timeout=0.05, opt_level="none", cache=False)
     with pytest.raises(edgewasm.GuestTimeout):  # a new instance starts a new ticker
         again.infer({})
-    assert _engine.ticker_kind(settings) == "posix-timer"
+    assert engines.ticker_kind(settings) == "posix-timer"
 
 
 def test_the_python_thread_ticker_still_works(wasm_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     settings = EngineSettings(opt_level="speed_and_size")
-    _engine.stop_ticker(settings)
     monkeypatch.setattr(_engine, "PREFER_THREAD_TICKER", True)
     spin = edgewasm.load(wasm_dir / "spin.wat", timeout=0.05, opt_level="speed_and_size", cache=False)
     with pytest.raises(edgewasm.GuestTimeout):
         spin.infer({})
-    assert _engine.ticker_kind(settings) == "thread"
-    _engine.stop_ticker(settings)
+    assert spin.runtime.engines.ticker_kind(settings) == "thread"
 
 
 @linux
@@ -119,7 +118,6 @@ def test_a_timer_outlives_no_engine() -> None:
 _FORKED = """
 import os, sys
 import edgewasm
-from edgewasm import _engine
 g = edgewasm.load(sys.argv[1], timeout=0.1, cache=False)
 codes = []
 for _ in range(int(sys.argv[2])):  # many forks: a deadlock inherited from the timer's helper thread shows
@@ -132,7 +130,7 @@ for _ in range(int(sys.argv[2])):  # many forks: a deadlock inherited from the t
         try:
             g.infer({})  # an instance made in the parent, a ticker the child must have started again
         except edgewasm.GuestTimeout:
-            os._exit(0 if _engine.ticker_kind(g._loaded.settings) else 4)
+            os._exit(0 if g.runtime.engines.ticker_kind(g._loaded.settings) else 4)
         os._exit(3)
     codes.append(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
 print(sorted(set(codes)))

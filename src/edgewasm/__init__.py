@@ -4,6 +4,9 @@
     guest = edgewasm.load("wasm/echo.wat", timeout=1.0, memory_limit="256MiB")
     reply = guest.infer({"model_id": "m", "pixels": numpy_array})
 
+    with edgewasm.Runtime() as rt:  # engines, tickers and caches of its own, stopped at the end
+        guest = rt.load("wasm/echo.wat", timeout=1.0)
+
 See docs/abi.md for what a guest exports and README.md for the command line.
 """
 
@@ -28,6 +31,7 @@ from ._errors import (
 )
 from ._guest import Guest, load
 from ._options import GuestOptions, Mount
+from ._runtime import Runtime
 
 __version__ = "0.1.0"
 
@@ -66,6 +70,7 @@ __all__ = [
     "Mount",
     "ProcExit",
     "RequestError",
+    "Runtime",
     "SandboxError",
     "__version__",
     "load",

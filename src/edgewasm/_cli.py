@@ -407,11 +407,12 @@ def _signals_end_the_process() -> Iterator[None]:
 @_errors
 def compile_cmd(module: str, output: str | None, opt_level: str, fuel: bool, no_timeout: bool) -> None:
     """Compile MODULE ahead of time for this machine (like `wasmtime compile`)."""
+    from ._engine import Engines
     from ._loader import compile_to
 
     out = Path(output) if output else Path(module).with_suffix(".cwasm")
     settings = EngineSettings(opt_level=opt_level, fuel=fuel, epoch=not no_timeout)  # type: ignore[arg-type]
-    loaded = compile_to(module, out, settings)
+    loaded = compile_to(module, out, settings, Engines())
     click.echo(
         f"{out}: {loaded.verdict.kind} guest, {out.stat().st_size} bytes, for this host only "
         f"(run it with `edgewasm run --allow-precompiled {out}`)"
@@ -427,13 +428,14 @@ def inspect(ctx: click.Context, module: str) -> None:
     import wasmtime
 
     from ._abi import describe_exports
-    from ._engine import engine_for
+    from ._engine import Engines
     from ._errors import AbiError
     from ._loader import load_module
     from ._source import open_source
 
+    engines = Engines()
     try:
-        loaded = load_module(module, EngineSettings(), _disk(ctx))
+        loaded = load_module(module, EngineSettings(), _disk(ctx), engines=engines)
         wasm_module, sha256, needs, problem = loaded.module, loaded.module_sha256, loaded.needs, None
     except AbiError as e:
         # Not runnable, but still worth showing: compile it bare (a .cwasm never gets here, since
@@ -441,7 +443,7 @@ def inspect(ctx: click.Context, module: str) -> None:
         loaded, problem = None, e
         source = open_source(module)
         wasm_module, sha256, needs = (
-            wasmtime.Module(engine_for(EngineSettings()), source.wasm),
+            wasmtime.Module(engines.engine_for(EngineSettings()), source.wasm),
             source.sha256,
             source.needs,
         )

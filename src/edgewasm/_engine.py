@@ -1,4 +1,5 @@
-"""Engines, one per configuration, their epoch tickers (`_ticker`) that make timeouts work, and timeout values.
+"""Engines, one per configuration and runtime (`Engines`), their epoch tickers (`_ticker`) that make timeouts
+work, and timeout values.
 
 Every setting here changes the machine code wasmtime emits (or what an artifact needs at run time), so all of them
 are part of an artifact's cache key, including those wasmtime accepts silently on a mismatch.
@@ -13,12 +14,13 @@ import json
 import numbers
 import os
 import threading
+import weakref
 from typing import Any, Literal
 
 import wasmtime
 
 from . import _hostinfo, _ticker, _wasmtime
-from ._errors import SandboxError
+from ._errors import ModuleLoadError, SandboxError
 
 OptLevel = Literal["none", "speed", "speed_and_size"]
 
@@ -80,75 +82,108 @@ def _key_json(settings: EngineSettings) -> str:
     return json.dumps(key, sort_keys=True, separators=(",", ":"))
 
 
-_engines: dict[EngineSettings, wasmtime.Engine] = {}
-_tickers: dict[EngineSettings, _ticker.Ticker] = {}
-_lock = threading.Lock()
 #: Use the Python-thread ticker even where a POSIX timer is available (benchmarks compare the two).
 PREFER_THREAD_TICKER = False
 
 
-def engine_for(settings: EngineSettings) -> wasmtime.Engine:
-    with _lock:
-        engine = _engines.get(settings)
-        if engine is None:
-            engine = wasmtime.Engine(settings.to_config())
-            _engines[settings] = engine
-        return engine
+class Engines:
+    """One runtime's engines, one per settings, and the epoch tickers it started for them (`edgewasm.Runtime`).
+
+    `close()` stops the tickers and forgets the engines; an `Engines` dropped without it stops its tickers when it
+    is collected (guests keep theirs alive through their `Loaded`)."""
+
+    def __init__(self) -> None:
+        self._engines: dict[EngineSettings, wasmtime.Engine] = {}
+        self._tickers: dict[EngineSettings, _ticker.Ticker] = {}
+        self._lock = threading.Lock()
+        self.closed = False
+        # Exit stops every ticker itself (`_at_exit`, after `_ticker.shutdown`), so the finalizer does not run then.
+        weakref.finalize(self, _stop_all, self._tickers).atexit = False
+        _live.add(self)
+
+    def engine_for(self, settings: EngineSettings) -> wasmtime.Engine:
+        with self._lock:
+            self._refuse_if_closed()
+            engine = self._engines.get(settings)
+            if engine is None:
+                engine = wasmtime.Engine(settings.to_config())
+                self._engines[settings] = engine
+            return engine
+
+    def ensure_ticker(self, settings: EngineSettings) -> _ticker.Ticker:
+        """Start what advances the engine's epoch, once, on the first instance that asks for a timeout."""
+        with self._lock:
+            self._refuse_if_closed()
+            ticker = self._tickers.get(settings)
+            if ticker is None:
+                ticker = _ticker.start(self._engines[settings], TICK_SECONDS, prefer_thread=PREFER_THREAD_TICKER)
+                self._tickers[settings] = ticker
+            return ticker
+
+    def stop_ticker(self, settings: EngineSettings) -> None:
+        """Stop the engine's ticker (when none of its guests runs any more); the next new instance starts another.
+
+        A call already running on this engine, or made later on an instance made before, has no timeout until then."""
+        with self._lock:
+            ticker = self._tickers.pop(settings, None)
+        if ticker is not None:
+            ticker.stop()
+
+    def ticker_kind(self, settings: EngineSettings) -> str | None:
+        """ "posix-timer" (ticks without the GIL), "thread", or None when the engine has no ticker."""
+        ticker = self._tickers.get(settings)
+        return ticker.kind if ticker is not None else None
+
+    def close(self) -> None:
+        """Stop every ticker and forget the engines; from now on asking for an engine or a ticker is refused."""
+        with self._lock:
+            self.closed = True
+            self._engines.clear()
+        _stop_all(self._tickers)
+
+    def _refuse_if_closed(self) -> None:
+        if self.closed:
+            raise ModuleLoadError("this edgewasm.Runtime is closed", hint="make a new edgewasm.Runtime to load guests")
+
+    def _restart_in_child(self) -> None:
+        """A forked child inherits no timer and no thread: tick again for the engines that ticked in the parent
+        (with Python threads: see `_ticker._forked`)."""
+        self._lock = threading.Lock()  # the parent may have held it while forking
+        for settings, old in list(self._tickers.items()):
+            if isinstance(old, _ticker.PosixTimerTicker):
+                old.abandon()
+            try:
+                self._tickers[settings] = _ticker.start(
+                    self._engines[settings], TICK_SECONDS, prefer_thread=PREFER_THREAD_TICKER
+                )
+            except Exception:  # never break fork(); such a child's guests time out only once a new instance starts one
+                del self._tickers[settings]
 
 
-def ensure_ticker(settings: EngineSettings) -> _ticker.Ticker:
-    """Start what advances the engine's epoch, once, on the first guest that asks for a timeout."""
-    with _lock:
-        ticker = _tickers.get(settings)
-        if ticker is None:
-            ticker = _ticker.start(_engines[settings], TICK_SECONDS, prefer_thread=PREFER_THREAD_TICKER)
-            _tickers[settings] = ticker
-        return ticker
-
-
-def stop_ticker(settings: EngineSettings) -> None:
-    """Stop the engine's ticker (when none of its guests runs any more); the next new instance starts another.
-
-    A call already running on this engine, or made later on an instance made before, has no timeout until then."""
-    with _lock:
-        ticker = _tickers.pop(settings, None)
-    if ticker is not None:
+def _stop_all(tickers: dict[EngineSettings, _ticker.Ticker]) -> None:
+    # Pop one at a time: a ticker stopped twice (close, then the finalizer or exit) stops once.
+    while tickers:
+        try:
+            _, ticker = tickers.popitem()
+        except KeyError:
+            return
         ticker.stop()
 
 
-def stop_tickers() -> None:
-    """Stop every engine's ticker."""
-    with _lock:
-        tickers = list(_tickers.values())
-        _tickers.clear()
-    for ticker in tickers:
-        ticker.stop()
-
-
-def ticker_kind(settings: EngineSettings) -> str | None:
-    """ "posix-timer" (ticks without the GIL), "thread", or None when the engine has no ticker."""
-    ticker = _tickers.get(settings)
-    return ticker.kind if ticker is not None else None
+#: Every Engines not yet collected: a forked child restarts their tickers, exit stops them.
+_live: weakref.WeakSet[Engines] = weakref.WeakSet()
 
 
 def _restart_tickers_in_child() -> None:
-    """A forked child inherits no timer and no thread: tick again for the engines that ticked in the parent
-    (with Python threads: see `_ticker._forked`)."""
-    global _lock
-    _lock = threading.Lock()  # the parent may have held it while forking
     _ticker.forked()
-    for settings, old in list(_tickers.items()):
-        if isinstance(old, _ticker.PosixTimerTicker):
-            old.abandon()
-        try:
-            _tickers[settings] = _ticker.start(_engines[settings], TICK_SECONDS, prefer_thread=PREFER_THREAD_TICKER)
-        except Exception:  # never break fork(); such a child's guests time out only once a new instance starts one
-            del _tickers[settings]
+    for engines in list(_live):
+        engines._restart_in_child()
 
 
 def _at_exit() -> None:
     _ticker.shutdown()
-    stop_tickers()
+    for engines in list(_live):
+        _stop_all(engines._tickers)
 
 
 if hasattr(os, "register_at_fork"):

@@ -23,12 +23,13 @@ from ._command import CommandResult, run_command
 from ._engine import OptLevel
 from ._errors import AbiError, ModuleLoadError, RequestError, SandboxError
 from ._instance import Instance, raw_bytes
-from ._loader import Loaded, load_module, wasi_instance_pre
+from ._loader import Loaded, wasi_instance_pre
 from ._options import DEFAULT_MAX_OUTPUT, GuestOptions, Mount
 from ._paths import models_dir
 from ._sandbox import Sandbox
 
 if TYPE_CHECKING:
+    from ._runtime import Runtime
     from .nn import NnLimits, WasiNN
 
 #: Where a guest that asks for the model store (custom section `edgewasm.needs`: `models`) finds it.
@@ -39,16 +40,27 @@ class Guest:
     """A WebAssembly guest ready to serve `infer` calls (reactors) or `run` (WASI commands)."""
 
     def __init__(
-        self, loaded: Loaded, sandbox: Sandbox, nn_preload: Sequence[Any] = (), nn_limits: NnLimits | None = None
+        self,
+        loaded: Loaded,
+        sandbox: Sandbox,
+        nn_preload: Sequence[Any] = (),
+        nn_limits: NnLimits | None = None,
+        runtime: Runtime | None = None,
     ) -> None:
+        if runtime is None:
+            from ._runtime import default_runtime
+
+            runtime = default_runtime()
         self._loaded = loaded
         self.sandbox = sandbox
+        #: The runtime whose caches it uses and whose close() closes it (kept alive as long as the guest is).
+        self.runtime = runtime
         self.nn: WasiNN | None = None  # the guest's WASI-NN host, when it imports wasi_ephemeral_nn
         try:
             if loaded.verdict.imports_wasi_nn or nn_preload:
                 self._pre = self._link_with_nn(nn_preload, nn_limits)
             else:
-                self._pre = wasi_instance_pre(loaded)
+                self._pre = wasi_instance_pre(loaded, runtime.modules)
         except wasmtime.WasmtimeError as e:
             first = str(e).strip().splitlines()[0]
             raise ModuleLoadError(
@@ -61,6 +73,8 @@ class Guest:
         # Weak: an instance lives as long as its thread's reference; close() breaks the ones still alive.
         self._instances: weakref.WeakSet[Instance] = weakref.WeakSet()
         self._closed = False
+        self._closed_by = ""
+        runtime._adopt(self)
         if self.kind == "reactor":
             self._instance()  # fail at load, not at the first call, and be ready for it
 
@@ -68,7 +82,7 @@ class Guest:
         from .nn import WasiNN  # imported only for guests that use WASI-NN
 
         try:
-            self.nn = WasiNN(list(nn_preload), limits=nn_limits)
+            self.nn = WasiNN(list(nn_preload), limits=nn_limits, graphs=self.runtime.graphs)
         except ValueError as e:
             raise SandboxError(f"bad WASI-NN preload: {e}", hint="see docs/wasi-nn.md for the syntax") from None
         linker = wasmtime.Linker(self._loaded.engine)
@@ -123,7 +137,7 @@ class Guest:
         inst: Instance | None = getattr(self._local, "inst", None)
         if inst is None or inst.broken:
             if self._closed:
-                raise ModuleLoadError(f"{self.name}: guest is closed")
+                raise self._closed_error()
             inst = None  # release the broken one (and its pool slot) before making another
             inst = self._new_instance()
             self._local.inst = inst
@@ -161,14 +175,21 @@ class Guest:
             raise AbiError(f"{self.name} is an infer guest, not a WASI command", hint="use infer() instead")
         if stdin is not None and not isinstance(stdin, (bytes, bytearray, memoryview)):
             raise RequestError(f"stdin must be bytes, not {type(stdin).__name__}", hint="encode it first")
+        if self._closed:
+            raise self._closed_error()
         sandbox = self.sandbox if args is None else dataclasses.replace(self.sandbox, args=tuple(args))
         data = None if stdin is None else bytes(stdin)
         return run_command(self._loaded, self._pre, sandbox, data, self.nn, stream=stream)
 
     def close(self) -> None:
         """Drop every instance (their memory returns to the pool) and the WASI-NN graphs, contexts and tensors the
-        host holds for them."""
+        host holds for them; later calls are refused."""
+        self._close("")
+
+    def _close(self, by: str) -> None:
         with self._lock:
+            if not self._closed:
+                self._closed_by = by
             self._closed = True
             for inst in list(self._instances):
                 inst.discard()
@@ -176,6 +197,10 @@ class Guest:
         self._local = threading.local()
         if self.nn is not None:
             self.nn.close()
+
+    def _closed_error(self) -> ModuleLoadError:
+        hint = "load it again (through an open Runtime)"
+        return ModuleLoadError(f"{self.name}: guest is closed{self._closed_by}", hint=hint)
 
     def __enter__(self) -> Guest:
         return self
@@ -217,7 +242,13 @@ def load(
     stdout, and of its stderr, that `run()` keeps in memory (16 MiB by default; "256MiB" raises it).
     nn_limits: what the guest's WASI-NN calls may make the host hold (`edgewasm.nn.NnLimits`; safe defaults).
     options: all of these at once, as an `edgewasm.GuestOptions` (then give none of the keywords).
+
+    It loads through the default runtime, made on first use and kept for the life of the process; a test or a
+    server that wants engines, epoch tickers and caches of its own, stopped when it is done, makes an
+    `edgewasm.Runtime` and calls its `load`.
     """
+    from ._runtime import default_runtime
+
     given = GuestOptions(
         timeout=timeout,
         memory_limit=memory_limit,
@@ -234,15 +265,16 @@ def load(
         allow_precompiled=allow_precompiled,
         max_output=max_output,
     )
+    return default_runtime().load(module, options=chosen_options(options, given))
+
+
+def chosen_options(options: GuestOptions | None, given: GuestOptions) -> GuestOptions:
+    """`options=` or the keywords, never both (a keyword beside options= would be silently ignored)."""
     if options is None:
-        options = given
-    elif given != _NO_KEYWORDS:
+        return given
+    if given != _NO_KEYWORDS:
         raise SandboxError("load() got both options= and keywords", hint="put every setting in the GuestOptions")
-    loaded = load_module(
-        module, options.engine_settings(), options.disk_cache(), allow_precompiled=options.allow_precompiled
-    )
-    sandbox = _with_model_store(Sandbox.of(options), loaded, options.models)
-    return Guest(loaded, sandbox, options.nn_preload, options.nn_limits)
+    return options
 
 
 _NO_KEYWORDS = GuestOptions()

@@ -92,7 +92,7 @@ class Instance:
         self._ctx = _wasmtime.context_address(store)
         self._deadline = _engine.deadline_ticks(sandbox.timeout)
         if sandbox.timeout is not None:
-            _engine.ensure_ticker(loaded.settings)
+            loaded.engines.ensure_ticker(loaded.settings)
         _set_deadline(self._ctx, self._deadline)
         self._fuel = sandbox.fuel
         self._trap = ctypes.c_void_p()

@@ -14,7 +14,7 @@ import wasmtime
 
 from . import _abi, _artifact, _features, _hostinfo
 from ._cache import DiskCache, entry_key
-from ._engine import EngineSettings, engine_for
+from ._engine import Engines, EngineSettings
 from ._errors import ArtifactError, ModuleLoadError
 from ._source import Source, open_source
 
@@ -32,17 +32,17 @@ class Loaded:
     #: "memory", "disk", "compiled" or "artifact": where the machine code came from.
     origin: str
     artifact: Path | None
-
-    @property
-    def engine(self) -> wasmtime.Engine:
-        return engine_for(self.settings)
+    #: The engine the module was compiled for (every Store of it must use this one) and the runtime's engines,
+    #: which start its epoch ticker.
+    engine: wasmtime.Engine
+    engines: Engines
 
 
 _FileKey = tuple[int, int, int, int, EngineSettings]
 
 
-class _Memory:
-    """The modules this process has loaded, least recently used first, bounded.
+class MemoryCache:
+    """The modules a runtime has loaded, least recently used first, bounded.
 
     Every module holds native resources (its code mapping, a memfd for its memory image: a file descriptor), so an
     unbounded cache in a long-lived host that loads many distinct modules runs out of descriptors. Entries are found
@@ -150,9 +150,6 @@ def default_memory_limit() -> int:
     return max(4, min(MAX_MODULES, soft // 8))
 
 
-_memory = _Memory()
-
-
 def _file_key(
     module: str | os.PathLike[str] | bytes, settings: EngineSettings
 ) -> _FileKey | None:
@@ -204,14 +201,17 @@ def load_module(
     settings: EngineSettings,
     cache: DiskCache | None,
     *,
+    engines: Engines,
+    memory: MemoryCache | None = None,
     allow_precompiled: bool = False,
 ) -> Loaded:
-    """Load and check a module; `cache=None` compiles without touching the disk cache.
+    """Load and check a module with `engines`; `cache=None` compiles without touching the disk cache, `memory=None`
+    without an in-memory cache.
 
     A `.cwasm` is native code from elsewhere (like wasmtime's `--allow-precompiled`): refused unless allowed."""
     file_key = _file_key(module, settings)
-    if file_key is not None:
-        hit = _memory.by_file(file_key)
+    if file_key is not None and memory is not None:
+        hit = memory.by_file(file_key)
         if hit is not None:
             if hit.origin == "artifact" and not allow_precompiled:
                 raise _refuse_precompiled(hit.name)
@@ -222,45 +222,47 @@ def load_module(
     if source.kind == "wasm":
         settings = _features.settings_for(settings, source.needs, source.name)
     mem_key = (source.sha256, settings)
-    hit = _memory.get(mem_key)
+    hit = memory.get(mem_key) if memory is not None else None
     if hit is not None:
         return dataclasses.replace(hit, origin="memory")
     if source.kind == "cwasm":
-        loaded = _load_artifact(source, settings)
+        loaded = _load_artifact(source, settings, engines)
     else:
-        loaded = _load_wasm(source, settings, engine_for(settings), cache)
-    _memory.put(mem_key, loaded, file_key)
+        loaded = _load_wasm(source, settings, engines, cache)
+    if memory is not None:
+        memory.put(mem_key, loaded, file_key)
     return loaded
 
 
-def wasi_instance_pre(loaded: Loaded) -> wasmtime.InstancePre:
-    """The module linked against WASI alone, made once per module while it stays in the in-memory cache."""
+def wasi_instance_pre(loaded: Loaded, memory: MemoryCache) -> wasmtime.InstancePre:
+    """The module linked against WASI alone, made once per module while it stays in `memory`."""
 
     def make() -> wasmtime.InstancePre:
         linker = wasmtime.Linker(loaded.engine)
         linker.define_wasi()
         return linker.instantiate_pre(loaded.module)
 
-    return _memory.instance_pre(loaded, make)
+    return memory.instance_pre(loaded, make)
 
 
-def _load_wasm(source: Source, settings: EngineSettings, engine: wasmtime.Engine, cache: DiskCache | None) -> Loaded:
+def _load_wasm(source: Source, settings: EngineSettings, engines: Engines, cache: DiskCache | None) -> Loaded:
     needs = source.needs
+    engine = engines.engine_for(settings)
     if cache is None:
         module = _compile(source, engine)
-        return _finish(source, settings, module, needs, "compiled", None)
+        return _finish(source, settings, engines, module, needs, "compiled", None)
     key = entry_key(source.sha256, settings.key_json())
     expect = {"module_sha256": source.sha256, "engine": settings.key()}
     hit = _from_cache(cache, key, expect, engine)
     if hit is not None:
-        return _finish(source, settings, hit[0], needs, "disk", hit[1], hit[2])
+        return _finish(source, settings, engines, hit[0], needs, "disk", hit[1], hit[2])
     with cache.compiling(key):
         # Another process may have filled the entry while we waited for the lock.
         hit = _from_cache(cache, key, expect, engine)
         if hit is not None:
-            return _finish(source, settings, hit[0], needs, "disk", hit[1], hit[2])
+            return _finish(source, settings, engines, hit[0], needs, "disk", hit[1], hit[2])
         module = _compile(source, engine)
-        loaded = _finish(source, settings, module, needs, "compiled", None)
+        loaded = _finish(source, settings, engines, module, needs, "compiled", None)
         # An unusable cache slows the next start (it says so, once), it does not fail this one.
         path = cache.store(key, module.serialize(), _artifact_meta(source, settings, needs, loaded.verdict))
     return dataclasses.replace(loaded, artifact=path)
@@ -286,7 +288,7 @@ def _from_cache(
     return None
 
 
-def _load_artifact(source: Source, wanted: EngineSettings) -> Loaded:
+def _load_artifact(source: Source, wanted: EngineSettings, engines: Engines) -> Loaded:
     """A `.cwasm` given explicitly (and allowed): never run unless it was built for exactly this host.
 
     Its own engine settings are used, as long as they provide what the caller asked for: interruption checks for
@@ -299,7 +301,7 @@ def _load_artifact(source: Source, wanted: EngineSettings) -> Loaded:
         raise ArtifactError(f"cannot read artifact {source.name}: {e.strerror}") from None
     try:
         module, meta = _artifact.load(
-            fd, source.name, lambda meta: engine_for(_artifact_settings(source, meta, wanted)), None
+            fd, source.name, lambda meta: engines.engine_for(_artifact_settings(source, meta, wanted)), None
         )
     finally:
         os.close(fd)
@@ -310,7 +312,7 @@ def _load_artifact(source: Source, wanted: EngineSettings) -> Loaded:
     except (KeyError, TypeError, ValueError):
         verdict = None  # check the exports again
     needs = frozenset(meta.get("needs", []))
-    return _finish(source, settings, module, needs, "artifact", source.path, verdict)
+    return _finish(source, settings, engines, module, needs, "artifact", source.path, verdict)
 
 
 def _artifact_settings(source: Source, meta: dict[str, Any], wanted: EngineSettings) -> EngineSettings:
@@ -348,6 +350,7 @@ def _artifact_settings(source: Source, meta: dict[str, Any], wanted: EngineSetti
 def _finish(
     source: Source,
     settings: EngineSettings,
+    engines: Engines,
     module: wasmtime.Module,
     needs: frozenset[str],
     origin: str,
@@ -356,10 +359,13 @@ def _finish(
 ) -> Loaded:
     if verdict is None:
         verdict = _abi.check(module, source.name)
-    return Loaded(source.name, module, settings, verdict, needs, source.sha256, origin, artifact)
+    engine = engines.engine_for(settings)
+    return Loaded(source.name, module, settings, verdict, needs, source.sha256, origin, artifact, engine, engines)
 
 
-def compile_to(module: str | os.PathLike[str] | bytes, output: Path, settings: EngineSettings) -> Loaded:
+def compile_to(
+    module: str | os.PathLike[str] | bytes, output: Path, settings: EngineSettings, engines: Engines
+) -> Loaded:
     """Ahead-of-time compile to an explicit artifact file (`edgewasm compile`).
 
     The artifact is made to be run elsewhere, so it is unkeyed: it carries the sha256 of its image, and running it
@@ -369,14 +375,8 @@ def compile_to(module: str | os.PathLike[str] | bytes, output: Path, settings: E
         raise ModuleLoadError(f"{source.name} is already a compiled artifact", hint="pass the .wasm or .wat file")
     needs = source.needs
     settings = _features.settings_for(settings, needs, source.name)
-    engine = engine_for(settings)
-    compiled = _compile(source, engine)
-    loaded = _finish(source, settings, compiled, needs, "compiled", output)
+    compiled = _compile(source, engines.engine_for(settings))
+    loaded = _finish(source, settings, engines, compiled, needs, "compiled", output)
     meta = _artifact_meta(source, settings, needs, loaded.verdict)
     _artifact.write_atomic(output, compiled.serialize(), meta)
     return loaded
-
-
-def forget() -> None:
-    """Drop the in-memory cache (tests and benchmarks measure cold paths with it)."""
-    _memory.clear()

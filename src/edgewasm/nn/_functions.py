@@ -14,8 +14,9 @@ import numpy as np
 import wasmtime
 
 from .. import _deadline, _wasmtime
-from . import _fastcall, _graphcache
+from . import _fastcall
 from ._enums import ExecutionTarget, GraphEncoding, NnErrno, NnError, Numbering, resolve_tensor_type
+from ._graphcache import GraphCache
 from ._guestmem import GuestMemory, u32
 from ._limits import NnLimits, raise_hint
 from ._preload import Preload, parse_preload
@@ -152,7 +153,8 @@ class WasiNN:
     store gets the budgets of `limits` (`NnLimits`: graphs, contexts, model and tensor bytes). Call
     `release(store)` when discarding an instance, or `bind(store)` once to have it done when the Store is
     collected; past `max_stores` live namespaces the least recently used one is dropped. `close()` drops them
-    all. Preloaded models are shared by everyone.
+    all. Preloaded models are shared by everyone using the same `graphs` (`edgewasm.Runtime.graphs`; by default
+    the default runtime's).
 
     Inputs are read zero-copy: `set_input` validates the tensor and remembers where it is, and `compute`
     hands the backend numpy views of guest memory (taken at the memory's current base). The guest must keep
@@ -170,7 +172,13 @@ class WasiNN:
         copy_inputs: bool = False,
         max_stores: int = 256,
         fast_calls: bool = True,
+        graphs: GraphCache | None = None,
     ) -> None:
+        if graphs is None:
+            from .._runtime import default_runtime
+
+            graphs = default_runtime().graphs
+        self._graphs = graphs
         self._options = options or BackendOptions()
         self.limits = limits or NnLimits()
         self._numbering: Numbering = tensor_numbering
@@ -326,7 +334,7 @@ class WasiNN:
         preload = self._preloads.get(name)
         if preload is None:
             raise NnError(NnErrno.NOT_FOUND, f"no preloaded graph named {name!r}")
-        graph = _graphcache.get_or_load(preload, self._backend, self._options)
+        graph = self._graphs.get_or_load(preload, self._backend, self._options)
         with st.lock:
             handle = st.named.get(name)
         if handle is None:

@@ -1,10 +1,11 @@
-"""Preloaded graphs, loaded once per process on first use and shared by every `WasiNN` and thread.
+"""Preloaded graphs, loaded once per runtime on first use and shared by its every `WasiNN` and thread.
 
 Keyed by encoding, target, backend options and each file's (path, size, mtime), so a changed file reloads.
 A failure is remembered too (per key), so a guest retrying a broken preload does not reload it each call.
 The cache is bounded (least recently used out first, by entries and by the model files' bytes), so a long-lived
 host that swaps models does not keep every session it ever made; a store that holds an evicted graph keeps it
-until it lets go.
+until it lets go. Each `edgewasm.Runtime` owns one (`Runtime.graphs`); a `WasiNN` made by hand uses the default
+runtime's.
 """
 
 from __future__ import annotations
@@ -26,9 +27,6 @@ MAX_ENTRIES = 16
 MAX_BYTES = 4 << 30
 
 _Key = tuple[object, ...]
-_lock = threading.Lock()
-_slots: OrderedDict[_Key, _Slot] = OrderedDict()
-_limits = [MAX_ENTRIES, MAX_BYTES]
 
 
 class _Slot:
@@ -52,58 +50,65 @@ def _key(preload: Preload, options: BackendOptions) -> tuple[_Key, int]:
     return (preload.encoding, preload.target, options, *stats), total
 
 
-def configure(max_entries: int = MAX_ENTRIES, max_bytes: int = MAX_BYTES) -> None:
-    """Set the cache's bounds (a host that preloads many or large models); evicts at once if needed."""
-    with _lock:
-        _limits[:] = [max(1, max_entries), max(0, max_bytes)]
-        _evict()
+class GraphCache:
+    """The preload graphs of one runtime, bounded by entries and by model bytes (least recently used out first)."""
 
+    def __init__(self, max_entries: int = MAX_ENTRIES, max_bytes: int = MAX_BYTES) -> None:
+        self._lock = threading.Lock()
+        self._slots: OrderedDict[_Key, _Slot] = OrderedDict()
+        self._limits = (max(1, max_entries), max(0, max_bytes))
 
-def _evict() -> None:
-    """Drop least recently used slots beyond the bounds; the newest always stays. Caller holds _lock."""
-    max_entries, max_bytes = _limits
-    while len(_slots) > 1 and (len(_slots) > max_entries or sum(s.nbytes for s in _slots.values()) > max_bytes):
-        key, _ = _slots.popitem(last=False)
-        log.debug("wasi-nn: preload cache dropped %s", key[3:])
+    def configure(self, max_entries: int = MAX_ENTRIES, max_bytes: int = MAX_BYTES) -> None:
+        """Set the cache's bounds (a host that preloads many or large models); evicts at once if needed."""
+        with self._lock:
+            self._limits = (max(1, max_entries), max(0, max_bytes))
+            self._evict()
 
+    def _evict(self) -> None:
+        """Drop least recently used slots beyond the bounds; the newest always stays. Caller holds _lock."""
+        max_entries, max_bytes = self._limits
+        slots = self._slots
+        while len(slots) > 1 and (len(slots) > max_entries or sum(s.nbytes for s in slots.values()) > max_bytes):
+            key, _ = slots.popitem(last=False)
+            log.debug("wasi-nn: preload cache dropped %s", key[3:])
 
-def get_or_load(preload: Preload, backend_for: Callable[[GraphEncoding], Backend], options: BackendOptions) -> Graph:
-    """The graph of a preload, loading it (once) if needed; NnError for a missing backend or a bad model."""
-    backend = backend_for(preload.encoding)  # invalid_encoding, not cached: installing the extra fixes it
-    key, nbytes = _key(preload, options)
-    with _lock:
-        slot = _slots.get(key)
-        if slot is None:
-            slot = _slots[key] = _Slot(nbytes)
-            _evict()
-        else:
-            _slots.move_to_end(key)
-    with slot.lock:
-        if slot.graph is not None:
-            return slot.graph
-        if slot.error is not None:
-            raise slot.error
-        missing = [p for p in preload.paths if not p.is_file()]
-        if missing:
-            slot.error = NnError(NnErrno.NOT_FOUND, f"preload {preload.name}: {missing[0]} is gone")
-        else:
-            try:
-                slot.graph = backend.load_files(preload.paths, preload.target)
-                log.info("wasi-nn: loaded preload %s", preload)
+    def get_or_load(
+        self, preload: Preload, backend_for: Callable[[GraphEncoding], Backend], options: BackendOptions
+    ) -> Graph:
+        """The graph of a preload, loading it (once) if needed; NnError for a missing backend or a bad model."""
+        backend = backend_for(preload.encoding)  # invalid_encoding, not cached: installing the extra fixes it
+        key, nbytes = _key(preload, options)
+        with self._lock:
+            slot = self._slots.get(key)
+            if slot is None:
+                slot = self._slots[key] = _Slot(nbytes)
+                self._evict()
+            else:
+                self._slots.move_to_end(key)
+        with slot.lock:
+            if slot.graph is not None:
                 return slot.graph
-            except NnError as exc:
-                slot.error = exc
-        log.warning("wasi-nn: preload %s failed: %s", preload.name, slot.error)
-        raise slot.error
+            if slot.error is not None:
+                raise slot.error
+            missing = [p for p in preload.paths if not p.is_file()]
+            if missing:
+                slot.error = NnError(NnErrno.NOT_FOUND, f"preload {preload.name}: {missing[0]} is gone")
+            else:
+                try:
+                    slot.graph = backend.load_files(preload.paths, preload.target)
+                    log.info("wasi-nn: loaded preload %s", preload)
+                    return slot.graph
+                except NnError as exc:
+                    slot.error = exc
+            log.warning("wasi-nn: preload %s failed: %s", preload.name, slot.error)
+            raise slot.error
 
+    def cached(self) -> int:
+        """How many preloads are cached (loaded or failed)."""
+        with self._lock:
+            return len(self._slots)
 
-def cached() -> int:
-    """How many preloads are cached (loaded or failed)."""
-    with _lock:
-        return len(_slots)
-
-
-def clear() -> None:
-    """Forget every cached preload graph (tests, long-lived hosts that swap models)."""
-    with _lock:
-        _slots.clear()
+    def clear(self) -> None:
+        """Forget every cached preload graph (the runtime closes; a long-lived host that swaps models)."""
+        with self._lock:
+            self._slots.clear()

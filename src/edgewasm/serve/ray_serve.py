@@ -11,6 +11,8 @@ import asyncio
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
+import edgewasm
+
 from .._errors import EdgeWasmError
 from .app import create_app
 from .config import ConfigError, ModelConfig, ServerConfig
@@ -59,6 +61,8 @@ class MultiplexedRegistry(Registry):
         self._pools: dict[str, InstancePool] = {}
 
     def prepare(self) -> None:
+        if self.runtime.closed:
+            self.runtime = edgewasm.Runtime()
         for config in self.configs.values():
             self._prepare_blocking(config)
         self.ready = True
@@ -93,6 +97,7 @@ class MultiplexedRegistry(Registry):
         self.ready = False
         pools, self._pools = list(self._pools.values()), {}
         await asyncio.gather(*(asyncio.to_thread(p.stop, timeout) for p in pools))
+        self.runtime.close()
 
 
 def deployment(

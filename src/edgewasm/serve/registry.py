@@ -30,6 +30,8 @@ class Registry:
         self._loaded: collections.OrderedDict[str, InstancePool] = collections.OrderedDict()
         self._locks = {name: asyncio.Lock() for name in self.configs}
         self.ready = False
+        #: The server's own engines, tickers and caches: `stop()` closes it, `start()` makes a new one if needed.
+        self.runtime = edgewasm.Runtime()
 
     def config(self, name: str, version: str | None = None) -> ModelConfig:
         c = self.configs.get(name)
@@ -53,7 +55,7 @@ class Registry:
 
     def _load_blocking(self, config: ModelConfig) -> InstancePool:
         started = time.perf_counter()
-        guest = edgewasm.load(config.module, options=config.options)
+        guest = self.runtime.load(config.module, options=config.options)
         m = self.metrics.model(config.name, config.version)
         pool = InstancePool(
             config.name,
@@ -82,10 +84,12 @@ class Registry:
 
     def _prepare_blocking(self, config: ModelConfig) -> None:
         """Compile (or verify the cached artifact) and instantiate once, without keeping it loaded."""
-        edgewasm.load(config.module, options=config.options).close()
+        self.runtime.load(config.module, options=config.options).close()
 
     async def start(self) -> None:
         """Load the first `max_loaded` models and prepare the rest; ready when every module has instantiated."""
+        if self.runtime.closed:
+            self.runtime = edgewasm.Runtime()
         for i, config in enumerate(self.configs.values()):
             if i < self.max_loaded:
                 await self._load(config)
@@ -134,3 +138,5 @@ class Registry:
         self._loaded.clear()
         self.ready = False
         await asyncio.gather(*(asyncio.to_thread(p.stop, timeout) for p in pools))
+        # After the pools: a call still running past the grace period would lose its timeout (the process is ending).
+        self.runtime.close()
