@@ -147,6 +147,9 @@ POOLING: bool = route.POOLING
 GIL_FREE_TICKER: bool = route.GIL_FREE_TICKER
 call_context: Any = route.call_context
 store_key: Any = route.store_key
+#: `with calling(store):` around a call made with wasmtime-py directly into a store whose linker has edgewasm's host
+#: functions (needed on the fallback only, where a Caller cannot say which store it belongs to).
+calling: Any = route.calling
 memory_handle: Any = route.memory_handle
 func_handle: Any = route.func_handle
 trap_from: Any = route.trap_from

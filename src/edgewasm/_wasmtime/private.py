@@ -5,6 +5,7 @@ objects). Imported only after the package checked that all of it exists (`edgewa
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import itertools
 import threading
@@ -59,6 +60,11 @@ def call_context(store: wasmtime.Store) -> Any:
 def store_key(store: wasmtime.Store | wasmtime.Caller) -> int:
     """A store's identity, the same through a Caller of that store: the address of its context."""
     return ctypes.cast(context_of(store), ctypes.c_void_p).value or 0
+
+
+def calling(store: wasmtime.Store) -> contextlib.AbstractContextManager[None]:
+    """Nothing to do here: a Caller knows its store (see `public.calling`)."""
+    return contextlib.nullcontext()
 
 
 def memory_handle(store: wasmtime.Store, memory: wasmtime.Memory) -> Any:

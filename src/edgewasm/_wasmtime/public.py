@@ -14,11 +14,12 @@ host functions without `Val` objects (WASI-NN functions go through `Linker.defin
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import itertools
 import threading
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import wasmtime
@@ -133,10 +134,22 @@ def store_key(store: wasmtime.Store | wasmtime.Caller) -> int:
     key: int | None = getattr(_local, "store", None)
     if key is None:
         raise RuntimeError(
-            "edgewasm: on wasmtime-py's public API a WASI-NN host function must be reached through an edgewasm "
-            "Guest (the store of a bare Caller cannot be told)"
+            "edgewasm: on wasmtime-py's public API a WASI-NN host function must be called through an edgewasm "
+            "Guest, or inside `with edgewasm.nn.calling(store):` (the store of a bare Caller cannot be told)"
         )
     return key
+
+
+@contextlib.contextmanager
+def calling(store: wasmtime.Store) -> Iterator[None]:
+    """Around a call into `store` made with wasmtime-py directly (a host's own linker with `edgewasm.nn`): its host
+    functions' Callers are taken to belong to `store` (see `store_key`)."""
+    outer = getattr(_local, "store", None)
+    _local.store = id(store)
+    try:
+        yield
+    finally:
+        _local.store = outer
 
 
 def memory_handle(store: wasmtime.Store, memory: wasmtime.Memory) -> Any:
