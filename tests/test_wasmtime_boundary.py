@@ -17,6 +17,7 @@ from edgewasm import _wasmtime
 
 SRC = Path(__file__).resolve().parent.parent / "src" / "edgewasm"
 ECHO = SRC.parent.parent / "wasm" / "echo.wat"
+NN_GUEST = SRC.parent.parent / "wasm" / "nn_script.wat"
 #: Private names of wasmtime-py that edgewasm uses (all of them in _wasmtime's check and fast route).
 PRIVATE = {"_ffi", "_context", "_memory", "_func", "_invalidate", "_consume", "LAST_EXCEPTION", "_from_ptr"}
 
@@ -101,3 +102,24 @@ def test_the_fast_route_is_the_default() -> None:
     out = _python(_INFER.format(BREAK="", wasm=str(ECHO)))
     assert out.returncode == 0, out.stderr
     assert "route private" in out.stdout and "Warning" not in out.stderr
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["unchecked", "define_func"])
+def test_host_functions_are_freed_with_their_guests(monkeypatch: pytest.MonkeyPatch, fast: bool) -> None:
+    """Every WASI-NN guest registers nine host functions through _wasmtime; dropping the guest frees them all."""
+    import gc
+
+    import edgewasm
+
+    if not fast:
+        monkeypatch.setattr(_wasmtime, "define_host_function", _wasmtime.define_checked_host_function)
+    gc.collect()
+    before = _wasmtime.live_host_functions()
+    guest = edgewasm.load(NN_GUEST)
+    assert _wasmtime.live_host_functions() == before + 9  # counted: the check below could not pass by accident
+    guest.close()
+    del guest
+    for _ in range(40):
+        edgewasm.load(NN_GUEST).close()
+    gc.collect()
+    assert _wasmtime.live_host_functions() == before
