@@ -19,7 +19,7 @@ import edgewasm
 from _model_fixtures import model_store  # noqa: F401  (fixture)
 from _nn_script import COMPUTE, F32, GROW, GUEST, INIT, LOAD, LOAD_BY_NAME, ONNX, SET_INPUT, TFLITE, Script
 from _nn_slow import COLS, INPUT_DIMS, ROWS, slow_onnx, slow_openvino, slow_tflite
-from edgewasm import GuestTimeout, _deadline
+from edgewasm import GuestTimeout, _deadline, _wasmtime
 from edgewasm.nn import NnLimits, WasiNN
 from test_nn_support import WASM
 
@@ -75,7 +75,7 @@ def test_onnxruntime_run_is_terminated_at_the_deadline(
     import wasmtime
 
     if not fast:
-        monkeypatch.setattr("edgewasm.nn._fastcall.available", lambda: False)
+        monkeypatch.setattr(_wasmtime, "define_host_function", _wasmtime.define_checked_host_function)
     model = tmp_path / "slow.onnx"
     model.write_bytes(slow_onnx(NODES))
     spec = _preloaded(f"default:ONNX:CPU:{model}")

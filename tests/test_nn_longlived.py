@@ -21,7 +21,8 @@ import pytest
 import edgewasm
 from _model_fixtures import model_entry, model_store  # noqa: F401  (fixtures)
 from _nn_script import GUEST, INIT, LOAD, ONNX, Script
-from edgewasm.nn import _fastcall, _graphcache
+from edgewasm import _wasmtime
+from edgewasm.nn import _graphcache
 from test_nn_support import WASM, tiny_onnx
 
 WARMUP, CYCLES = 50, 300
@@ -79,7 +80,7 @@ def test_classifier_guests_with_a_preload(
     spec = f"efficientnet-lite0:ONNX:CPU:{model_entry / 'model.onnx'}"
     tensor = np.zeros((224, 224, 3), np.float32)
     gc.collect()  # what earlier tests left for the cycle collector
-    defined = _fastcall.live_definitions()
+    defined = _wasmtime.live_host_functions()
 
     def one() -> None:
         guest = edgewasm.load(WASM / "wasinn_classifier.wasm", models=str(model_store), nn_preload=[spec])
@@ -87,7 +88,7 @@ def test_classifier_guests_with_a_preload(
         guest.close()
 
     rss, fds = _cycles(one)
-    assert _fastcall.live_definitions() <= defined  # every guest's nine callbacks are gone
+    assert _wasmtime.live_host_functions() <= defined  # every guest's nine callbacks are gone
     assert fds <= 0, f"{fds} descriptors more after {CYCLES - WARMUP} cycles"
     assert rss < RSS_SLACK_MIB, f"RSS grew {rss:.1f} MiB over {CYCLES - WARMUP} cycles"
 
@@ -101,7 +102,7 @@ def test_guests_loading_models_from_their_memory(request: pytest.FixtureRequest)
     s.call(INIT, 0, s.space(4))
     stdin = s.encode()
     gc.collect()  # what earlier tests left for the cycle collector
-    defined = _fastcall.live_definitions()
+    defined = _wasmtime.live_host_functions()
 
     def one() -> None:
         guest = edgewasm.load(GUEST)
@@ -109,7 +110,7 @@ def test_guests_loading_models_from_their_memory(request: pytest.FixtureRequest)
         guest.close()
 
     rss, fds = _cycles(one)
-    assert _fastcall.live_definitions() <= defined
+    assert _wasmtime.live_host_functions() <= defined
     assert fds <= 0 and rss < RSS_SLACK_MIB, (rss, fds)
 
 

@@ -15,10 +15,12 @@ from pathlib import Path
 import pytest
 
 import edgewasm
-from edgewasm import _engine, _ticker
+from edgewasm import _engine, _ticker, _wasmtime
 from edgewasm._engine import EngineSettings
 
 linux = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="POSIX timers and /proc are Linux's here")
+#: The POSIX-timer ticker calls wasmtime's C function, which the public-API fallback has no address of.
+gil_free = pytest.mark.skipif(not _wasmtime.GIL_FREE_TICKER, reason="wasmtime-py's public API: a Python-thread ticker")
 
 
 def _cpu_ticks(native_id: int) -> int:
@@ -29,6 +31,7 @@ def _cpu_ticks(native_id: int) -> int:
 
 
 @linux
+@gil_free
 def test_a_guest_stops_at_its_timeout_while_another_thread_holds_the_gil(wasm_dir: Path) -> None:
     """The Python-thread ticker cannot tick while the GIL is held, so the guest would spin for as long as it is.
 
@@ -66,6 +69,7 @@ def test_a_guest_stops_at_its_timeout_while_another_thread_holds_the_gil(wasm_di
 
 
 @linux
+@gil_free
 def test_the_ticker_is_a_posix_timer_and_stops(wasm_dir: Path) -> None:
     settings = EngineSettings(opt_level="none")  # an engine of its own
     guest = edgewasm.load(wasm_dir / "spin.wat", timeout=0.05, opt_level="none", cache=False)
@@ -98,6 +102,7 @@ def test_the_python_thread_ticker_still_works(wasm_dir: Path, monkeypatch: pytes
 
 
 @linux
+@gil_free
 def test_a_timer_outlives_no_engine() -> None:
     """The timer holds its own engine reference: the Python Engine may be freed while it ticks."""
     import gc

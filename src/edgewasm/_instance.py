@@ -4,7 +4,8 @@ wasmtime-py's `Func.__call__` rebuilds type and value objects on every call, whi
 API's unchecked call through ctypes does (docs/benchmarks.md measures both). This module calls
 `wasmtime_func_call_unchecked` with an argument buffer made once, writes requests with `memmove` into one reusable
 guest buffer, decodes responses in place from guest memory, and re-reads the memory's base and length after every
-call, because a call that grows memory may move it.
+call, because a call that grows memory may move it. On wasmtime-py's public-API fallback (`_wasmtime`) the same
+code runs with `Func.__call__` and `Memory.data_ptr` behind those names.
 """
 
 from __future__ import annotations
@@ -89,7 +90,7 @@ class Instance:
         if sandbox.memory_limit is not None:
             store.set_limits(memory_size=sandbox.memory_limit)
         self.store = store
-        self._ctx = _wasmtime.context_address(store)
+        self._ctx = _wasmtime.call_context(store)
         self._deadline = _engine.deadline_ticks(sandbox.timeout)
         if sandbox.timeout is not None:
             loaded.engines.ensure_ticker(loaded.settings)
@@ -106,14 +107,14 @@ class Instance:
         exports = self.instance.exports(store)
         memory = exports.get("memory")
         self.memory = memory if isinstance(memory, wasmtime.Memory) else None
-        self._mem_addr = _wasmtime.memory_address(self.memory) if self.memory is not None else 0
+        self._mem_addr = _wasmtime.memory_handle(store, self.memory) if self.memory is not None else 0
         self._funcs: dict[str, wasmtime.Func] = {}
         for name in _abi.EXPORTS:
             f = exports.get(name)
             if isinstance(f, wasmtime.Func):
                 self._funcs[name] = f
-        # Addresses of the wasmtime_func_t structs, passed straight to the C call (the Funcs keep them alive).
-        self._faddr = {name: _wasmtime.func_address(f) for name, f in self._funcs.items()}
+        # What the call takes for each export: on the fast route the address of its wasmtime_func_t.
+        self._faddr = {name: _wasmtime.func_handle(store, f) for name, f in self._funcs.items()}
         if loaded.verdict.kind == "reactor" and not {"infer", "edge_alloc", "edge_free"} <= self._faddr.keys():
             raise AbiError(f"{loaded.name}: the instance lacks the ABI v1 exports its module declared")
         self._per_call = sandbox.fuel is not None or sandbox.timeout is not None
@@ -149,7 +150,7 @@ class Instance:
 
     # -- calls ---------------------------------------------------------------------------------------------------
 
-    def _raw_call(self, func_addr: int, nargs: int) -> None:
+    def _raw_call(self, func_addr: Any, nargs: int) -> None:
         """Call with the arguments already in `self._args`; results land there too. Raises on a trap."""
         if self._per_call:
             if self._fuel is not None:
@@ -163,7 +164,7 @@ class Instance:
             self.broken = True
             raise self._trap_error(err)
 
-    def _timed_call(self, func_addr: int, nargs: int, timeout: float) -> None:
+    def _timed_call(self, func_addr: Any, nargs: int, timeout: float) -> None:
         """A call under the sandbox's timeout. The epoch interrupt stops wasm code; host functions (WASI-NN) see the
         deadline through `_deadline`, cancel their work when it passes and return a trap, reported here."""
         outer = _deadline.enter(timeout)

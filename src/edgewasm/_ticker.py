@@ -5,8 +5,8 @@ computation in one bytecode): a 0.2 s timeout then lasts as long as the GIL is h
 timer (`timer_create`, SIGEV_THREAD) whose notify function is wasmtime's own C function
 `wasmtime_engine_increment_epoch(wasm_engine_t *)`, with the engine pointer as its sigval: the C library runs it on
 a thread of its own (glibc: a new short-lived thread per expiry, every signal blocked; musl: one thread per timer),
-with no Python and no GIL. Elsewhere, if the timer cannot be made, or in a forked child (see `_forked`), a Python
-thread does the same.
+with no Python and no GIL. Elsewhere, if the timer cannot be made, in a forked child (see `_forked`), or on
+wasmtime-py's public-API fallback (`_wasmtime.GIL_FREE_TICKER`), a Python thread does the same.
 
 The engine's lifetime: the timer holds its own reference to the engine (`wasmtime_engine_clone`), so the Python
 `Engine` may go whenever Python likes. `timer_delete` stops new expiries, but a notify thread that glibc started
@@ -160,7 +160,7 @@ class PosixTimerTicker:
 
 def start(engine: wasmtime.Engine, period: float, *, prefer_thread: bool = False) -> Ticker:
     """The best ticker this platform offers for `engine`."""
-    if sys.platform.startswith("linux") and not prefer_thread and not _forked:
+    if sys.platform.startswith("linux") and _wasmtime.GIL_FREE_TICKER and not prefer_thread and not _forked:
         with contextlib.suppress(OSError, AttributeError):
             return PosixTimerTicker(engine, period)
     return ThreadTicker(engine, period)

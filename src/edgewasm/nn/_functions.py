@@ -14,7 +14,6 @@ import numpy as np
 import wasmtime
 
 from .. import _deadline, _wasmtime
-from . import _fastcall
 from ._enums import ExecutionTarget, GraphEncoding, NnErrno, NnError, Numbering, resolve_tensor_type
 from ._graphcache import GraphCache
 from ._guestmem import GuestMemory, u32
@@ -215,15 +214,10 @@ class WasiNN:
             ("unload", 1, self._unload, False),
             ("finalize_execution_context", 1, self._finalize_execution_context, False),
         ]
-        fast = self._fast_calls and _fastcall.available()
-        i32 = wasmtime.ValType.i32()
+        # Freed by wasmtime with the last linker, store or instance that uses them (see _wasmtime).
+        define = _wasmtime.define_host_function if self._fast_calls else _wasmtime.define_checked_host_function
         for name, nparams, impl, needs_memory in table:
-            callback = _guard(name, impl, needs_memory, self._state)
-            if fast:
-                _fastcall.define(linker, MODULE, name, nparams, callback)
-            else:
-                ty = wasmtime.FuncType([i32] * nparams, [i32])
-                linker.define_func(MODULE, name, ty, callback, access_caller=True)
+            define(linker, MODULE, name, nparams, _guard(name, impl, needs_memory, self._state))
 
     # ---- per-store handle namespaces ----------------------------------------------------------------------
 
@@ -501,8 +495,8 @@ def _raw_output(array: np.ndarray, index: int) -> np.ndarray:
 
 
 def _store_key(store: wasmtime.Store | wasmtime.Caller) -> int:
-    """A store's identity: the address of its wasmtime context (the same through a Caller of that store)."""
-    return _wasmtime.context_address(store)
+    """A store's identity, the same through a Caller of that store."""
+    return int(_wasmtime.store_key(store))
 
 
 def _release_state(nn: weakref.ref[WasiNN], key: int, state: weakref.ref[_StoreState]) -> None:
