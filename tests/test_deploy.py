@@ -2,7 +2,8 @@
 Deployment under podman with its limits and answers the cat photo over the Open Inference Protocol.
 
 The image test builds the image when it is missing (minutes: debootstrap, wheels, layers), so it runs only when
-asked: EDGEWASM_IMAGE_TEST=1 (docs/deploy.md). It is skipped, with the reason, where podman is missing or cannot run.
+asked: EDGEWASM_IMAGE_TEST=1 (docs/deploy.md), and then it must run: where podman is missing or cannot run it fails
+with the reason (CI sets it). Without it the test is skipped, with the reason.
 """
 
 from __future__ import annotations
@@ -175,26 +176,44 @@ def test_kserve_runtime_and_service(tmp_path: Path, version: str) -> None:
     assert c["readinessProbe"]["httpGet"] == {"path": "/v2/health/ready", "port": port}
 
 
-# -- the image under podman (opt-in) ---------------------------------------------------------------------------------
+# -- the image under podman (asked for: then it must run) --------------------------------------------------------------
 
 
 def _podman_unusable() -> str | None:
-    if os.environ.get(OPT_IN) != "1":
-        return f"set {OPT_IN}=1 to build the image and play the Deployment under podman (minutes; docs/deploy.md)"
     if shutil.which("podman") is None:
-        return "podman is not installed (apt-get install podman buildah catatonit runc debootstrap)"
+        return "podman is not installed (`make image-tools`: apt-get install podman buildah catatonit runc debootstrap)"
     r = subprocess.run(["podman", "info", "--format", "{{.Host.OCIRuntime.Name}}"], capture_output=True, text=True)
     if r.returncode != 0:
         return f"podman cannot run here: {(r.stderr.strip().splitlines() or ['?'])[-1]}"
     return None
 
 
+def test_the_image_test_asked_for_fails_without_podman(tmp_path: Path) -> None:
+    """CI sets EDGEWASM_IMAGE_TEST=1: without podman the image test must fail there, not skip (a skip would pass
+    CI without it); not asked for, it skips with the reason."""
+    bare = tmp_path / "bin"  # a PATH with this Python and nothing else: no podman
+    bare.mkdir()
+    (bare / "python").symlink_to(sys.executable)
+    test = f"{Path(__file__)}::test_the_deployment_plays_under_podman_and_classifies"
+    runs = {}
+    for asked in ("1", ""):
+        env = {**os.environ, "PATH": str(bare), OPT_IN: asked}
+        runs[asked] = subprocess.run([sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", test],
+                                     env=env, capture_output=True, text=True, timeout=300, cwd=ROOT)  # fmt: skip
+    out = runs["1"].stdout
+    assert runs["1"].returncode == 1 and "podman is not installed" in out and "1 error" in out, out[-3000:]
+    out = runs[""].stdout
+    assert runs[""].returncode == 0 and "1 skipped" in out and f"set {OPT_IN}=1" in out, out[-3000:]
+
+
 @pytest.fixture(scope="module")
 def podman_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """podman's settings that work here (runc, explicit ulimits: docs/deploy.md), and the image, built if missing."""
-    reason = _podman_unusable()
-    if reason:
-        pytest.skip(reason)
+    if os.environ.get(OPT_IN) != "1":
+        pytest.skip(f"set {OPT_IN}=1 to build the image and play the Deployment under podman (docs/deploy.md)")
+    unusable = _podman_unusable()
+    if unusable:  # asked for (CI), it must run: a skip would pass CI without the test
+        pytest.fail(f"{OPT_IN}=1 asks for the image test, but {unusable}")
     conf = tmp_path_factory.mktemp("podman") / "containers.conf"
     conf.write_text(
         '[engine]\nruntime = "runc"\n\n[containers]\ndefault_ulimits = ["nofile=20000:20000", "nproc=4096:4096"]\n'
