@@ -33,7 +33,11 @@ K8S = ROOT / "deploy" / "k8s"
 K8S_VERSIONS = ("1.30.0", "1.33.0", "1.37.0")
 PLAIN = sorted((K8S / "base").glob("*.yaml"))
 MANIFESTS = [p for p in PLAIN if p.name != "kustomization.yaml"]
-OVERLAYS = [K8S / "base", K8S / "overlays" / "wasinn"]
+OVERLAYS = [K8S / "base", K8S / "overlays" / "wasinn", K8S / "overlays" / "model-volume"]
+#: What each renders beyond the base's four kinds.
+EXTRA_KINDS = {"model-volume": ["PersistentVolumeClaim"]}
+#: Where the image keeps its model store (EDGEWASM_MODELS in deploy/Containerfile).
+MODEL_STORE = "/opt/edgewasm/models"
 IMAGE = os.environ.get("EDGEWASM_IMAGE", "localhost/edgewasm:latest")
 OPT_IN = "EDGEWASM_IMAGE_TEST"
 CAT = ROOT / "examples" / "cat.jpg"
@@ -90,10 +94,11 @@ def test_kustomizations_render_and_validate(tmp_path: Path, where: Path) -> None
     rendered = tmp_path / "rendered.yaml"
     rendered.write_text(_kustomize(where))
     kinds = sorted(d["kind"] for d in yaml.safe_load_all(rendered.read_text()))
-    assert kinds == ["Deployment", "HorizontalPodAutoscaler", "PodDisruptionBudget", "Service"]
+    base = ["Deployment", "HorizontalPodAutoscaler", "PodDisruptionBudget", "Service"]
+    assert kinds == sorted(base + EXTRA_KINDS.get(where.name, []))
     for version in K8S_VERSIONS[::2]:
         r = _validate([rendered], version)
-        assert r.returncode == 0 and r.stdout.count("passed") == 4, r.stdout + r.stderr
+        assert r.returncode == 0 and r.stdout.count("passed") == len(kinds), r.stdout + r.stderr
 
 
 def _container(deployment: dict[str, Any]) -> dict[str, Any]:
@@ -137,6 +142,27 @@ def test_the_wasinn_overlay_has_its_own_limits() -> None:
     assert pdb["spec"]["selector"]["matchLabels"] == selector  # the budget covers this Deployment's pods only
     hpa = next(d for d in docs if d["kind"] == "HorizontalPodAutoscaler")
     assert hpa["spec"]["scaleTargetRef"]["name"] == deployment["metadata"]["name"]
+
+
+def test_the_model_volume_overlay_mounts_the_store_from_a_claim() -> None:
+    """The store comes from the PVC, read-only, where the image's EDGEWASM_MODELS points (over the baked layer);
+    everything else is the base's Deployment."""
+    assert f"EDGEWASM_MODELS={MODEL_STORE}" in (ROOT / "deploy" / "Containerfile").read_text()
+    docs = list(yaml.safe_load_all(_kustomize(K8S / "overlays" / "model-volume")))
+    deployment = next(d for d in docs if d["kind"] == "Deployment")
+    claim = next(d for d in docs if d["kind"] == "PersistentVolumeClaim")
+    assert claim["spec"]["accessModes"] == ["ReadOnlyMany"]  # three replicas on several nodes
+    assert claim["metadata"]["namespace"] == deployment["metadata"]["namespace"]
+    pod = deployment["spec"]["template"]["spec"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    c = _container(deployment)
+    mount = next(m for m in c["volumeMounts"] if m["mountPath"] == MODEL_STORE)
+    assert mount["readOnly"] is True
+    source = volumes[mount["name"]]["persistentVolumeClaim"]
+    assert source == {"claimName": claim["metadata"]["name"], "readOnly": True}
+    base = _docs(K8S / "base" / "deployment.yaml")[0]
+    assert c["resources"] == _container(base)["resources"] and c["args"] == _container(base)["args"]
+    assert not any("configMap" in v for v in pod["volumes"])
 
 
 #: The fields of KServe's ServingRuntimeSpec and InferenceService predictor this project uses (KServe's CRDs are not
