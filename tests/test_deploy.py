@@ -9,6 +9,7 @@ with the reason (CI sets it). Without it the test is skipped, with the reason.
 from __future__ import annotations
 
 import base64
+import contextlib
 import copy
 import json
 import os
@@ -278,11 +279,11 @@ def _podman(env: dict[str, str], *args: str, check: bool = True) -> str:
     return r.stdout
 
 
-@pytest.fixture
-def played(podman_env: dict[str, str], tmp_path: Path) -> Iterator[tuple[str, int]]:
-    """The base Deployment under `podman kube play`, its port published on 127.0.0.1 only (a test-only hostPort;
-    podman plays every replica as a pod, and only one can hold a host port)."""
-    deployment = copy.deepcopy(_docs(K8S / "base" / "deployment.yaml")[0])
+@contextlib.contextmanager
+def _play(env: dict[str, str], deployment: dict[str, Any], tmp_path: Path) -> Iterator[tuple[str, int]]:
+    """A Deployment under `podman kube play`, one replica, its port published on 127.0.0.1 only (a test-only
+    hostPort; podman plays every replica as a pod, and only one can hold a host port); torn down after."""
+    deployment = copy.deepcopy(deployment)
     deployment["spec"]["replicas"] = 1
     port = _free_port()
     name = deployment["metadata"]["name"] = f"edgewasm-test-{port}"  # never a leftover's name
@@ -291,12 +292,28 @@ def played(podman_env: dict[str, str], tmp_path: Path) -> Iterator[tuple[str, in
     c["ports"][0].update(hostPort=port, hostIP="127.0.0.1")
     manifest = tmp_path / "deployment.yaml"
     manifest.write_text(yaml.safe_dump(deployment))
-    _podman(podman_env, "kube", "play", "--replace", str(manifest))
+    _podman(env, "kube", "play", "--replace", str(manifest))
     try:
         yield name, port
     finally:
-        _podman(podman_env, "kube", "down", str(manifest), check=False)
-        _podman(podman_env, "pod", "rm", "--force", "--ignore", f"{name}-pod-0", check=False)
+        _podman(env, "kube", "down", str(manifest), check=False)
+        _podman(env, "pod", "rm", "--force", "--ignore", f"{name}-pod-0", check=False)
+
+
+@pytest.fixture
+def played(podman_env: dict[str, str], tmp_path: Path) -> Iterator[tuple[str, int]]:
+    """The base Deployment under `podman kube play`."""
+    with _play(podman_env, _docs(K8S / "base" / "deployment.yaml")[0], tmp_path) as p:
+        yield p
+
+
+def _wait_ready(env: dict[str, str], cid: str, base: str) -> None:
+    deadline = time.monotonic() + 240  # a bounded wait for the warm-up (compiling at start), not a timing
+    while _get(f"{base}/v2/health/ready") != 200:
+        state = json.loads(_podman(env, "inspect", cid))[0]["State"]
+        assert state["Running"], _podman(env, "logs", cid, check=False)
+        assert time.monotonic() < deadline, _podman(env, "logs", cid, check=False)
+        time.sleep(1)
 
 
 def _container_id(env: dict[str, str], deployment: str) -> str:
@@ -315,12 +332,7 @@ def test_the_deployment_plays_under_podman_and_classifies(podman_env: dict[str, 
     assert host["CpuQuota"] * 2 == host["CpuPeriod"]  # 500m: half a period
     assert host["ReadonlyRootfs"] is True
     assert info["Config"]["User"].split(":")[0] == "10001"
-    deadline = time.monotonic() + 240  # a bounded wait for the warm-up (compiling at start), not a timing
-    while _get(f"{base}/v2/health/ready") != 200:
-        state = json.loads(_podman(podman_env, "inspect", cid))[0]["State"]
-        assert state["Running"], _podman(podman_env, "logs", cid, check=False)
-        assert time.monotonic() < deadline, _podman(podman_env, "logs", cid, check=False)
-        time.sleep(1)
+    _wait_ready(podman_env, cid, base)
     assert _get(f"{base}/v2/health/live") == 200
     body = {
         "parameters": {"top_k": 3},
@@ -342,3 +354,33 @@ def test_the_deployment_plays_under_podman_and_classifies(podman_env: dict[str, 
     # SIGTERM drains and exits 0 (not the 137 of a kill after the grace period).
     _podman(podman_env, "stop", "--time", "25", cid)
     assert json.loads(_podman(podman_env, "inspect", cid))[0]["State"]["ExitCode"] == 0
+
+
+def test_the_model_volume_overlay_plays_with_the_store_from_its_volume(
+    podman_env: dict[str, str], tmp_path: Path
+) -> None:
+    """overlays/model-volume under podman: its claim is a named volume, filled here with the store and a marker
+    file the image's layer lacks; the pod sees the volume, read-only, over the baked store and classifies from it."""
+    docs = yaml.safe_load_all(_kustomize(K8S / "overlays" / "model-volume"))
+    deployment = next(d for d in docs if d["kind"] == "Deployment")
+    volume = f"edgewasm-test-models-{_free_port()}"
+    claim = next(v for v in deployment["spec"]["template"]["spec"]["volumes"] if "persistentVolumeClaim" in v)
+    claim["persistentVolumeClaim"]["claimName"] = volume
+    _podman(podman_env, "volume", "create", volume)
+    try:
+        fill = f"cp -r {MODEL_STORE}/. /models/ && echo volume > /models/from-the-volume && chmod -R a+rX /models"
+        _podman(podman_env, "run", "--rm", "--user", "0", "-v", f"{volume}:/models", "--entrypoint", "sh", IMAGE,
+                "-c", fill)  # fmt: skip
+        with _play(podman_env, deployment, tmp_path) as (name, port):
+            cid = _container_id(podman_env, name)
+            _wait_ready(podman_env, cid, f"http://127.0.0.1:{port}")
+            mounts = _podman(podman_env, "exec", cid, "cat", "/proc/mounts").splitlines()
+            store = next(m.split() for m in mounts if m.split()[1] == MODEL_STORE)
+            assert "ro" in store[3].split(","), store
+            assert _podman(podman_env, "exec", cid, "cat", f"{MODEL_STORE}/from-the-volume").strip() == "volume"
+            req = urllib.request.Request(f"http://127.0.0.1:{port}/models/classifier/classify", data=CAT.read_bytes(),
+                                         headers={"Content-Type": "image/jpeg"})  # fmt: skip
+            with urllib.request.urlopen(req, timeout=120) as r:
+                assert json.load(r)["label"] == "tiger cat"
+    finally:
+        _podman(podman_env, "volume", "rm", "--force", volume, check=False)
