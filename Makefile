@@ -2,6 +2,8 @@
 # Versions are pinned by constraints.txt (every tool and library CI tests with); `make constraints` renews them.
 PYTHON ?= python3
 EXTRAS ?= dev,models,onnx,openvino,tflite,plots,serve,quantize
+#: What CI installs and `make constraints` pins: every extra (ray is some 500 MB, so `make setup` leaves it out).
+CI_EXTRAS = $(EXTRAS),ray
 IMAGE ?= localhost/edgewasm:latest
 PIP = $(PYTHON) -m pip install -q -c constraints.txt
 
@@ -28,7 +30,7 @@ constraints:          ## re-resolve every pin in a fresh venv (newest releases),
 	rm -rf .venv-constraints
 	$(PYTHON) -m venv .venv-constraints
 	.venv-constraints/bin/python -m pip install -q -U pip setuptools wheel
-	.venv-constraints/bin/python -m pip install -q --no-build-isolation -e '.[$(EXTRAS)]'
+	.venv-constraints/bin/python -m pip install -q --no-build-isolation -e '.[$(CI_EXTRAS)]'
 	{ echo "# Every package CI tests with, pinned. Regenerate with \`make constraints\` (a fresh venv, newest"; \
 	  echo "# releases), run \`.ci/run\`, and commit this file with whatever the new versions needed."; \
 	  .venv-constraints/bin/python -m pip freeze --all --exclude-editable | grep -v '^edgewasm'; } > constraints.txt
