@@ -114,7 +114,9 @@ class Service:
         headers = {"Retry-After": str(self.server.retry_after)} if status == 503 else None
         return _json(error_body(exc), status, headers)
 
-    async def _run(self, request: Request, config: ModelConfig, job: Callable[..., Result], *args: Any) -> Response:
+    async def _run(
+        self, request: Request, config: ModelConfig, size: int, job: Callable[..., Result], *args: Any
+    ) -> Response:
         """Run `job(guest, *args)` on one of the model's instances, within the request's deadline."""
         arrived = request.state.arrived
         deadline = arrived + config.timeout if config.timeout is not None else float("inf")
@@ -123,21 +125,10 @@ class Service:
             if not self.ready:
                 raise NotReady("the server is starting or shutting down", hint="retry when /v2/health/ready is 200")
             pool = await self.registry.get(config.name)
-            m.pending.set(pool.pending + 1)
-            result: Result = await pool.submit(_bind(job, args), deadline)
+            result: Result = await pool.submit(_bind(job, args), deadline, size)
         except EdgeWasmError as e:
             return self._failure(request, e, config)
-        finally:
-            m.pending.set(self.registry.pending(config.name))
-        elapsed = time.monotonic() - arrived
-        m.success.inc()
-        m.count.inc()
-        m.exec_count.inc()
-        m.request_us.inc(elapsed * 1e6)
-        m.request_seconds.observe(elapsed)
-        m.input_us.inc(result.input_s * 1e6)
-        m.infer_us.inc(result.infer_s * 1e6)
-        m.output_us.inc(result.output_s * 1e6)
+        m.succeeded(time.monotonic() - arrived, result.input_s, result.infer_s, result.output_s)
         for stage, ms in result.stages_ms.items():
             series = m.stage(stage)
             if series is not None:
@@ -203,7 +194,9 @@ class Service:
         c = self._model(request)
         body = await request.body()
         rid = request.state.request_id
-        return await self._run(request, c, infer_oip, body, request.headers.get(HEADER_LENGTH), c.name, c.version, rid)
+        return await self._run(
+            request, c, len(body), infer_oip, body, request.headers.get(HEADER_LENGTH), c.name, c.version, rid
+        )
 
     async def call(self, request: Request) -> Response:
         c = self._model(request)
@@ -213,7 +206,7 @@ class Service:
                 f"cannot read a {ctype} body", hint="send application/json or application/msgpack"
             )
         body = await request.body()
-        return await self._run(request, c, call_native, body, ctype, request.headers.get("accept", ""))
+        return await self._run(request, c, len(body), call_native, body, ctype, request.headers.get("accept", ""))
 
     async def classify(self, request: Request) -> Response:
         c = self._model(request)
@@ -239,7 +232,7 @@ class Service:
             )
         if not image:
             raise BadRequest("empty image", hint="send the image file's bytes")
-        return await self._run(request, c, classify_image, image, _classify_options(fields))
+        return await self._run(request, c, len(image), classify_image, image, _classify_options(fields))
 
     # -- the rest ------------------------------------------------------------------------------------------------------
 
@@ -323,7 +316,12 @@ def create_app(
         return Route(path, _guarded(route, handler), methods=methods)
 
     get, post = ["GET"], ["POST"]
+    # Starlette tries routes in order: the inference routes first (their paths overlap no other route's).
     routes = [
+        r("/v2/models/{model}/infer", svc.infer, post, "infer"),
+        r("/v2/models/{model}/versions/{version}/infer", svc.infer, post, "infer"),
+        r("/models/{model}/call", svc.call, post, "call"),
+        r("/models/{model}/classify", svc.classify, post, "classify"),
         r("/v2/health/live", svc.live, get, "live"),
         r("/v2/health/ready", svc.ready_route, get, "ready"),
         r("/v2", svc.server_metadata, get, "server_metadata"),
@@ -331,12 +329,8 @@ def create_app(
         r("/v2/models/{model}/versions/{version}", svc.model_metadata, get, "model_metadata"),
         r("/v2/models/{model}/ready", svc.model_ready, get, "model_ready"),
         r("/v2/models/{model}/versions/{version}/ready", svc.model_ready, get, "model_ready"),
-        r("/v2/models/{model}/infer", svc.infer, post, "infer"),
-        r("/v2/models/{model}/versions/{version}/infer", svc.infer, post, "infer"),
         r("/v2/repository/index", svc.repository_index, post, "repository_index"),
         r("/models", svc.models, get, "models"),
-        r("/models/{model}/call", svc.call, post, "call"),
-        r("/models/{model}/classify", svc.classify, post, "classify"),
         r("/metrics", svc.metrics_route, get, "metrics"),
         r("/openapi.json", svc.openapi, get, "openapi"),
         r("/", svc.page_file, get, "page"),

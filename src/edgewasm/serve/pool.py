@@ -19,12 +19,13 @@ from typing import Any
 from .._errors import GuestTrap
 from .._guest import Guest
 from .errors import DeadlineExceeded, QueueFull
+from .inline import MAX_BODY, MIN_REMAINING, InlineLane, Overrun
 
 Job = Callable[[Guest], Any]
 
 
 class _Item:
-    __slots__ = ("deadline", "enqueued", "fn", "future", "loop", "started")
+    __slots__ = ("deadline", "enqueued", "fn", "future", "loop", "seconds", "started")
 
     def __init__(self, fn: Job, loop: asyncio.AbstractEventLoop, future: asyncio.Future[Any], deadline: float) -> None:
         self.fn = fn
@@ -33,6 +34,7 @@ class _Item:
         self.deadline = deadline
         self.enqueued = time.monotonic()
         self.started = 0.0
+        self.seconds = float("inf")  # how long the call took, once it succeeded
 
 
 def _settle(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
@@ -76,6 +78,7 @@ class InstancePool:
         on_queued: Callable[[float], None] | None = None,
         on_trap: Callable[[], None] | None = None,
         on_busy: Callable[[int], None] | None = None,
+        inline: InlineLane | None = None,
     ) -> None:
         self.name = name
         self.guest = guest
@@ -88,6 +91,7 @@ class InstancePool:
         self._on_queued = on_queued
         self._on_trap = on_trap
         self._on_busy = on_busy
+        self.inline = inline
         self._threads: list[threading.Thread] = []
         self._started = threading.Barrier(instances + 1)
         self._start_errors: list[BaseException] = []
@@ -113,6 +117,8 @@ class InstancePool:
         for t in self._threads:
             t.join(None if end is None else max(0.0, end - time.monotonic()))
         self.guest.close()
+        if self.inline is not None:
+            self.inline.close()
 
     def _work(self) -> None:
         try:
@@ -134,10 +140,13 @@ class InstancePool:
         try:
             outcome = self._call(item)
         finally:  # one wake-up of the loop: release the place and settle the request
-            _post(item.loop, self._finish, item.future, *outcome)
+            _post(item.loop, self._finish, item, *outcome)
 
-    def _finish(self, future: asyncio.Future[Any], ok: bool, value: Any) -> None:
+    def _finish(self, item: _Item, ok: bool, value: Any) -> None:
+        future = item.future
         self.pending -= 1
+        if ok and self.inline is not None:
+            self.inline.observe(item.seconds)
         if ok or value is not None:  # (False, None): the request was abandoned, nobody waits for it
             _settle(future, ok, value)
 
@@ -151,7 +160,9 @@ class InstancePool:
             return False, DeadlineExceeded(f"{self.name}: the request's deadline passed while it was queued")
         self._count_busy(+1)
         try:
-            return True, item.fn(self.guest)
+            value = item.fn(self.guest)
+            item.seconds = time.monotonic() - item.started
+            return True, value
         except BaseException as e:  # handed to the request, which turns it into a status
             if isinstance(e, GuestTrap) and self._on_trap is not None:
                 self._on_trap()
@@ -168,8 +179,30 @@ class InstancePool:
 
     # -- requests ------------------------------------------------------------------------------------------------------
 
-    async def submit(self, fn: Job, deadline: float) -> Any:
-        """Run `fn(guest)` on a worker, by `deadline` (time.monotonic()); QueueFull or DeadlineExceeded otherwise."""
+    async def submit(self, fn: Job, deadline: float, size: int = 0) -> Any:
+        """Run `fn(guest)` on a worker, by `deadline` (time.monotonic()); QueueFull or DeadlineExceeded otherwise.
+
+        `size` is the request body's: a small request to a model whose lane is open, with nothing of the model queued
+        or running (so it jumps no queue), runs inline on this thread instead (`inline.py` says why that is safe).
+        """
+        lane = self.inline
+        if (
+            lane is not None
+            and lane.open
+            and self.pending == 0
+            and size <= MAX_BODY
+            and deadline - time.monotonic() >= MIN_REMAINING
+        ):
+            if self._on_queued is not None:
+                self._on_queued(0.0)
+            try:
+                return lane.run(fn)
+            except Overrun:
+                pass  # the lane is off now; the request goes to a worker with the model's full timeout
+            except GuestTrap:
+                if self._on_trap is not None:
+                    self._on_trap()
+                raise
         if self.pending >= self.capacity:
             raise QueueFull(
                 f"{self.name}: all {self.instances} instances are busy and {self.capacity - self.instances} "

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 import logging
 import time
 
@@ -16,6 +17,7 @@ import edgewasm
 
 from .config import ModelConfig
 from .errors import ModelNotFound
+from .inline import InlineLane, eligible, load_inline
 from .metrics import Metrics
 from .pool import InstancePool
 
@@ -32,6 +34,8 @@ class Registry:
         self.ready = False
         #: The server's own engines, tickers and caches: `stop()` closes it, `start()` makes a new one if needed.
         self.runtime = edgewasm.Runtime()
+        for c in configs:  # read when /metrics is (on the event loop), not set by every request
+            metrics.model(c.name, c.version).pending.set_function(functools.partial(self.pending, c.name))
 
     def config(self, name: str, version: str | None = None) -> ModelConfig:
         c = self.configs.get(name)
@@ -57,6 +61,9 @@ class Registry:
         started = time.perf_counter()
         guest = self.runtime.load(config.module, options=config.options)
         m = self.metrics.model(config.name, config.version)
+        lane = None
+        if eligible(guest, config.timeout):
+            lane = InlineLane(config.name, lambda: load_inline(self.runtime, config))
         pool = InstancePool(
             config.name,
             guest,
@@ -65,6 +72,7 @@ class Registry:
             on_queued=lambda s: m.queue_us.inc(s * 1e6),
             on_trap=m.replacements.inc,
             on_busy=m.instances_in_use.set,
+            inline=lane,
         )
         try:
             pool.start()
