@@ -8,6 +8,7 @@ config file take text, where 0 means "no limit" (`GuestOptions.updated`).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import re
@@ -86,10 +87,8 @@ def parse_duration(value: float | str, what: str = "timeout") -> float | None:
 def _whole(value: Any, what: str) -> int | None:
     """A count as text gives it (`fuel = 1000`, `--fuel 1000`); 0: no limit."""
     if isinstance(value, str):
-        try:
+        with contextlib.suppress(ValueError):  # refused below, with the text as given
             value = int(value)
-        except ValueError:
-            pass  # refused below, with the text as given
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise SandboxError(f"{what} must be a whole number (0: none), got {value!r}")
     return value or None
