@@ -108,6 +108,15 @@ def describe_exports(module: wasmtime.Module) -> dict[str, str]:
     return out
 
 
+#: The import module of WASI-NN's functions (the host defines them when a guest imports any).
+NN_MODULE = "wasi_ephemeral_nn"
+
+
+def imports_wasi_nn(module: wasmtime.Module) -> bool:
+    """True when a module imports anything from `wasi_ephemeral_nn` (so the host should `define` it)."""
+    return any(imp.module == NN_MODULE for imp in module.imports)
+
+
 def check(module: wasmtime.Module, name: str) -> Verdict:
     """Classify the module, or raise AbiError naming the first thing that is wrong."""
     funcs: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {}
@@ -117,7 +126,7 @@ def check(module: wasmtime.Module, name: str) -> Verdict:
             funcs[exp.name] = _signature(exp.type)
         elif isinstance(exp.type, wasmtime.MemoryType):
             memories.add(exp.name)
-    imports_nn = any(imp.module == "wasi_ephemeral_nn" for imp in module.imports)
+    imports_nn = imports_wasi_nn(module)
 
     for fname, sig in funcs.items():
         export = EXPORTS.get(fname)

@@ -37,10 +37,11 @@ ONNX_FILE = "model.onnx"
 LABELS_FILE = "labels.txt"
 OPENVINO_XML = "openvino/model.xml"
 OPENVINO_BIN = "openvino/model.bin"
+TFLITE_FILE = "model.tflite"
 
 
 @dataclass(frozen=True)
-class Source:
+class WeightsOrigin:
     """Where the weights came from, for the manifest."""
 
     package: str
@@ -63,7 +64,7 @@ def _version(package: str) -> str:
         return "unknown"
 
 
-def locate_weights() -> tuple[Path, Source]:
+def locate_weights() -> tuple[Path, WeightsOrigin]:
     """The .pth inside the installed weights package, checked against the hash prefix in its name."""
     mod = _import(WEIGHTS_MODULE, WEIGHTS_PACKAGE)
     if mod.__file__ is None:
@@ -77,7 +78,7 @@ def locate_weights() -> tuple[Path, Source]:
         raise ModelStoreError(
             f"{path} is corrupt (sha256 {digest[:8]}..., expected {prefix}...); reinstall the package"
         )
-    return path, Source(WEIGHTS_PACKAGE, _version(WEIGHTS_PACKAGE), WEIGHTS_FILE, digest)
+    return path, WeightsOrigin(WEIGHTS_PACKAGE, _version(WEIGHTS_PACKAGE), WEIGHTS_FILE, digest)
 
 
 def load_labels() -> list[str]:

@@ -25,6 +25,12 @@ ENV_VAR = MODELS_ENV
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = 1
 KNOWN_MODELS = (_convert.MODEL_ID, *VARIANT_IDS)
+#: A WASI-NN backend's files in a model's directory, in the order its `load` takes them.
+BACKEND_FILES: dict[str, tuple[str, ...]] = {
+    "onnx": (_convert.ONNX_FILE,),
+    "openvino": (_convert.OPENVINO_XML, _convert.OPENVINO_BIN),
+    "tflite": (_convert.TFLITE_FILE,),
+}
 
 
 def default_store() -> Path:

@@ -27,7 +27,7 @@ from ._arch import BLOCKS, nhwc_tensor
 from ._variants import VARIANTS, Variant
 
 EWT_PRECISION = {"fp16": "float16", "int8": "int8 weights, float32 scales and biases"}
-TFLITE_FILE = "model.tflite"
+TFLITE_FILE = _convert.TFLITE_FILE
 
 
 def tflite_available() -> bool:

@@ -11,9 +11,10 @@ See docs/wasi-nn.md.
 
 from __future__ import annotations
 
+from .._abi import imports_wasi_nn
 from .._wasmtime import calling
 from ._enums import ExecutionTarget, GraphEncoding, NnErrno, NnError, resolve_tensor_type
-from ._functions import MODULE, WasiNN, imports_wasi_nn
+from ._functions import MODULE, WasiNN
 from ._limits import NnLimits
 from ._preload import Preload, parse_preload
 from .backends import BackendOptions

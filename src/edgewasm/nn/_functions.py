@@ -14,6 +14,7 @@ import numpy as np
 import wasmtime
 
 from .. import _deadline, _wasmtime
+from .._abi import NN_MODULE
 from ._enums import ExecutionTarget, GraphEncoding, NnErrno, NnError, Numbering, resolve_tensor_type
 from ._graphcache import GraphCache
 from ._guestmem import GuestMemory, u32
@@ -28,18 +29,13 @@ from .backends._onnxrefs import ModelRefused
 log = logging.getLogger("edgewasm.nn")
 _ratelog = RateLimitedLog(log)
 
-MODULE = "wasi_ephemeral_nn"
+MODULE = NN_MODULE
 MAX_BUILDERS = 16
 MAX_RANK = 8
 MAX_NAME = 4096
 MAX_CONFIG = 1 << 20
 #: A tensor's data is a u32-sized guest range, so no valid tensor has more elements than this.
 MAX_ELEMENTS = 1 << 32
-
-
-def imports_wasi_nn(module: wasmtime.Module) -> bool:
-    """True when a module imports anything from `wasi_ephemeral_nn` (so the host should `define` it)."""
-    return any(imp.module == MODULE for imp in module.imports)
 
 
 @dataclass

@@ -12,7 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import _store
 from ._enums import ExecutionTarget, GraphEncoding, encoding_from_name, target_from_name
 
 _FORMAT_ENCODING = {
@@ -90,16 +89,19 @@ def _check_files(files: tuple[Path, ...], spec: str) -> None:
 
 
 def _from_store(name: str, model_id: str, fmt: str, target_name: str, spec: str) -> Preload:
+    from .._errors import ModelStoreError
+    from ..models import _store  # the store owns its root and layout; imported only when a preload names an id
+
     _check_name(name, spec)
     fmt = fmt.lower()
-    if fmt not in _FORMAT_ENCODING:
+    if fmt not in _store.BACKEND_FILES:
         raise ValueError(f"bad --nn-preload {spec!r}: store format {fmt!r} is not onnx, openvino or tflite")
     try:
         target = target_from_name(target_name)
-        directory = _store.model_dir(model_id)
-    except ValueError as exc:
+        directory = _store.path_of(model_id)
+    except (ValueError, ModelStoreError) as exc:  # a bad target; an unknown or missing model
         raise ValueError(f"bad --nn-preload {spec!r}: {exc}") from None
-    files = tuple(directory / rel for rel in _store.STORE_FORMATS[fmt])
+    files = tuple(directory / rel for rel in _store.BACKEND_FILES[fmt])
     missing = [f for f in files if not f.is_file()]
     if missing:
         raise ValueError(
