@@ -18,10 +18,10 @@ import skimage.data
 
 import edgewasm
 from _model_fixtures import model_entry, model_store  # noqa: F401  (fixtures)
+from _nn_support import WASM, RawGuest, tiny_onnx, tiny_tflite
 from edgewasm.models._preprocess import preprocess_pixels
 from edgewasm.nn import NnErrno, WasiNN
 from edgewasm.nn._graphcache import GraphCache
-from test_nn_support import WASM, RawGuest, tiny_onnx, tiny_tflite
 
 PHOTOS = ("chelsea", "coffee", "astronaut", "rocket")
 MODEL_ID = "efficientnet-lite0"
@@ -235,7 +235,7 @@ def test_backends_are_imported_only_when_asked() -> None:
     code = textwrap.dedent(f"""
         import struct, sys, wasmtime
         sys.path.insert(0, {str(Path(__file__).parent)!r})
-        from test_nn_support import RawGuest, tiny_onnx
+        from _nn_support import RawGuest, tiny_onnx
         from edgewasm.nn import WasiNN
         g = RawGuest(WasiNN(), "nn_probe.wat")
         heavy = ("onnxruntime", "openvino", "ai_edge_litert")
@@ -316,7 +316,7 @@ import openvino as ov
 import edgewasm
 from _nn_script import GUEST, INIT, LOAD, OPENVINO, Script
 from edgewasm.nn import _sigstack
-from test_nn_support import tiny_onnx
+from _nn_support import tiny_onnx
 
 d = Path(tempfile.mkdtemp())
 (d / "t.onnx").write_bytes(tiny_onnx())

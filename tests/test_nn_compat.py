@@ -12,8 +12,8 @@ import skimage.data
 
 import edgewasm
 from _model_fixtures import model_entry, model_store  # noqa: F401  (fixtures)
+from _nn_support import WASM
 from edgewasm.models._preprocess import preprocess_pixels
-from test_nn_support import WASM
 
 LINE = re.compile(r"^\s+(\d)\.\) \[(\d+)\]\(([-0-9.]+)\)(.*)$")
 

@@ -19,9 +19,9 @@ import edgewasm
 from _model_fixtures import model_store  # noqa: F401  (fixture)
 from _nn_script import COMPUTE, F32, GROW, GUEST, INIT, LOAD, LOAD_BY_NAME, ONNX, SET_INPUT, TFLITE, Script
 from _nn_slow import COLS, INPUT_DIMS, ROWS, slow_onnx, slow_openvino, slow_tflite
+from _nn_support import WASM
 from edgewasm import GuestTimeout, _deadline, _wasmtime
 from edgewasm.nn import NnLimits, WasiNN
-from test_nn_support import WASM
 
 NODES = 150  # several seconds of compute on each backend; the timeout is a fraction of that
 TIMEOUT = 1.0

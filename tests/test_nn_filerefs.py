@@ -223,7 +223,7 @@ def test_the_model_kinds_are_real_attacks(secret_dir: Path) -> None:
 
 
 def test_a_self_contained_model_still_loads() -> None:
-    from test_nn_support import tiny_onnx
+    from _nn_support import tiny_onnx
 
     script = Script()
     arr, n = script.builders([tiny_onnx()])
@@ -274,7 +274,7 @@ def test_openvino_refuses_onnx_bytes_as_the_xml_builder(
 
 def test_openvino_ir_still_loads_from_guest_bytes(tmp_path: Path) -> None:
     ov = pytest.importorskip("openvino")
-    from test_nn_support import tiny_onnx
+    from _nn_support import tiny_onnx
 
     onnx_path = tmp_path / "tiny.onnx"
     onnx_path.write_bytes(tiny_onnx())
@@ -300,7 +300,7 @@ def test_tflite_custom_ops_and_external_buffers_are_refused() -> None:
     """A custom op (Flex ops are custom ops that run TensorFlow kernels such as ReadFile when a Flex delegate is
     in the process) or an external buffer (weights in a named file) in a guest-supplied flatbuffer: refused."""
     pytest.importorskip("ai_edge_litert")
-    from test_nn_support import tiny_tflite
+    from _nn_support import tiny_tflite
 
     plain, _, _ = tiny_tflite("float32")
     script = Script()

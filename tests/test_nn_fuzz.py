@@ -33,9 +33,9 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from _nn_script import COMPUTE, F32, GUEST, INIT, LOAD_BY_NAME, SET_INPUT, Script
+from _nn_support import WASM, tiny_expected, tiny_onnx, tiny_tflite
 from edgewasm.nn import NnLimits, WasiNN
 from edgewasm.nn import _functions as nn_host
-from test_nn_support import WASM, tiny_expected, tiny_onnx, tiny_tflite
 
 LONG = os.environ.get("EDGEWASM_FUZZ", "").lower() == "long"
 EXAMPLES = 10_000 if LONG else 200

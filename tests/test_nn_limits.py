@@ -32,8 +32,8 @@ from _nn_script import (
     UNLOAD,
     Script,
 )
+from _nn_support import tiny_onnx
 from edgewasm.nn import NnErrno, NnLimits
-from test_nn_support import tiny_onnx
 
 E = NnErrno
 ROOT = Path(__file__).resolve().parent.parent
@@ -130,8 +130,8 @@ def test_outputs_held_for_the_guest_are_bounded() -> None:
 
 
 def test_copied_inputs_count_as_held_tensors(tmp_path: Path) -> None:
+    from _nn_support import RawGuest
     from edgewasm.nn import WasiNN
-    from test_nn_support import RawGuest
 
     model = tmp_path / "tiny.onnx"
     model.write_bytes(tiny_onnx())

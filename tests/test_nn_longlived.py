@@ -21,9 +21,9 @@ import pytest
 import edgewasm
 from _model_fixtures import model_entry, model_store  # noqa: F401  (fixtures)
 from _nn_script import GUEST, INIT, LOAD, ONNX, Script
+from _nn_support import WASM, tiny_onnx
 from edgewasm import _wasmtime
 from edgewasm.nn import _graphcache
-from test_nn_support import WASM, tiny_onnx
 
 WARMUP, CYCLES = 50, 300
 #: RSS may wander with the allocator; the leak was ~5.5 MiB over these 250 cycles.
@@ -131,9 +131,9 @@ def test_close_releases_wasi_nn_state_at_once(
     spec = f"efficientnet-lite0:ONNX:CPU:{model_entry / 'model.onnx'}"
     guest = edgewasm.load(WASM / "wasinn_classifier.wasm", models=str(model_store), nn_preload=[spec])
     guest.infer({"tensor": np.zeros((224, 224, 3), np.float32)})
-    assert len(guest.nn._stores) == 1  # the reactor's instance holds a graph and a context
+    assert guest.nn.live_stores == 1  # the reactor's instance holds a graph and a context
     guest.close()
-    assert not guest.nn._stores
+    assert guest.nn.live_stores == 0
 
 
 def test_the_preload_cache_is_bounded(tmp_path: Path) -> None:

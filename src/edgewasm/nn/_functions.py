@@ -233,6 +233,12 @@ class WasiNN:
         an instance; `bind` does it on garbage collection)."""
         self._release_key(_store_key(store))
 
+    @property
+    def live_stores(self) -> int:
+        """How many stores' handle namespaces it holds: what would grow if discarded instances leaked them."""
+        with self._stores_lock:
+            return len(self._stores)
+
     def close(self) -> None:
         """Drop every store's graphs, contexts and held tensors (a host that is done with this guest)."""
         with self._stores_lock:
