@@ -65,6 +65,7 @@ class DiskCache:
         self.dir = Path(directory).expanduser() if directory is not None else cache_dir()
 
     def path_for(self, key: str) -> Path:
+        """Where the artifact of cache key `key` is (or would be) stored."""
         return self.dir / f"{key}{SUFFIX}"
 
     # -- the directory -----------------------------------------------------------------------------------------------
@@ -205,6 +206,7 @@ class DiskCache:
     # -- listing and clearing (`edgewasm cache`) ---------------------------------------------------------------------
 
     def entries(self) -> list[Entry]:
+        """The cache's artifacts with their sizes and metadata (what `edgewasm cache list` shows)."""
         out: list[Entry] = []
         with self._directory(create=False) as dir_fd:
             if dir_fd is None:

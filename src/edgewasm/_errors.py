@@ -23,6 +23,7 @@ class EdgeWasmError(Exception):
         self.hint = hint if hint is not None else self.default_hint
 
     def one_line(self) -> str:
+        """The message and its hint on one line: what the CLI and the server print."""
         text = " ".join(str(self).split())
         if self.hint:
             text += f" (hint: {self.hint})"

@@ -94,6 +94,7 @@ class Guest:
 
     @property
     def name(self) -> str:
+        """The module's path as given (or "<bytes>"), as errors name it."""
         return self._loaded.name
 
     @property
@@ -108,6 +109,7 @@ class Guest:
 
     @property
     def module(self) -> wasmtime.Module:
+        """The compiled wasmtime Module (for inspecting imports and exports)."""
         return self._loaded.module
 
     # -- instances ---------------------------------------------------------------------------------------------------

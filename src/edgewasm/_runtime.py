@@ -44,6 +44,7 @@ class Runtime:
 
     @property
     def closed(self) -> bool:
+        """Whether `close()` has run: a closed runtime refuses to load."""
         return self._closed
 
     @property

@@ -193,6 +193,7 @@ class WasiNN:
 
     @property
     def preloads(self) -> tuple[Preload, ...]:
+        """The models it loads for `load_by_name`, in the order given."""
         return tuple(self._preloads.values())
 
     # ---- wiring -------------------------------------------------------------------------------------

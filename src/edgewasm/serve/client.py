@@ -123,6 +123,7 @@ class Client:
         return {t.name: response_value(t) for t in outputs}
 
     def ready(self) -> bool:
+        """Whether the server says it is ready (`/v2/health/ready` answers 200): every model loaded."""
         status, _, _ = self.request("GET", "/v2/health/ready")
         return status == 200
 
@@ -131,11 +132,13 @@ class Client:
         return self._json("GET", "/v2" if model is None else f"/v2/models/{urllib.parse.quote(model, safe='')}")
 
     def close_connection(self) -> None:
+        """Close the kept-alive connection (the next request opens a new one)."""
         if self._conn is not None:
             self._conn.close()
             self._conn = None
 
     def close(self) -> None:
+        """Close the connection; the client may still be used, it reconnects."""
         with self._lock:
             self.close_connection()
 
