@@ -34,7 +34,8 @@ def test_raw_bytes_round_trip(echo: edgewasm.Guest) -> None:
     assert echo.infer_bytes(blob) == blob
 
 
-def test_request_buffer_grows_and_is_reused(echo: edgewasm.Guest) -> None:
+def test_requests_of_changing_sizes_round_trip(echo: edgewasm.Guest) -> None:
+    """Larger, then smaller requests: each answered whole (whether the buffer is reused: the counter test below)."""
     for size in (10, 100_000, 50, 3_000_000, 7):
         data = np.full(size, size % 251, np.uint8)
         np.testing.assert_array_equal(echo.infer({"d": data})["d"], data)
