@@ -7,7 +7,7 @@ CI_EXTRAS = $(EXTRAS),ray
 IMAGE ?= localhost/edgewasm:latest
 PIP = $(PYTHON) -m pip install -q -c constraints.txt
 
-.PHONY: setup toolchain image-tools image constraints test lint guest guest-check guest-test guest-test-wasm models demo bench bench-report clean
+.PHONY: setup toolchain image-tools image constraints test wasmtime-oldest lint guest guest-check guest-test guest-test-wasm models demo bench bench-report clean
 
 setup:                ## install edgewasm with every extra at the pinned versions, then fetch and convert the model
 	$(PIP) -U pip setuptools wheel
@@ -38,6 +38,24 @@ constraints:          ## re-resolve every pin in a fresh venv (newest releases),
 
 test:                 ## the whole test suite (unit, CLI in real processes, guests, benchmarks run once)
 	$(PYTHON) -m pytest -q
+
+# The oldest wasmtime-py pyproject.toml admits, and the test files that together use every part of it edgewasm
+# touches (tests/test_wasmtime_fallback.py's CORE, plus the route checks and the runtime).
+WASMTIME_OLDEST ?= 49.0.0
+WASMTIME_CORE = test_abi.py test_guest.py test_isolation.py test_timeout.py test_nn_abi.py test_nn_deadline.py \
+  test_wasmtime_fallback.py test_wasmtime_boundary.py test_runtime.py
+OLDEST_VENV = .venv-wasmtime-oldest
+
+wasmtime-oldest:      ## the suite's core on the oldest wasmtime-py in the supported range (fast route and fallback)
+	rm -rf $(OLDEST_VENV)
+	$(PYTHON) -m venv $(OLDEST_VENV)
+	grep -v '^wasmtime==' constraints.txt > $(OLDEST_VENV)/constraints.txt
+	$(OLDEST_VENV)/bin/python -m pip install -q -c $(OLDEST_VENV)/constraints.txt -U pip setuptools wheel
+	$(OLDEST_VENV)/bin/python -m pip install -q -c $(OLDEST_VENV)/constraints.txt --no-build-isolation \
+	  'wasmtime==$(WASMTIME_OLDEST)' -e '.[dev,models,onnx,serve]'
+	$(OLDEST_VENV)/bin/python -c 'import importlib.metadata as m; v = m.version("wasmtime"); assert v == "$(WASMTIME_OLDEST)", v'
+	$(OLDEST_VENV)/bin/python -m pytest -q -p no:cacheprovider $(addprefix tests/,$(WASMTIME_CORE))
+	rm -rf $(OLDEST_VENV)
 
 lint:
 	ruff check src tests bench

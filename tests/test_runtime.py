@@ -218,7 +218,8 @@ def test_the_server_closes_its_runtime_on_shutdown(wasm_dir: Path) -> None:
     from edgewasm.serve.registry import Registry
 
     before = _timers()
-    config = ModelConfig(name="e", module=wasm_dir / "echo.wat", timeout=2.0, memory_limit="64MiB", instances=1)
+    options = edgewasm.GuestOptions(timeout=2.0, memory_limit="64MiB")
+    config = ModelConfig(name="e", module=wasm_dir / "echo.wat", options=options, instances=1)
     registry = Registry([config.checked()], Metrics())
 
     async def serve_and_stop() -> None:
