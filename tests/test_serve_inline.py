@@ -17,8 +17,10 @@ WASM = Path(__file__).resolve().parent.parent / "wasm"
 
 
 def _pool(module: str, timeout: float, **kwargs: object) -> InstancePool:
-    guest = edgewasm.load(WASM / module, timeout=timeout, **kwargs)  # type: ignore[arg-type]
-    lane = InlineLane(module, lambda: load_inline(WASM / module, {"timeout": timeout, **kwargs}))
+    options = edgewasm.GuestOptions(timeout=timeout, **kwargs)  # type: ignore[arg-type]
+    runtime = edgewasm.Runtime()
+    guest = runtime.load(WASM / module, options=options)
+    lane = InlineLane(module, lambda: load_inline(runtime, WASM / module, options))
     pool = InstancePool(module, guest, 1, 4, inline=lane)
     pool.start()
     return pool
@@ -70,7 +72,7 @@ def test_an_overrun_inline_runs_again_on_a_worker_with_the_full_timeout() -> Non
 
 
 def test_the_lane_itself_raises_overrun_and_closes() -> None:
-    lane = InlineLane("spin", lambda: load_inline(WASM / "spin.wat", {}))
+    lane = InlineLane("spin", lambda: load_inline(edgewasm.Runtime(), WASM / "spin.wat", edgewasm.GuestOptions()))
     lane.streak = lane.needed
     with pytest.raises(Overrun):
         lane.run(lambda g: g.infer({}))

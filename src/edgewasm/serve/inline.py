@@ -31,8 +31,10 @@ from .._errors import AbiError, GuestError, GuestTimeout, GuestTrap, ModuleLoadE
 from .._guest import Guest
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
+    from .._options import GuestOptions
     from .._runtime import Runtime
-    from .config import ModelConfig
 
 log = logging.getLogger("edgewasm.serve")
 
@@ -136,6 +138,6 @@ class InlineLane:
             self.guest.close()
 
 
-def load_inline(runtime: Runtime, config: ModelConfig) -> Guest:
+def load_inline(runtime: Runtime, module: Path, options: GuestOptions) -> Guest:
     """The model's module and sandbox, with the inline bound as its timeout."""
-    return runtime.load(config.module, options=dataclasses.replace(config.options, timeout=BOUND))
+    return runtime.load(module, options=dataclasses.replace(options, timeout=BOUND))

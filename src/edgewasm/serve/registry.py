@@ -63,7 +63,7 @@ class Registry:
         m = self.metrics.model(config.name, config.version)
         lane = None
         if eligible(guest, config.timeout):
-            lane = InlineLane(config.name, lambda: load_inline(self.runtime, config))
+            lane = InlineLane(config.name, lambda: load_inline(self.runtime, config.module, config.options))
         pool = InstancePool(
             config.name,
             guest,
