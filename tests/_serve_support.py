@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -86,6 +87,7 @@ class Server:
             try:
                 self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
+                self.lines += ["server did not stop; its threads:", *_stacks(self.proc.pid)]
                 self.proc.kill()
                 self.proc.wait()
         time.sleep(0.05)  # let the drain threads take the last lines
@@ -119,6 +121,15 @@ class Server:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _stacks(pid: int) -> list[str]:
+    """Every thread's stack in a hung server (py-spy, when installed), so a failure says where it hung."""
+    spy = shutil.which("py-spy")
+    if spy is None:
+        return ["(install py-spy to see them)"]
+    out = subprocess.run([spy, "dump", "--native", "--pid", str(pid)], capture_output=True, text=True, timeout=60)
+    return (out.stdout + out.stderr).splitlines()
 
 
 def metric(text: str, name: str, **labels: str) -> float:

@@ -108,7 +108,7 @@ def test_signal_drains_in_flight_requests_and_exits_0(tmp_path: Path, model_stor
         rc = srv.stop(sig)
         codes = [a.result() for a in answers]
     assert codes == [200, 200, 200]
-    assert rc == 0
+    assert rc == 0, "\n".join(srv.lines[-150:])
     msgs = [e.get("msg", "") for e in srv.log()]
     assert any(m.startswith("draining") for m in msgs) and msgs[-1] == "stopped"
     assert srv.tracebacks() == [], "\n".join(srv.lines[-80:])
