@@ -125,7 +125,7 @@ class Server:
 
 def _stacks(pid: int) -> list[str]:
     """Every thread's stack in a hung server (py-spy, when installed), so a failure says where it hung."""
-    spy = shutil.which("py-spy")
+    spy = shutil.which("py-spy", path=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
     if spy is None:
         return ["(install py-spy to see them)"]
     out = subprocess.run([spy, "dump", "--native", "--pid", str(pid)], capture_output=True, text=True, timeout=60)
