@@ -4,24 +4,32 @@
 through ctypes release the GIL, N cores. A request first takes a place (at most `instances + queue` at once, else
 `QueueFull`), then waits for a worker; one that is still waiting when its deadline passes is answered 504 and
 never reaches the guest. A guest that traps loses its instance and the worker's next call gets a fresh one.
+
+A worker whose guest ran until its deadline interrupted it (a spin: a whole core for the whole timeout) is lowered
+to `DEMOTED_NICE` for good, so that on a machine with few cores such a model's calls take CPU from other models'
+requests only when nothing else wants it (Linux schedules threads, so the nice value is the worker thread's own).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import queue
 import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
-from .._errors import GuestTrap
+from .._errors import GuestTimeout, GuestTrap
 from .._guest import Guest
 from .errors import DeadlineExceeded, QueueFull
 from .inline import MAX_BODY, MIN_REMAINING, InlineLane, Overrun
 
 Job = Callable[[Guest], Any]
+
+#: The nice value of a worker whose guest has run past a deadline (the others keep the server's, usually 0).
+DEMOTED_NICE = 10
 
 
 class _Item:
@@ -35,6 +43,9 @@ class _Item:
         self.enqueued = time.monotonic()
         self.started = 0.0
         self.seconds = float("inf")  # how long the call took, once it succeeded
+
+
+_local = threading.local()  # per worker thread: `demoted`
 
 
 def _settle(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
@@ -93,6 +104,7 @@ class InstancePool:
         self._on_busy = on_busy
         self.inline = inline
         self._threads: list[threading.Thread] = []
+        self.demoted = 0  # workers lowered to DEMOTED_NICE
         self._started = threading.Barrier(instances + 1)
         self._start_errors: list[BaseException] = []
 
@@ -166,9 +178,24 @@ class InstancePool:
         except BaseException as e:  # handed to the request, which turns it into a status
             if isinstance(e, GuestTrap) and self._on_trap is not None:
                 self._on_trap()
+            if isinstance(e, GuestTimeout):
+                self._demote()
             return False, e
         finally:
             self._count_busy(-1)
+
+    def _demote(self) -> None:
+        """Lower this worker thread's CPU priority (once; a thread may not raise it again unprivileged)."""
+        if getattr(_local, "demoted", False) or not hasattr(os, "setpriority"):
+            return
+        _local.demoted = True
+        try:
+            tid = threading.get_native_id()
+            os.setpriority(os.PRIO_PROCESS, tid, max(os.getpriority(os.PRIO_PROCESS, tid), DEMOTED_NICE))
+        except OSError:  # not permitted here: the worker keeps its priority
+            return
+        with self._busy_lock:
+            self.demoted += 1
 
     def _count_busy(self, delta: int) -> None:
         with self._busy_lock:
