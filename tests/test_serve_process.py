@@ -114,6 +114,39 @@ def test_signal_drains_in_flight_requests_and_exits_0(tmp_path: Path, model_stor
     assert srv.tracebacks() == [], "\n".join(srv.lines[-80:])
 
 
+def test_a_request_still_running_when_the_grace_period_ends_is_answered_503(tmp_path: Path) -> None:
+    # No timeout: the spin runs until the process ends; the grace period (1 s) ends its request's wait instead.
+    srv = Server(["--grace", "1", "--timeout", "0", f"spin={WASM / 'spin.wat'}"], cache_dir=tmp_path).start()
+    with concurrent.futures.ThreadPoolExecutor(1) as ex:
+        answer = ex.submit(httpx.post, srv.url + "/v2/models/spin/infer", json={"inputs": []}, timeout=60)
+        for _ in range(500):
+            if metric(httpx.get(srv.url + "/metrics").text, "edgewasm_pending_requests", model="spin") >= 1:
+                break
+            time.sleep(0.01)
+        rc = srv.stop(signal.SIGTERM)
+        r = answer.result()
+    assert r.status_code == 503 and r.headers["retry-after"] == "1", r.text
+    assert r.json()["kind"] == "not_ready" and "stopped before" in r.json()["error"]
+    assert rc == 0, "\n".join(srv.lines[-80:])
+    assert srv.tracebacks() == [], "\n".join(srv.lines[-80:])
+
+
+def test_the_shutdown_watchdog_ends_a_stuck_process_with_its_threads_stacks() -> None:
+    # The watchdog as `handle_exit` starts it, in a process whose main thread never returns.
+    code = (
+        "import threading, time\n"
+        "from edgewasm.serve.server import _watchdog\n"
+        "threading.Thread(target=_watchdog, args=(0.5,), daemon=True).start()\n"
+        "time.sleep(60)\n"
+    )
+    started = time.monotonic()
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=50)
+    assert out.returncode == 1 and time.monotonic() - started < 30, out.stderr
+    assert "shutdown did not finish within 0.5 s: exiting" in out.stderr
+    assert "time.sleep" in out.stderr or "<string>" in out.stderr, out.stderr  # the main thread's stack
+    assert "Traceback" not in out.stderr
+
+
 def _serve(args: list[str], tmp_path: Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "edgewasm", "--cache-dir", str(tmp_path), "serve", "--port", "0", *args],

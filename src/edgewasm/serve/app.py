@@ -289,6 +289,14 @@ def _guarded(route: str, handler: Handler) -> Handler:
             return _json(error_body(e), status, {"Retry-After": "1"} if status == 503 else None)
         except ClientDisconnect:
             return Response(status_code=499)
+        except asyncio.CancelledError:
+            # uvicorn cancels what is still running when a shutdown's grace period ends: that is an answer, not a bug
+            svc = request.app.state.service
+            if not (isinstance(svc, Service) and svc.draining):
+                raise
+            stopped = NotReady("the server stopped before this request was answered", hint="send it again")
+            request.state.error_kind = "not_ready"
+            return _json(error_body(stopped), 503, {"Retry-After": "1"})
         except HTTPException:
             raise
         except Exception as e:

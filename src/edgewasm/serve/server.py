@@ -2,14 +2,22 @@
 
 uvicorn re-raises a caught signal after its graceful shutdown (so the process would die of SIGTERM, or raise
 KeyboardInterrupt); a service that drained cleanly should exit 0, so `_Server` forgets the signal instead.
+
+A shutdown has a bound: the connections' drain and the pools' each get the grace period, and a watchdog started by
+the signal ends the process (exit 1, every thread's stack on stderr) if it is still alive `2 * grace + WATCHDOG_SLACK`
+seconds later, so that nothing a stuck thread does can keep a stopping server alive until an orchestrator kills it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import faulthandler
 import logging
+import os
 import socket
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from types import FrameType
 
@@ -22,6 +30,19 @@ from .config import ConfigError, ModelConfig, ServerConfig
 
 log = logging.getLogger("edgewasm.serve")
 
+#: Seconds beyond the two grace periods a stopping server may take before the watchdog ends it.
+WATCHDOG_SLACK = 10.0
+
+
+def _watchdog(seconds: float) -> None:
+    time.sleep(seconds)
+    log.error("shutdown did not finish within %g s: exiting; the threads were:", seconds)
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    faulthandler.dump_traceback(sys.stderr, all_threads=True)
+    sys.stderr.flush()
+    os._exit(1)
+
 
 class _Server(uvicorn.Server):
     def __init__(self, config: uvicorn.Config) -> None:
@@ -32,6 +53,9 @@ class _Server(uvicorn.Server):
         if self.service is not None and not self.service.draining:
             self.service.draining = True
             log.info("draining: no new connections, in-flight requests get %g s", self.config.timeout_graceful_shutdown)
+            grace = self.service.server.grace
+            limit = 2 * max(grace, self.config.timeout_graceful_shutdown or 0) + WATCHDOG_SLACK
+            threading.Thread(target=_watchdog, args=(limit,), name="edgewasm-shutdown-watchdog", daemon=True).start()
         super().handle_exit(sig, frame)
 
     @contextlib.contextmanager
