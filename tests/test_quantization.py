@@ -191,8 +191,14 @@ def test_int8_logits_follow_fp32(vstore: Path) -> None:
     for runner in (_accuracy.onnx_runner(vstore / INT8 / "model.onnx"),
                    _accuracy.openvino_runner(vstore / INT8 / "openvino/model.xml"),
                    _accuracy.litert_runner(vstore / INT8 / "model.tflite")):  # fmt: skip
-        a = _accuracy.agreement(ref, runner(batch))
-        assert a.top1_equal == 2 and a.mean_abs < 0.5
+        out = runner(batch)
+        a = _accuracy.agreement(ref, out)
+        assert a.count == 2 and a.mean_abs < 0.5, a
+        for want, got in zip(ref, out, strict=True):
+            # chelsea is a near tie in FP32 (tiger cat 9.19, Egyptian cat 9.07): an INT8 kernel may pick the runner-up
+            # (OpenVINO's does on an AVX-512 VNNI host); any other disagreement is an error
+            if got.argmax() != want.argmax():
+                assert got.argmax() == np.argsort(want)[-2] and want.max() - want[got.argmax()] < 0.25, a
 
 
 def test_litert_float_model_matches_onnx(vstore: Path, tmp_path: Path) -> None:
