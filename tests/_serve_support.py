@@ -93,6 +93,13 @@ class Server:
         time.sleep(0.05)  # let the drain threads take the last lines
         return self.proc.returncode
 
+    def wait_pending(self, model: str, at_least: int, tries: int) -> None:
+        """Poll /metrics (at most `tries` times, 10 ms apart) until `model` holds `at_least` requests in flight."""
+        for _ in range(tries):
+            if metric(httpx.get(self.url + "/metrics").text, "edgewasm_pending_requests", model=model) >= at_least:
+                return
+            time.sleep(0.01)
+
     def log(self) -> list[dict[str, Any]]:
         out = []
         for line in self.lines:

@@ -101,10 +101,7 @@ def test_signal_drains_in_flight_requests_and_exits_0(tmp_path: Path, model_stor
 
     with concurrent.futures.ThreadPoolExecutor(3) as ex:
         answers = [ex.submit(classify, i) for i in range(3)]
-        for _ in range(1000):
-            if metric(httpx.get(srv.url + "/metrics").text, "edgewasm_pending_requests", model="slow") >= 3:
-                break
-            time.sleep(0.01)
+        srv.wait_pending("slow", 3, tries=1000)
         rc = srv.stop(sig)
         codes = [a.result() for a in answers]
     assert codes == [200, 200, 200]
@@ -119,10 +116,7 @@ def test_a_request_still_running_when_the_grace_period_ends_is_answered_503(tmp_
     srv = Server(["--grace", "1", "--timeout", "0", f"spin={WASM / 'spin.wat'}"], cache_dir=tmp_path).start()
     with concurrent.futures.ThreadPoolExecutor(1) as ex:
         answer = ex.submit(httpx.post, srv.url + "/v2/models/spin/infer", json={"inputs": []}, timeout=60)
-        for _ in range(500):
-            if metric(httpx.get(srv.url + "/metrics").text, "edgewasm_pending_requests", model="spin") >= 1:
-                break
-            time.sleep(0.01)
+        srv.wait_pending("spin", 1, tries=500)
         rc = srv.stop(signal.SIGTERM)
         r = answer.result()
     assert r.status_code == 503 and r.headers["retry-after"] == "1", r.text

@@ -274,6 +274,13 @@ def _classify_options(fields: dict[str, str]) -> dict[str, Any]:
     return options
 
 
+def _error(request: Request, e: EdgeWasmError) -> Response:
+    """`{"error": ...}` with the error's status, its kind kept for the access log and the metrics."""
+    status, kind = status_and_kind(e)
+    request.state.error_kind = kind
+    return _json(error_body(e), status, {"Retry-After": "1"} if status == 503 else None)
+
+
 def _guarded(route: str, handler: Handler) -> Handler:
     """Every error becomes `{"error": ...}` with its status; only a bug in edgewasm is logged with a traceback."""
 
@@ -284,9 +291,7 @@ def _guarded(route: str, handler: Handler) -> Handler:
         try:
             return await handler(request)
         except EdgeWasmError as e:
-            status, kind = status_and_kind(e)
-            request.state.error_kind = kind
-            return _json(error_body(e), status, {"Retry-After": "1"} if status == 503 else None)
+            return _error(request, e)
         except ClientDisconnect:
             return Response(status_code=499)
         except asyncio.CancelledError:
@@ -295,8 +300,7 @@ def _guarded(route: str, handler: Handler) -> Handler:
             if not (isinstance(svc, Service) and svc.draining):
                 raise
             stopped = NotReady("the server stopped before this request was answered", hint="send it again")
-            request.state.error_kind = "not_ready"
-            return _json(error_body(stopped), 503, {"Retry-After": "1"})
+            return _error(request, stopped)
         except HTTPException:
             raise
         except Exception as e:
