@@ -14,7 +14,7 @@ from typing import Any
 from .. import _abi, _codec
 from .._errors import AbiError
 from .._guest import Guest
-from .errors import BadRequest
+from .errors import BadRequest, UnsupportedMediaType
 from .mapping import from_jsonable, guest_request, jsonable, output_tensors
 from .tensors import read_tensors, split_body, write_body
 
@@ -103,6 +103,14 @@ def infer_oip(
 
 
 MSGPACK_TYPES = ("application/msgpack", "application/x-msgpack", "application/vnd.msgpack")
+
+
+def call_media_type(header: str | None) -> str:
+    """The `/call` body's media type (JSON when not given); UnsupportedMediaType unless JSON or msgpack."""
+    ctype = (header or "application/json").split(";")[0].strip().lower()
+    if ctype not in ("application/json", "text/json", *MSGPACK_TYPES):
+        raise UnsupportedMediaType(f"cannot read a {ctype} body", hint="send application/json or application/msgpack")
+    return ctype
 
 
 def call_native(guest: Guest, body: bytes, content_type: str, accept: str) -> Result:
