@@ -23,6 +23,10 @@ from .errors import NotReady, error_body, status_and_kind
 log = logging.getLogger("edgewasm.serve")
 
 
+#: Starlette's JSONResponse.render, its encoder made once (json.dumps with keywords makes one per call).
+_RENDER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":")).encode
+
+
 class Answer(NamedTuple):
     status: int
     body: bytes
@@ -32,7 +36,7 @@ class Answer(NamedTuple):
 
 def json_answer(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Answer:
     """As Starlette's JSONResponse renders it (compact, UTF-8, no NaN)."""
-    body = json.dumps(data, ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":")).encode()
+    body = _RENDER(data).encode()
     return Answer(status, body, "application/json", headers)
 
 

@@ -102,6 +102,9 @@ def infer_oip(
     return Result(out, media, length, t1 - t0, t2 - t1, t3 - t2, _stages(reply))
 
 
+#: `json.dumps(value, ensure_ascii=False)` with its encoder made once, not per call.
+_TEXT = json.JSONEncoder(ensure_ascii=False, allow_nan=True).encode
+
 MSGPACK_TYPES = ("application/msgpack", "application/x-msgpack", "application/vnd.msgpack")
 
 
@@ -147,7 +150,7 @@ def call_native(guest: Guest, body: bytes, content_type: str, accept: str) -> Re
             )
             media = "application/msgpack"
         else:
-            out = json.dumps(jsonable(reply), ensure_ascii=False, allow_nan=True).encode()
+            out = _TEXT(jsonable(reply)).encode()
             media = "application/json"
     return Result(out, media, None, t1 - t0, t2 - t1, time.perf_counter() - t2, _stages(reply))
 
@@ -158,5 +161,5 @@ def classify_image(guest: Guest, image: bytes, options: dict[str, Any]) -> Resul
     reply = guest.infer({"image": image, **options})
     t1 = time.perf_counter()
     with _Depth("answer"):
-        out = json.dumps(jsonable(reply), ensure_ascii=False, allow_nan=True).encode()
+        out = _TEXT(jsonable(reply)).encode()
     return Result(out, "application/json", None, 0.0, t1 - t0, time.perf_counter() - t1, _stages(reply))
