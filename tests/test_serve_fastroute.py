@@ -16,6 +16,7 @@ from typing import Any
 
 import msgpack
 import pytest
+from tests._serve_support import metric
 
 import edgewasm
 from edgewasm.serve.app import Service, create_app
@@ -28,6 +29,8 @@ WASM = Path(__file__).resolve().parent.parent / "wasm"
 LIMIT = 4096
 ECHO = json.dumps({"inputs": [{"name": "text", "datatype": "BYTES", "shape": [1], "data": ["hello"]}]}).encode()
 JSON = {"content-type": "application/json"}
+#: The kinds of a 504: the guest stopped by its timeout, or the request's deadline passed first.
+DEADLINE = ("timeout", "deadline_exceeded")
 
 
 def _binary_request() -> tuple[bytes, dict[str, str]]:
@@ -57,6 +60,7 @@ def _requests() -> list[tuple[str, str, dict[str, str], list[bytes] | None]]:
          [packed]),
         ("POST", "/models/echo/call", {"content-type": "application/msgpack"}, [b"\xc1"]),
         ("POST", "/models/echo/call", {"content-type": "text/plain"}, [b"hi"]),
+        ("POST", "/models/echo/call", {"content-type": ""}, [b"hi"]),  # given but empty: not JSON
         ("POST", "/models/nope/call", JSON, [b"{}"]),
         ("POST", "/v2/models/trap/infer", JSON, [ECHO]),
         ("POST", "/v2/models/spin/infer", JSON, [ECHO]),
@@ -107,6 +111,8 @@ class _Records(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         fields = dict(getattr(record, "fields", {}))
         fields.pop("ms", None)
+        if fields.get("kind") in DEADLINE:
+            fields["kind"] = "deadline"
         self.fields.append(fields)
 
 
@@ -120,8 +126,11 @@ def _configs() -> list[ModelConfig]:
 
 
 def _counters(text: str) -> list[str]:
-    """The metrics' lines that do not depend on timing."""
-    return sorted(line for line in text.splitlines() if not re.search(r"duration|^#", line))
+    """The metrics' lines that do not depend on timing (the spin model's do: which 504, and when its instance goes)."""
+    lines = [line for line in text.splitlines() if not re.search(r'duration|^#|model="spin"', line)]
+    failed = sum(metric(text, "edgewasm_inference_request_failure_total", model="spin", version="1", reason=k)
+                 for k in DEADLINE)  # fmt: skip
+    return sorted([*lines, f"spin failures {failed}"])
 
 
 async def _answers(fast: bool) -> tuple[list[Any], list[dict[str, Any]], list[str], list[bool]]:
@@ -142,6 +151,9 @@ async def _answers(fast: bool) -> tuple[list[Any], list[dict[str, Any]], list[st
                     assert re.fullmatch(rb"[0-9a-f]{32}", new)
                     raw_headers = [(k, b"new" if v == new else v) for k, v in raw_headers]
                     body = body.replace(new, b"new")
+                if "/spin/" in path:  # the guest's epoch interrupt and the request's deadline race: either is 504
+                    assert status == 504 and json.loads(body)["kind"] in DEADLINE, body
+                    raw_headers, body = [], b"504"
                 answers.append((method, path, status, raw_headers, body))
                 routed.append("endpoint" in scope)  # Starlette's router puts the endpoint in the scope
             svc.draining = True  # as the shutdown does: every inference request is 503 from now on
@@ -177,6 +189,10 @@ def test_the_fast_routes_answer_byte_for_byte_as_starlette(both: Any) -> None:
     # client gone, Starlette's own redirect and 405, draining
     assert {200, 400, 404, 413, 415, 499, 500, 504, 503}.issubset(statuses), statuses
     assert any(h == (b"retry-after", b"1") for a in fast if a[2] == 503 for h in a[3])
+    requests = _requests()
+    for (_, _, headers, _), (_, path, status, _, _) in zip(requests, fast[: len(requests)], strict=True):
+        if path.endswith("/call") and "content-type" in headers:  # given, even empty: JSON or msgpack, else 415
+            assert (status == 415) == (headers["content-type"] in ("", "text/plain")), (headers, status)
 
 
 def test_the_fast_routes_log_and_count_as_starlette(both: Any) -> None:
@@ -190,6 +206,7 @@ def test_the_fast_routes_log_and_count_as_starlette(both: Any) -> None:
     assert fast_log == slow_log
     assert any(f.get("kind") == "trap" and f.get("model") == "trap" for f in fast_log)
     assert fast_metrics == slow_metrics
+    assert "spin failures 1.0" in fast_metrics
     assert any('edgewasm_http_requests_total{route="infer",status="200"}' in line for line in fast_metrics)
 
 

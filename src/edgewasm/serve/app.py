@@ -296,7 +296,7 @@ def _guarded(svc: Service, route: str, handler: Handler) -> Handler:
 
     @functools.wraps(handler)
     async def wrapper(request: Request) -> Response:
-        state = request.scope["state"]
+        state = request.scope.setdefault("state", {})
         state["route"] = route
         state["arrived"] = time.monotonic()
         try:

@@ -118,7 +118,7 @@ MSGPACK_TYPES = ("application/msgpack", "application/x-msgpack", "application/vn
 
 def call_media_type(header: str | None) -> str:
     """The `/call` body's media type (JSON when not given); UnsupportedMediaType unless JSON or msgpack."""
-    ctype = (header or "application/json").split(";")[0].strip().lower()
+    ctype = ("application/json" if header is None else header).split(";")[0].strip().lower()
     if ctype not in ("application/json", "text/json", *MSGPACK_TYPES):
         raise UnsupportedMediaType(f"cannot read a {ctype} body", hint="send application/json or application/msgpack")
     return ctype
