@@ -23,8 +23,10 @@ from edgewasm._errors import QuantizeError
 from edgewasm.models import (
     ModelStoreError,
     _accuracy,
+    _biascorr,
     _calibration,
     _ewt,
+    _pairbound,
     _quantize,
     _store,
     _tflite,
@@ -34,6 +36,7 @@ from edgewasm.models import (
 )
 from edgewasm.models._cli import models as models_cli
 from edgewasm.models._quantize import GEMM_LAYERS
+from edgewasm.models._variants import RECIPES
 
 pytest_plugins = ["_model_fixtures"]
 
@@ -85,7 +88,8 @@ def test_variant_entries_and_manifest(vstore: Path) -> None:
     assert fp16["onnx"]["weights"] == "float16" and "calibration" not in fp16
     assert int8["onnx"]["format"] == "QDQ" and int8["onnx"]["per_channel"] is True
     assert int8["onnx"]["activations"].startswith("uint8") and int8["onnx"]["weights"].startswith("int8")
-    assert int8["openvino"]["versions"]["nncf"] and int8["openvino"]["per_channel"] is True
+    assert int8["openvino"]["from"].startswith("model.onnx") and "per output channel" in int8["openvino"]["weights"]
+    assert int8["onnx"]["bias_correction"]["layers"] == 50 and int8["pure"]["bias_correction"].startswith("sequential")
     assert int8["tflite"]["weights"] == "int8, symmetric, per output channel" and fp16["tflite"]["weights"].startswith(
         "float16"
     )
@@ -99,7 +103,8 @@ def test_variant_entries_and_manifest(vstore: Path) -> None:
 
 
 def test_int8_file_holds_the_qdq_weights(vstore: Path) -> None:
-    """w_scale * q reproduces the FP32 weights within half a step, in the EWT layouts; 7-bit where promised."""
+    """w_scale * q reproduces the FP32 weights within half a step, in the EWT layouts, but where a pair bound
+    lowered a weight (towards zero, never above half a step outwards); 8 bits everywhere."""
     q8 = _ewt.read(vstore / INT8 / "weights.ewt")
     fp32 = _ewt.read(vstore / BASE / "weights.ewt").tensors
     assert q8.meta["precision"] == "int8" and q8.blocks == _ewt.read(vstore / BASE / "weights.ewt").blocks
@@ -109,14 +114,75 @@ def test_int8_file_holds_the_qdq_weights(vstore: Path) -> None:
         q, scale = q8.tensors[f"{layer}.w"], q8.tensors[f"{layer}.w_scale"]
         assert q.dtype == np.int8 and q.shape == fp32[f"{layer}.w"].shape
         assert scale.dtype == np.float32 and scale.shape == (q.shape[-1],)  # per output channel (the last axis)
-        err = np.abs(q.astype(np.float64) * scale - fp32[f"{layer}.w"])
-        assert np.all(err <= scale * 0.5 + 1e-7), layer
-        limit = 64 if layer in GEMM_LAYERS else 127
-        assert int(np.abs(q).max()) == limit, layer
+        deq, w = q.astype(np.float64) * scale, fp32[f"{layer}.w"].astype(np.float64)
+        lowered = (np.abs(deq) < np.abs(w) - scale * 0.5 - 1e-7) & (np.sign(deq) * np.sign(w) >= 0)
+        err = np.abs(deq - w)
+        assert np.all((err <= scale * 0.5 + 1e-7) | lowered), layer
+        if layer in GEMM_LAYERS:
+            assert lowered.mean() < 0.01, layer  # the bound costs few weights
+            assert 100 <= int(np.abs(q).max()) <= 127, layer  # 8 bits, not 7
+        else:
+            assert not lowered.any() and int(np.abs(q).max()) == 127, layer
         np.testing.assert_array_equal(q8.tensors[f"{layer}.b"], fp32[f"{layer}.b"])
         lo, hi = q8.tensors[f"{layer}.x_range"]
         assert lo <= 0.0 < hi
     assert sum(1 for n in q8.tensors if n.endswith(".add_range")) == 9
+
+
+def test_pair_bound_holds_for_every_weight(vstore: Path) -> None:
+    """No uint8 x int8 pair product sum of a matrix-product layer can saturate int16 (pmaddubsw), in the ONNX
+    order of the reduction and, for the stem, the [kh, kw, cin] order NHWC kernels read; the depthwise
+    convolutions keep plain 8-bit weights."""
+    qdq = _quantize.read_qdq(vstore / INT8 / "model.onnx")
+    for layer, q in qdq.weights.items():
+        values = q.values.astype(np.int64)
+        if layer in GEMM_LAYERS:
+            orders = _biascorr.STEM_ORDERS if layer == "stem" else ((),)
+            assert _pairbound.bounded(values, orders), layer
+            flat = values.reshape(len(values), -1)
+            worst = (np.abs(flat[:, 1:]) + np.abs(flat[:, :-1])).max()
+            assert worst * 255 <= 32767 and worst > 64, layer
+        else:
+            assert np.abs(values).max() == 127, layer
+
+
+def test_pair_bounded_quantizer() -> None:
+    """The bound holds for every adjacent pair in every order asked, weights stay within half a step but where
+    lowered, and the error is well below 7-bit weights'."""
+    rng = np.random.default_rng(3)
+    w = rng.laplace(0, 0.05, (64, 3, 3, 3)).astype(np.float32)
+    w[:, 0, 1, 1] = 0.6  # neighbours of big weights: the bound must bite
+    w[:, 0, 1, 2] = -0.55
+    q, scale = _pairbound.quantize_channels(w, _biascorr.STEM_ORDERS)
+    assert q.dtype == np.int8 and scale.shape == (64,)
+    assert _pairbound.bounded(q, _biascorr.STEM_ORDERS)
+    assert not _pairbound.bounded(np.clip(np.rint(w / (np.abs(w).reshape(64, -1).max(1) / 127)[:, None, None, None]),
+                                          -127, 127), ((),))  # fmt: skip
+    w = rng.laplace(0, 0.05, (64, 96)).astype(np.float32)  # a 1x1 conv's weights: few pairs near the bound
+    q, scale = _pairbound.quantize_channels(w)
+    assert _pairbound.bounded(q)
+    err = ((q * scale[:, None] - w) ** 2).sum()
+    s7 = np.abs(w).max(1) / 63
+    err7 = ((np.rint(w / s7[:, None]) * s7[:, None] - w) ** 2).sum()
+    assert err < 0.5 * err7, (err, err7)
+
+
+def test_bias_correction_removes_layer_shifts(model_entry: Path, tmp_path: Path) -> None:
+    """On a small set, sequential bias correction brings every layer's mean output shift against FP32 down
+    (the logits' and a late projection's by most of it)."""
+    _tools()
+    photos = [p for p in _calibration.calibration_photos() if p.name.endswith(("chelsea.png", "coffee.png",
+                                                                               "rocket.jpg", "astronaut.png"))]
+    batch = _calibration.calibration_tensors(photos)
+    src, path = model_entry / "model.onnx", tmp_path / "q.onnx"
+    _quantize.onnx_int8(src, path, batch, bias_correction=False)
+    before = _biascorr.output_shifts(path, src, batch)
+    record = _biascorr.correct_biases(path, src, batch)
+    after = _biascorr.output_shifts(path, src, batch)
+    assert record["layers"] == len(before) == 50
+    for layer in ("blocks.14.project", "fc"):
+        assert np.abs(after[layer]).mean() < 0.5 * np.abs(before[layer]).mean(), layer
+    assert sum(np.abs(a).mean() for a in after.values()) < 0.5 * sum(np.abs(b).mean() for b in before.values())
 
 
 def test_fp16_file_holds_float16_weights(vstore: Path) -> None:
@@ -140,7 +206,7 @@ def test_variants_are_deterministic(tmp_path: Path, model_entry: Path) -> None:
 
     def build(out: Path, batch: np.ndarray, fp16: bool = True) -> dict[str, bytes]:
         _quantize.onnx_int8(src, out / "int8.onnx", batch)
-        _quantize.openvino_int8(src, out / "int8/model.xml", batch)
+        _quantize.openvino_from_qdq(out / "int8.onnx", out / "int8/model.xml")
         (out / "int8.tflite").write_bytes(_tflite.quantize_int8(_tflite.build_float(fp32), batch)[0])
         if fp16:
             (out / "fp16.tflite").write_bytes(_tflite.build_float(fp32, fp16=True))
@@ -239,6 +305,34 @@ def test_damaged_variant_is_rebuilt(vstore: Path, tmp_path: Path, monkeypatch: p
         _store.install(INT8, store=store)
     assert built == [INT8]
     assert not [p for p in store.iterdir() if p.name.startswith(".")]  # the failed attempt left nothing
+
+
+def test_older_recipe_is_rebuilt(vstore: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The manifest records the recipe; an entry made by an older one (7-bit weights, no bias correction) is
+    rebuilt by a plain install."""
+    for mid, precision in ((INT8, "int8"), (FP16, "fp16")):
+        manifest = json.loads((vstore / mid / "manifest.json").read_text())
+        assert manifest["variant"]["recipe"] == RECIPES[precision]
+    assert RECIPES["int8"] == 2
+    store = tmp_path / "store"
+    for mid in (BASE, INT8):
+        shutil.copytree(vstore / mid, store / mid)
+    built: list[str] = []
+
+    def fake_build(v: Any, *args: Any) -> dict[str, Any]:
+        built.append(v.id)
+        raise RuntimeError("rebuild started")
+
+    monkeypatch.setattr(_variant_store, "_build", fake_build)
+    assert _store.install(INT8, store=store) == store / INT8 and not built  # current recipe: kept
+    path = store / INT8 / "manifest.json"
+    manifest = json.loads(path.read_text())
+    manifest["variant"]["recipe"] = 1
+    path.write_text(json.dumps(manifest))
+    _store.verify(INT8, store)  # still a sound entry: only the recipe is old
+    with pytest.raises(RuntimeError, match="rebuild started"):
+        _store.install(INT8, store=store)
+    assert built == [INT8]
 
 
 _NO_TELEMETRY_CHILD = r"""

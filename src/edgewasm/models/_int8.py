@@ -14,8 +14,8 @@ must match bit for bit.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -67,6 +67,7 @@ class LayerQ:
     s: F32
     c: F32
     r: float = 0.0
+    out: ActQ | None = None  # the output's quantization (None: the logits), for bias correction; not packed
 
 
 @dataclass(frozen=True)
@@ -176,7 +177,7 @@ def build(
 
     def add(name: str, x: ActQ, y: ActQ | None, residual: ActQ | None = None) -> None:
         s, c, r = _requant(wts[name], tensors[f"{name}.b"], x, y, residual)
-        layers[name] = LayerQ(wts[name].values, s, c, r)
+        layers[name] = LayerQ(wts[name].values, s, c, r, y)
 
     add("stem", act["input"], act["stem"])
     prev = "stem"
@@ -199,12 +200,25 @@ def build(
 # -- the numpy reference ----------------------------------------------------------------------------------------
 
 
-def _out(acc: npt.NDArray[Any], layer: LayerQ, xq: U8 | None = None) -> U8:
-    v = acc.astype(np.float32) * layer.s
+#: Sees each layer's requantized value before rounding (``f32(acc) * s + c [+ f32(x) * r]``, in units of the
+#: output's scale; the logits for ``fc``) and returns what to add to its ``c`` (``correct_biases``).
+Adjust = Callable[[str, LayerQ, F32], F32]
+
+
+def _value(acc: npt.NDArray[Any], layer: LayerQ, xq: U8 | None = None) -> F32:
+    v: F32 = acc.astype(np.float32) * layer.s
     v = v + layer.c
     if xq is not None:
         v = v + xq.astype(np.float32) * np.float32(layer.r)
-    out: U8 = np.clip(np.rint(v), 0, QMAX).astype(np.uint8)
+    return v
+
+
+def _out(
+    acc: npt.NDArray[Any], layer: LayerQ, xq: U8 | None = None, name: str = "", adjust: Adjust | None = None
+) -> U8:
+    if adjust is not None:
+        layer = replace(layer, c=(layer.c + adjust(name, layer, _value(acc, layer, xq))).astype(np.float32))
+    out: U8 = np.clip(np.rint(_value(acc, layer, xq)), 0, QMAX).astype(np.uint8)
     return out
 
 
@@ -216,14 +230,14 @@ def quantize_input(x: F32, q: ActQ) -> U8:
     return out
 
 
-def _gemm(q: U8, layer: LayerQ, xq: U8 | None = None) -> U8:
-    acc = q.astype(np.int32) @ layer.w.astype(np.int32)
-    return _out(acc, layer, xq)
-
-
-def forward(model: Int8Model, x: npt.NDArray[Any]) -> F32:
+def forward(model: Int8Model, x: npt.NDArray[Any], adjust: Adjust | None = None) -> F32:
     """Logits [N, 1000] for normalised NHWC input [N, 224, 224, 3] (or one [224, 224, 3] image), bit for bit
-    what the guest computes."""
+    what the guest computes. ``adjust`` (bias correction only) changes each layer's ``c`` as it is reached."""
+
+    def gemm(q: U8, name: str, xq: U8 | None = None) -> U8:
+        layer = model.layers[name]
+        return _out(q.astype(np.int32) @ layer.w.astype(np.int32), layer, xq, name, adjust)
+
     xb = np.asarray(x, np.float32)
     if xb.ndim == 3:
         xb = xb[None]
@@ -233,26 +247,61 @@ def forward(model: Int8Model, x: npt.NDArray[Any]) -> F32:
     # im2col with the input's zero point where the window hangs over the SAME padding (the real value 0).
     qp, oh, ow = _pad_same(q.astype(np.int32) - model.input.zero, k, 2)  # type: ignore[arg-type]
     cols = np.concatenate(_windows(qp + model.input.zero, k, 2, oh, ow), axis=-1)
-    h = _out(cols @ st.w.reshape(-1, st.w.shape[-1]).astype(np.int32), st)
+    h = _out(cols @ st.w.reshape(-1, st.w.shape[-1]).astype(np.int32), st, None, "stem", adjust)
     for b in model.blocks:
         p = f"blocks.{b.index}"
         y = h
         if b.expand != 1:
-            y = _gemm(y, model.layers[f"{p}.expand"])
+            y = gemm(y, f"{p}.expand")
         dw = model.layers[f"{p}.dw"]
         yp, oh, ow = _pad_same(y.astype(np.int32), b.kernel, b.stride)
         acc = np.zeros((y.shape[0], oh, ow, y.shape[3]), dtype=np.int32)
         for n, view in enumerate(_windows(yp, b.kernel, b.stride, oh, ow)):
             acc += view * dw.w[n // b.kernel, n % b.kernel].astype(np.int32)
-        y = _out(acc, dw)
-        h = _gemm(y, model.layers[f"{p}.project"], h if b.residual else None)
-    h = _gemm(h, model.layers["head"])
+        y = _out(acc, dw, None, f"{p}.dw", adjust)
+        h = gemm(y, f"{p}.project", h if b.residual else None)
+    h = gemm(h, "head")
     total = h.astype(np.int32).sum(axis=(1, 2))
     pooled = np.clip(np.rint(total.astype(np.float32) * np.float32(model.pool_scale)), 0, QMAX).astype(np.uint8)
     fc = model.layers["fc"]
     acc = pooled.astype(np.int32) @ fc.w.astype(np.int32)
-    logits: F32 = acc.astype(np.float32) * fc.s
-    return logits + fc.c
+    if adjust is not None:
+        fc = replace(fc, c=(fc.c + adjust("fc", fc, _value(acc, fc))).astype(np.float32))
+    return _value(acc, fc)
+
+
+# -- bias correction --------------------------------------------------------------------------------------------
+
+
+def fp32_outputs(blocks: Sequence[Block] = BLOCKS) -> dict[str, str]:
+    """The FP32 tensor (ONNX model) each layer's requantized value stands for: the pre-activation, or the
+    block's sum where the project layer adds the input back."""
+    out = {"stem": "stem.conv"}
+    for b in blocks:
+        p = f"blocks.{b.index}"
+        if b.expand != 1:
+            out[f"{p}.expand"] = f"{p}.expand.conv"
+        out[f"{p}.dw"] = f"{p}.dw.conv"
+        out[f"{p}.project"] = f"{p}.add" if b.residual else f"{p}.project.conv"
+    return {**out, "head": "head.conv", "fc": "logits"}
+
+
+def correct_biases(model: Int8Model, images: npt.NDArray[Any], fp32_means: Mapping[str, npt.NDArray[Any]]) -> Int8Model:
+    """Sequential bias correction of this scheme: one pass of ``forward`` over ``images`` (NHWC) in which
+    each layer, reached with every earlier layer already corrected, has its ``c`` moved by the difference of
+    its mean output per channel from FP32's (``fp32_means[layer]``, real units, the tensors of
+    ``fp32_outputs``); clipped outputs count before the clip, as FP32's pre-activations do."""
+    shifts: dict[str, F32] = {}
+
+    def adjust(name: str, layer: LayerQ, v: F32) -> F32:
+        got = v.reshape(-1, v.shape[-1]).astype(np.float64).mean(axis=0)
+        scale, zero = (layer.out.scale, layer.out.zero) if layer.out is not None else (1.0, 0)
+        shifts[name] = (np.asarray(fp32_means[name], np.float64) / scale + zero - got).astype(np.float32)
+        return shifts[name]
+
+    forward(model, images, adjust)
+    layers = {n: replace(la, c=(la.c + shifts[n]).astype(np.float32)) for n, la in model.layers.items()}
+    return replace(model, layers=layers)
 
 
 # -- the packed image -------------------------------------------------------------------------------------------

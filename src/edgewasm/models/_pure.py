@@ -3,8 +3,9 @@
 The FP32 image (in the base entry) is the EWT tensors in the kernels' layout. The INT8 one (in the
 ``efficientnet-lite0-int8`` entry, made by the same install as the variant's other files, ``_variant_store``)
 takes the variant's int8 weights and per-channel scales (``weights.ewt``: ONNX Runtime's QDQ model's values,
-7-bit for the GEMM layers) and FP32 biases, and 7-bit activation scales calibrated on the same calibration
-photos (MinMax of the FP32 network's activations, ``_int8``).
+pair-bounded 8-bit for the GEMM layers) and FP32 biases, and 7-bit activation scales calibrated on the same
+calibration photos (MinMax of the FP32 network's activations, ``_int8``); then its biases are corrected, layer
+after layer, with the numpy reference of its own scheme (``_int8.correct_biases``).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from . import _ewt, _int8, _pack
+from . import _biascorr, _ewt, _int8, _pack
 from ._arch import BLOCKS
 
 F32 = npt.NDArray[np.float32]
@@ -81,6 +82,11 @@ def write_int8_image(
     images = [np.ascontiguousarray(x.transpose(1, 2, 0), np.float32) for x in calibration]
     ranges = _ranges_onnxruntime(fp32_onnx, images)
     model = _int8.build(tensors, ranges, weights)
+    # This scheme's own bias correction (7-bit activations, float requantization): ONNX Runtime's corrections
+    # are for its uint8 activations and do not fit it.
+    outputs = _int8.fp32_outputs()
+    means = _biascorr.fp32_means(fp32_onnx, sorted(set(outputs.values())), calibration)
+    model = _int8.correct_biases(model, np.stack(images), {n: means[t] for n, t in outputs.items()})
     (out_dir / INT8_FILE).write_bytes(_int8.pack(model, meta, labels))
     return {
         "file": INT8_FILE,
@@ -89,6 +95,8 @@ def write_int8_image(
         "activations": "uint8 0..127 (7-bit) per tensor: MinMax of the FP32 model's activations on the calibration "
         "photos (ONNX Runtime)",
         "requantization": "float32: clip(rint(f32(acc) * s + c [+ f32(x) * r]), 0, 127)",
+        "bias_correction": "sequential per layer, on the calibration photos, with this scheme's numpy reference "
+        "(edgewasm.models._int8.correct_biases): each c moved by the layer's mean shift from FP32",
     }
 
 

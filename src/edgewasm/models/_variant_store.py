@@ -24,7 +24,7 @@ import numpy.typing as npt
 from .._errors import ModelStoreError, QuantizeError
 from . import _calibration, _convert, _ewt, _pure, _quantize, _store, _tflite
 from ._arch import BLOCKS, nhwc_tensor
-from ._variants import VARIANTS, Variant
+from ._variants import RECIPES, VARIANTS, Variant
 
 EWT_PRECISION = {"fp16": "float16", "int8": "int8 weights, float32 scales and biases"}
 TFLITE_FILE = _convert.TFLITE_FILE
@@ -106,7 +106,7 @@ def int8_ewt(onnx_int8: Path, base_ewt: Path, dst: Path, v: Variant) -> dict[str
 def _build(v: Variant, base: Path, out: Path, openvino: bool, tflite: bool, sets: Sequence[str]) -> dict[str, Any]:
     """Write the variant's files into ``out``; return the manifest's ``variant`` record."""
     src = base / _convert.ONNX_FILE
-    record: dict[str, Any] = {"of": v.base, "precision": v.precision}
+    record: dict[str, Any] = {"of": v.base, "precision": v.precision, "recipe": RECIPES[v.precision]}
     if v.precision == "fp16":
         record["onnx"] = _quantize.onnx_fp16(src, out / _convert.ONNX_FILE)
         if openvino:
@@ -122,7 +122,7 @@ def _build(v: Variant, base: Path, out: Path, openvino: bool, tflite: bool, sets
         record["calibration"] = _calibration.calibration_record(photos)
         record["onnx"] = _quantize.onnx_int8(src, out / _convert.ONNX_FILE, batch)
         if openvino:
-            record["openvino"] = _quantize.openvino_int8(src, out / _convert.OPENVINO_XML, batch)
+            record["openvino"] = _quantize.openvino_from_qdq(out / _convert.ONNX_FILE, out / _convert.OPENVINO_XML)
         if tflite:
             fp32 = _ewt.read(base / _convert.EWT_FILE).tensors
             model, record["tflite"] = _tflite.quantize_int8(_tflite.build_float(fp32, description=v.id), batch)
@@ -155,10 +155,12 @@ def _manifest(v: Variant, entry: Path, base: dict[str, Any], record: dict[str, A
 
 
 def _current(v: Variant, store: str | os.PathLike[str] | None, sets: Sequence[str]) -> bool:
-    """The installed entry verifies and was calibrated on the sets asked for."""
+    """The installed entry verifies, was made by the current recipe and calibrated on the sets asked for."""
     try:
         manifest = _store.verify(v.id, store)
     except ModelStoreError:
+        return False
+    if manifest.get("variant", {}).get("recipe") != RECIPES[v.precision]:
         return False
     if v.precision != "int8":
         return True
@@ -177,8 +179,8 @@ def install_variant(
 ) -> Path:
     """Make and install a variant (and its base if needed); a verified install is kept unless ``force``.
 
-    An entry that fails verification, or an INT8 entry calibrated on other sets than ``calibration`` (names
-    from ``_calibration.SETS``), is rebuilt.
+    An entry that fails verification, was made by an older recipe (``_variants.RECIPES``), or an INT8 entry
+    calibrated on other sets than ``calibration`` (names from ``_calibration.SETS``), is rebuilt.
     """
     v = _variant(model_id)
     root = _store._root(store)

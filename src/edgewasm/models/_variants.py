@@ -15,6 +15,12 @@ from ._convert import MODEL_ID, MODEL_VERSION
 
 PRECISIONS = ("fp16", "int8")
 
+#: How each precision's files are made, numbered; the manifest records it and ``install`` rebuilds an entry
+#: made by an older recipe. int8 recipe 2: pair-bounded 8-bit matrix-product weights (was 7-bit), sequential
+#: bias correction of the ONNX Runtime model and of the pure guest's own scheme, the OpenVINO IR converted from
+#: the ONNX Runtime model (was NNCF's quantization).
+RECIPES: dict[str, int] = {"fp16": 1, "int8": 2}
+
 
 @dataclass(frozen=True)
 class Variant:
