@@ -191,7 +191,8 @@ def test_int8_is_within_the_quantization_error_of_onnxruntime_int8(guests: dict[
         ort8 = session.run(None, {"input": np.ascontiguousarray(x.transpose(2, 0, 1)[None])})[0][0]
         fp32 = _logits(guests["simd"], x, FP32_ID)
         pure8 = _logits(guests["simd"], x, INT8_ID)
-        assert np.abs(pure8 - ort8).mean() < 2 * np.abs(ort8 - fp32).mean(), photo
+        diff, err = np.abs(pure8 - ort8), np.abs(ort8 - fp32)
+        assert diff.mean() < 2 * err.mean() and diff.max() < 2 * err.max(), photo
         if photo == "chelsea":  # tiger cat 0.39 / Egyptian cat 0.36 in FP32
             assert pure8.argmax() in range(281, 286)
         else:
