@@ -54,7 +54,7 @@ fn gemm_matches_naive() {
                     want[m * cout + n] = match ep {
                         Epilogue::Linear => v,
                         Epilogue::Relu6 => v.max(0.0).min(6.0),
-                        Epilogue::Residual => v + res[m * cout + n],
+                        Epilogue::Residual | Epilogue::ResidualInPlace => v + res[m * cout + n],
                     };
                 }
             }
@@ -70,6 +70,24 @@ fn gemm_matches_naive() {
             );
             close(&got, &want, 1e-4);
         }
+    }
+}
+
+/// The in-place residual (skip input already in `out`) gives the same bits as the residual read from its own
+/// buffer, on every kernel path (packed splat tiles for cin % 4 == 0, the other packings, row and channel tails).
+#[test]
+fn gemm_residual_in_place_is_bit_identical() {
+    let mut r = Lcg(5);
+    for &(rows, cin, cout) in &[(1, 1, 1), (7, 5, 3), (49, 320, 1280), (9, 96, 24), (4, 16, 13), (33, 40, 17), (130, 24, 24)] {
+        let a = r.vec(rows * cin);
+        let g = PackedGemm::new(&r.vec(cin * cout), &r.vec(cout), cin, cout);
+        let res = r.vec(rows * cout);
+        let mut want = vec![f32::NAN; rows * cout];
+        gemm(&a, rows, &g, &mut want, Some(&res), Epilogue::Residual, &mut Vec::new());
+        let mut got = res.clone();
+        gemm(&a, rows, &g, &mut got, None, Epilogue::ResidualInPlace, &mut Vec::new());
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&got), bits(&want), "{}x{}x{}", rows, cin, cout);
     }
 }
 
