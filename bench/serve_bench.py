@@ -4,6 +4,8 @@
                                                  # the tables between the markers in docs/serving.md
     python bench/serve_bench.py --soak 600       # adds the 10-minute soak at concurrency 8
     python bench/serve_bench.py --quick          # a short smoke run (numbers too noisy to keep)
+    python bench/serve_bench.py --only echo --concurrency 1   # one section (or several: echo,pure), at c=1 only;
+                                                 # prints its rows and the echo ratio, writes no file
 
 Every figure is measured in this one run, servers and baselines alike, with the same closed-loop client
 (`_loadgen.py`); compare the ratios, not the times. Needs the model store (`edgewasm models install`), the `serve`
@@ -38,6 +40,9 @@ from edgewasm.serve.tensors import HEADER_LENGTH, write_body  # noqa: E402
 
 BEGIN, END = "<!-- serve-bench:begin -->", "<!-- serve-bench:end -->"
 POD_LIMIT_MIB = 128
+#: The sections `--only` can name: the throughput rows of the echo guest (with the bare endpoint), the pure and the
+#: WASI-NN classifier (with the plain ONNX Runtime service), the mixed traffic, the peak RSS, the soak.
+SECTIONS = ("echo", "pure", "wasinn", "mixed", "rss", "soak")
 
 
 # -- processes ---------------------------------------------------------------------------------------------------------
@@ -186,13 +191,25 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--out", type=Path, default=HERE / "results" / "serve.json")
     ap.add_argument("--doc", type=Path, default=ROOT / "docs" / "serving.md")
+    ap.add_argument(
+        "--only",
+        type=_sections,
+        default=None,
+        help=f"run only these sections ({','.join(SECTIONS)}); writes neither --out nor --doc",
+    )
+    ap.add_argument("--concurrency", type=_ints, default=(1, 4, 16), help="the throughput rows' (default 1,4,16)")
     args = ap.parse_args()
+    only: set[str] = set(args.only or SECTIONS)
+    if args.only is None and not args.soak:
+        only.discard("soak")
     if args.quick:
         args.seconds, args.count = 1.5, 300
     store = models_dir()
     if not (store / "efficientnet-lite0" / "weights.ewt").is_file():
         raise SystemExit(f"no model store at {store}: run `edgewasm models install`")
     has_ort = importlib.util.find_spec("onnxruntime") is not None and importlib.util.find_spec("PIL") is not None
+    if "soak" in only and not args.soak:
+        raise SystemExit("--only soak needs --soak SECONDS")
     cat = CAT.read_bytes()
     tmp = Path(tempfile.mkdtemp(prefix="edgewasm-serve-bench-"))
     results: dict[str, Any] = {
@@ -205,22 +222,79 @@ def main() -> int:
     }
 
     # 1. Throughput and latency: the guests and the baselines, side by side, each concurrency in one go.
-    wasm = f'module = "{WASM / "classifier.wasm"}"\ntask = "image-classification"\ninstances = 2\ntimeout = 30\n'
-    repo = {"echo": f'module = "{WASM / "echo.wat"}"\ninstances = 2\n', "classifier": wasm}
-    if has_ort:
-        repo["wasinn"] = (f'module = "{WASM / "wasinn_classifier.wasm"}"\ntask = "image-classification"\n'
-                          'nn_preload = ["efficientnet-lite0"]\ninstances = 2\ntimeout = 30\n')  # fmt: skip
-    server = edgewasm_serve(repo, tmp)
+    results["throughput"] = _throughput(args, only, store, tmp, cat, has_ort)
+    if "mixed" in only:
+        results["mixed"] = _mixed(args, tmp, cat)
+    if "rss" in only:
+        results["rss"] = _rss(args, tmp, cat, has_ort)
+    if "soak" in only:
+        results["soak"] = _soak(args, tmp, cat)
+    results["load_average_end"] = round(os.getloadavg()[0], 1)
+    if args.only is not None:
+        _print_echo_ratio(results["throughput"])
+        return 0
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    if args.out.exists() and not args.soak:  # keep the last soak when this run had none
+        old = json.loads(args.out.read_text())
+        if "soak" in old:
+            results["soak"] = old["soak"]
+    args.out.write_text(json.dumps(results, indent=1) + "\n")
+    if not args.quick:
+        write_doc(args.doc, results)
+    return 0
+
+
+def _sections(text: str) -> tuple[str, ...]:
+    names = tuple(s.strip() for s in text.split(",") if s.strip())
+    unknown = [n for n in names if n not in SECTIONS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"unknown section {', '.join(unknown)!r}: use {','.join(SECTIONS)}")
+    return names
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    return tuple(int(s) for s in text.split(","))
+
+
+def _print_echo_ratio(rows: list[dict[str, Any]]) -> None:
+    for c in sorted({r["concurrency"] for r in rows}):
+        bare = _row("bare Starlette echo", rows, c)
+        for name in ("echo guest, OIP JSON", "echo guest, msgpack /call"):
+            ours = _row(name, rows, c)
+            if ours and bare:
+                print(f"{name}: p50 at c={c} {ours['p50_ms']:.3f} ms / bare {bare['p50_ms']:.3f} ms = "
+                      f"{ours['p50_ms'] / bare['p50_ms']:.2f}x", flush=True)  # fmt: skip
+
+
+def _throughput(
+    args: argparse.Namespace, only: set[str], store: Path, tmp: Path, cat: bytes, has_ort: bool
+) -> list[dict[str, Any]]:
+    """Section 1: the echo guest, the classifiers and the baselines at each concurrency, rows in one table."""
+    if not only & {"echo", "pure", "wasinn"}:
+        return []
+    wasm = _classifier_toml()
+    repo: dict[str, str] = {}
+    if "echo" in only:
+        repo["echo"] = ECHO_TOML
+    if "pure" in only:
+        repo["classifier"] = wasm
+    if has_ort and "wasinn" in only:
+        repo["wasinn"] = WASINN_TOML
+    server = edgewasm_serve(repo, tmp) if repo else None
     base = baseline(store) if has_ort else None
     targets: dict[str, tuple[Proc, Request]] = {}
-    for name, req in echo_requests().items():
-        if name.startswith("bare"):
-            if base is not None:
-                targets[name] = (base, req)
-        else:
-            targets[name] = (server, req)
-    targets["pure classifier (cat.jpg)"] = (server, oip("classifier", {"image": cat}))
-    if has_ort and base is not None:
+    if "echo" in only:
+        assert server is not None
+        for name, req in echo_requests().items():
+            if name.startswith("bare"):
+                if base is not None:
+                    targets[name] = (base, req)
+            else:
+                targets[name] = (server, req)
+    if "pure" in only:
+        assert server is not None
+        targets["pure classifier (cat.jpg)"] = (server, oip("classifier", {"image": cat}))
+    if server is not None and base is not None and "wasinn" in only:
         targets["WASI-NN classifier, ONNX Runtime (cat.jpg)"] = (server, oip("wasinn", {"image": cat}))
         targets["plain Starlette + ONNX Runtime (cat.jpg)"] = (
             base,
@@ -229,17 +303,32 @@ def main() -> int:
     for proc, req in targets.values():  # warm every instance and the first-call loads
         run_load("127.0.0.1", proc.port, [req], 4, 30, 24)
     table: list[dict[str, Any]] = []
-    for concurrency in (1, 4, 16):
+    for concurrency in args.concurrency:
         for name, (proc, req) in targets.items():
             run = run_load("127.0.0.1", proc.port, [req], concurrency, args.seconds, args.count)
             row = {"target": name, "concurrency": concurrency, **summarize(run)}
             table.append(row)
             print(json.dumps(row), flush=True)
-    results["throughput"] = table
-    server.stop()
+    if server is not None:
+        server.stop()
     if base is not None:
         base.stop()
+    return table
 
+
+def _classifier_toml(instances: int = 2) -> str:
+    return (f'module = "{WASM / "classifier.wasm"}"\ntask = "image-classification"\ninstances = {instances}\n'
+            'timeout = 30\n')  # fmt: skip
+
+
+ECHO_TOML = f'module = "{WASM / "echo.wat"}"\ninstances = 2\n'
+WASINN_TOML = (f'module = "{WASM / "wasinn_classifier.wasm"}"\ntask = "image-classification"\n'
+               'nn_preload = ["efficientnet-lite0"]\ninstances = 2\ntimeout = 30\n')  # fmt: skip
+
+
+def _mixed(args: argparse.Namespace, tmp: Path, cat: bytes) -> dict[str, Any]:
+    """Section 2."""
+    wasm = _classifier_toml()
     # 2. Mixed traffic: 5% of requests to misbehaving guests, against clean runs of the same good requests (before and
     # after), for two kinds of good traffic: the classifier, and the echo guest (many more requests per run).
     bad = {
@@ -247,10 +336,10 @@ def main() -> int:
         "trap": f'module = "{WASM / "trap.wat"}"\ninstances = 1\nqueue = 2\n',
         "grow": f'module = "{WASM / "grow.wat"}"\ninstances = 1\nqueue = 2\nmemory_limit = "16MiB"\n',
     }
-    server = edgewasm_serve({"classifier": wasm, "echo": repo["echo"], **bad}, tmp)
+    server = edgewasm_serve({"classifier": wasm, "echo": ECHO_TOML, **bad}, tmp)
     misbehaving = [oip(m, {"x": 1}, kind=m) for m in bad]
     mix_seconds = max(3 * args.seconds, 3.0)
-    results["mixed"] = {}
+    results: dict[str, Any] = {"mixed": {}}
     for good_name, good in (("classifier", oip("classifier", {"image": cat})),
                             ("echo", echo_requests()["echo guest, OIP JSON"])):  # fmt: skip
         mixed: list[Request] = []
@@ -271,13 +360,18 @@ def main() -> int:
         }
         print(json.dumps(results["mixed"][good_name]), flush=True)
     server.stop()
+    return results["mixed"]  # type: ignore[no-any-return]
 
+
+def _rss(args: argparse.Namespace, tmp: Path, cat: bytes, has_ort: bool) -> list[dict[str, Any]]:
+    """Section 3."""
+    wasm = _classifier_toml()
     # 3. Peak RSS under load: the pure-classifier service (1 and 2 instances) and the WASI-NN one.
     rss: list[dict[str, Any]] = []
     services = [("pure classifier", 1, wasm.replace("instances = 2", "instances = 1"), "classifier"),
                 ("pure classifier", 2, wasm, "classifier")]  # fmt: skip
     if has_ort:
-        services.append(("WASI-NN classifier", 2, repo["wasinn"], "wasinn"))
+        services.append(("WASI-NN classifier", 2, WASINN_TOML, "wasinn"))
     for label, instances, toml, model in services:
         server = edgewasm_serve({model: toml}, tmp)
         idle = server.rss_mib()[0]
@@ -289,11 +383,14 @@ def main() -> int:
                     "anon_mib": round(mem["RssAnon"], 1), "file_mib": round(mem["RssFile"], 1),
                     "requests": len(run.samples), "failed": run.failures()})  # fmt: skip
         print(json.dumps(rss[-1]), flush=True)
-    results["rss"] = rss
+    return rss
 
-    # 4. The soak: concurrency 8 for --soak seconds, RSS sampled as it runs.
+
+def _soak(args: argparse.Namespace, tmp: Path, cat: bytes) -> dict[str, Any]:
+    """Section 4: concurrency 8 for --soak seconds, RSS sampled as it runs."""
+    results: dict[str, Any] = {}
     if args.soak:
-        server = edgewasm_serve({"classifier": wasm, "echo": repo["echo"]}, tmp)
+        server = edgewasm_serve({"classifier": _classifier_toml(), "echo": ECHO_TOML}, tmp)
         echo = echo_requests()["echo guest, OIP JSON"]
         traffic = [oip("classifier", {"image": cat})] + [echo] * 3
         samples: list[tuple[float, float]] = []
@@ -316,17 +413,8 @@ def main() -> int:
             "samples": samples,
         }
         print(json.dumps({k: v for k, v in results["soak"].items() if k != "samples"}), flush=True)
-
-    results["load_average_end"] = round(os.getloadavg()[0], 1)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    if args.out.exists() and not args.soak:  # keep the last soak when this run had none
-        old = json.loads(args.out.read_text())
-        if "soak" in old:
-            results["soak"] = old["soak"]
-    args.out.write_text(json.dumps(results, indent=1) + "\n")
-    if not args.quick:
-        write_doc(args.doc, results)
-    return 0
+    soak: dict[str, Any] = results.get("soak", {})
+    return soak
 
 
 # -- the document ------------------------------------------------------------------------------------------------------

@@ -82,6 +82,24 @@ def test_f32_panels_and_image_container() -> None:
     assert all(o % _pack.ALIGN == 0 for o in offsets)
 
 
+def test_packing_refuses_weights_the_kernel_cannot_sum_exactly() -> None:
+    # one lane: k = 4g + 2p + {0, 1} and 4g + 4 + 2p + {0, 1} for one output channel
+    w = np.zeros((16, 8), np.int8)
+    w[[0, 1, 4, 5], 3] = 64
+    assert _int8.lane_sum(w) == _int8.LANE_BOUND
+    w[2, 3] = 127  # another lane (p = 1)
+    assert _int8.lane_sum(w) == _int8.LANE_BOUND
+    w[0, 3] = 65
+    assert _int8.lane_sum(w) == _int8.LANE_BOUND + 1
+    pair_bounded = np.tile(np.array([[-128], [0]], np.int8), (20, 16))  # |w[k]| + |w[k + 1]| <= 128
+    assert _int8.lane_sum(pair_bounded) == _int8.LANE_BOUND
+    stem = _int8.LayerQ(np.full((27, 32), 127, np.int8), np.ones(32, np.float32), np.zeros(32, np.float32))
+    layers = {"stem": stem}
+    model = _int8.Int8Model(_int8.ActQ.for_range(-1.0, 1.0), layers, 1.0)
+    with pytest.raises(ValueError, match=r"stem: .* sum to 508 .*at most 256"):
+        _int8.pack(model, {}, ["a"])
+
+
 def test_activation_quantization_covers_its_range() -> None:
     q = _int8.ActQ.for_range(-1.5, 4.0)  # the integer zero point moves the range by at most half a step
     assert 0 <= q.zero <= 127

@@ -1,7 +1,8 @@
 /* EfficientNet-Lite0's INT8 kernels for wasm SIMD, built with clang-19 into a static library that the Rust
  * guest links (guest/effnet/build.rs). One source, two builds:
- *   -msimd128 -mrelaxed-simd  the GEMM's inner product is i32x4.relaxed_dot_i8x16_i7x16_add (int8 weights
- *                             times 7-bit activations, exact on every host since the activations are 0..127)
+ *   -msimd128 -mrelaxed-simd  the GEMM's inner product is i16x8.relaxed_dot_i8x16_i7x16 (int8 weights times
+ *                             7-bit activations, exact on every host since the activations are 0..127), two
+ *                             k groups summed in i16 and widened (the weights' lane bound, see SUM4)
  *   -msimd128                 plain SIMD: i32x4.dot_i16x8_s on widened operands, for engines without relaxed SIMD
  * Both compute exactly what guest/effnet/src/q8.rs's scalar kernels and edgewasm.models._int8.forward compute:
  * integer accumulation, then q = clip(rint(f32(acc) * s + c [+ f32(x) * r]), 0, 127) in float32 with every
@@ -67,7 +68,14 @@ static void pack_rows(const uint8_t *a, size_t lda, size_t rv, size_t groups, ui
 }
 
 #ifdef __wasm_relaxed_simd__
-#define DOT(w, x, acc) wasm_i32x4_relaxed_dot_i8x16_i7x16_add((w), (x), (acc))
+/* Two k groups' pair products summed in i16, then widened: the i16 sums are exact because the packed weights
+ * keep |w| summed over the 4 weights of one i16 lane of two groups <= 256 (checked when packing), so
+ * 256 * 127 < 2^15. It saves one widening multiply per two groups against the i32 relaxed dot-add, which
+ * Cranelift lowers to pmaddubsw + pmaddwd + paddd (no VNNI). */
+#define DOT16(w, x) wasm_i16x8_relaxed_dot_i8x16_i7x16((w), (x))
+#define WIDEN2(p, q) wasm_i32x4_extadd_pairwise_i16x8(wasm_i16x8_add(p, q))
+#define SUM4(wa, wb, wc, wd, acc)                                                                      \
+  wasm_i32x4_add(wasm_i32x4_add(acc, WIDEN2(DOT16(wa, xa), DOT16(wb, xb))), WIDEN2(DOT16(wc, xc), DOT16(wd, xd)))
 
 /* 4 rows x 8 channels over `groups` k groups: acc[2m + h] (i32x4, channels 4h..4h+3 of row m). Per chunk of
  * 4 groups: the 8 weight vectors, then per row one 16-byte load, its 4 groups splatted by shuffle. */
@@ -86,8 +94,8 @@ static void micro(const uint8_t *xs, const int8_t *w, size_t groups, v128_t *acc
     v128_t x = VL(xq + (m)*16);                                                                       \
     v128_t xa = wasm_i32x4_shuffle(x, x, 0, 0, 0, 0), xb = wasm_i32x4_shuffle(x, x, 1, 1, 1, 1);      \
     v128_t xc = wasm_i32x4_shuffle(x, x, 2, 2, 2, 2), xd = wasm_i32x4_shuffle(x, x, 3, 3, 3, 3);      \
-    VS(acc + 2 * (m), DOT(d0, xd, DOT(c0, xc, DOT(b0, xb, DOT(a0, xa, ACC(2 * (m)))))));              \
-    VS(acc + 2 * (m) + 1, DOT(d1, xd, DOT(c1, xc, DOT(b1, xb, DOT(a1, xa, ACC(2 * (m) + 1))))));      \
+    VS(acc + 2 * (m), SUM4(a0, b0, c0, d0, ACC(2 * (m))));                                            \
+    VS(acc + 2 * (m) + 1, SUM4(a1, b1, c1, d1, ACC(2 * (m) + 1)));                                    \
   }
 #define FIRST(j) wasm_i32x4_splat(0)
 #define NEXT(j) VL(acc + (j))

@@ -19,6 +19,11 @@ impl Lcg {
     fn i8s(&mut self, n: usize) -> Vec<i8> {
         (0..n).map(|_| (self.next() % 256) as u8 as i8).collect()
     }
+    /// GEMM weights as the packer makes them: |w| <= 64, so the four weights of one i16 lane of two k groups
+    /// (k = 4g + 2p + {0, 1} and 4(g + 1) + 2p + {0, 1}) sum to at most 256 in absolute value.
+    fn w7(&mut self, n: usize) -> Vec<i8> {
+        (0..n).map(|_| (self.next() % 129) as i8 - 64).collect()
+    }
     fn f32s(&mut self, n: usize, lo: f32, hi: f32) -> Vec<f32> {
         (0..n).map(|_| lo + (hi - lo) * (self.next() % 10000) as f32 / 10000.0).collect()
     }
@@ -39,9 +44,13 @@ fn leak_i8_aligned(v: Vec<i8>) -> &'static [i8] {
 }
 
 fn qgemm(r: &mut Lcg, cin: usize, cout: usize, residual: bool, scale: f32) -> (QGemm, Vec<i8>) {
+    let dense = r.w7(cin * cout);
+    packed_gemm(r, dense, cin, cout, residual, scale)
+}
+
+fn packed_gemm(r: &mut Lcg, dense: Vec<i8>, cin: usize, cout: usize, residual: bool, scale: f32) -> (QGemm, Vec<i8>) {
     let groups = (cin + KSTEP - 1) / KSTEP;
     let panels = (cout + NR - 1) / NR;
-    let dense = r.i8s(cin * cout);
     let mut w = vec![0i8; panels * panel_stride(groups)];
     for k in 0..cin {
         for n in 0..cout {
@@ -103,7 +112,7 @@ fn gemm_matches_reference() {
         let kk = (cin + 3) / 4 * 4;
         let (g, _) = qgemm(&mut r, cin, cout, residual, 0.02);
         let mut a = r.u7(rows * kk);
-        // worst case for the relaxed dot's pair sums: 127 * -128 twice
+        // the largest activations on the first row
         for v in a.iter_mut().take(kk) {
             *v = 127;
         }
@@ -119,6 +128,31 @@ fn gemm_matches_reference() {
         reference::gemm(&a, rows, kk, &g, Out::F(&mut fw, cout), None);
         q8::gemm(&a, rows, kk, &g, Out::F(&mut fg, cout), None, &mut scratch);
         assert_eq!(fg.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), fw.iter().map(|v| v.to_bits()).collect::<Vec<_>>());
+    }
+}
+
+#[test]
+fn gemm_is_exact_at_the_weight_bound() {
+    // The relaxed build sums two k groups' pair products in i16 before widening: exact while the four weights
+    // of a lane sum to <= 256 in absolute value. At the bound, all activations 127: 256 * 127 = 32512 per lane.
+    let mut r = Lcg(5);
+    let mut scratch = Scratch::default();
+    let (cin, cout, rows) = (72, 16, 5);
+    let patterns: [fn(usize, usize) -> i8; 4] = [
+        |_, _| -64,
+        |_, _| 64,
+        |k, _| if k % 2 == 0 { -128 } else { 0 },
+        |k, n| if (k + n) % 2 == 0 { 127 } else { 1 },
+    ];
+    for (i, pattern) in patterns.iter().enumerate() {
+        let dense: Vec<i8> = (0..cin * cout).map(|j| pattern(j / cout, j % cout)).collect();
+        let (g, _) = packed_gemm(&mut r, dense, cin, cout, false, 0.02);
+        let a = vec![127u8; rows * cin];
+        let mut want = vec![0f32; rows * cout];
+        let mut got = vec![f32::NAN; rows * cout];
+        reference::gemm(&a, rows, cin, &g, Out::F(&mut want, cout), None);
+        q8::gemm(&a, rows, cin, &g, Out::F(&mut got, cout), None, &mut scratch);
+        assert_eq!(got.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), want.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), "pattern {}", i);
     }
 }
 

@@ -33,6 +33,11 @@ QMAX = 127
 #: The network input's range, exactly: (p - 127) / 128 for pixels p in 0..255.
 INPUT_RANGE = (-127.0 / 128.0, 128.0 / 128.0)
 LAYOUT = "int8-v1"
+#: The most the absolute GEMM weights of one i16 lane of the relaxed kernel may sum to: it adds the pair
+#: products of two k groups (k = 4g + 2p + {0, 1} and 4g + 4 + 2p + {0, 1}) in int16 before widening, exact
+#: while 256 * 127 < 2**15. Weights with |w| <= 64 (ONNX Runtime's reduce_range) or pair-bounded ones
+#: (|w[k]| + |w[k + 1]| <= 128) keep it.
+LANE_BOUND = 256
 
 
 @dataclass(frozen=True)
@@ -253,8 +258,19 @@ def forward(model: Int8Model, x: npt.NDArray[Any]) -> F32:
 # -- the packed image -------------------------------------------------------------------------------------------
 
 
+def lane_sum(w: I8) -> int:
+    """The largest sum of absolute weights over one i16 lane of the relaxed GEMM kernel (see ``LANE_BOUND``);
+    ``w`` is ``[..., cin, cout]``."""
+    flat = np.abs(w.reshape(-1, w.shape[-1]).astype(np.int32))
+    k = flat.shape[0]
+    flat = np.pad(flat, ((0, -k % 8), (0, 0)))
+    # [pairs of groups][group][pair in group][k in pair][cout]: a lane is one (pair of groups, pair, cout)
+    return int(flat.reshape(-1, 2, 2, 2, flat.shape[-1]).sum(axis=(1, 3)).max(initial=0))
+
+
 def pack(model: Int8Model, meta: Mapping[str, str], labels: Sequence[str]) -> bytes:
-    """The EWP image the guest's INT8 network reads in place (``_pack``)."""
+    """The EWP image the guest's INT8 network reads in place (``_pack``); refuses GEMM weights the guest's
+    kernels could not sum exactly."""
     t: dict[str, npt.NDArray[Any]] = {
         "input.q": np.array([1.0 / model.input.scale, model.input.zero], np.float32),
         "pool.s": np.array([model.pool_scale], np.float32),
@@ -264,6 +280,11 @@ def pack(model: Int8Model, meta: Mapping[str, str], labels: Sequence[str]) -> by
         if name.endswith(".dw"):
             t[f"{name}.w"] = pack_dw(layer.w)
         else:
+            if (worst := lane_sum(layer.w)) > LANE_BOUND:
+                raise ValueError(
+                    f"{name}: int8 weights whose absolute values sum to {worst} over one kernel lane (at most "
+                    f"{LANE_BOUND}); quantize the GEMM weights to |w| <= 64 or pair-bounded"
+                )
             t[f"{name}.w"] = _pack.pack_i8_gemm(layer.w.reshape(-1, cout))
         t[f"{name}.s"] = _pack.pad_channels(layer.s, cout)
         t[f"{name}.c"] = _pack.pad_channels(layer.c, cout)

@@ -10,6 +10,9 @@
 | `POST /models/{m}/call` | the guest's own request as JSON or msgpack |
 | `POST /models/{m}/classify` | an image file (raw body or multipart form) for a classifier |
 | `GET /models`, `GET /metrics`, `GET /openapi.json`, `GET /` | the model list, Prometheus, OpenAPI, the page |
+
+`POST .../infer` and `POST /models/{m}/call` are answered by `fastroute.InferenceRoutes` in front of Starlette (the
+same `Service` methods, without Starlette's per-request objects); their Starlette routes below answer the same.
 """
 
 from __future__ import annotations
@@ -25,16 +28,18 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
 from .. import __version__
 from .._errors import EdgeWasmError
+from .answers import Answer, exception_answer, json_answer, to_response
 from .config import ModelConfig, ServerConfig
 from .errors import BadRequest, NotReady, UnsupportedMediaType, error_body, status_and_kind
-from .inference import MSGPACK_TYPES, Result, call_native, classify_image, infer_oip
+from .fastroute import InferenceRoutes
+from .inference import Result, call_media_type, call_native, classify_image, infer_oip
 from .metrics import CONTENT_TYPE_LATEST, Metrics
 from .middleware import RequestContext
 from .openapi import openapi_document
@@ -106,19 +111,18 @@ class Service:
 
     # -- helpers -------------------------------------------------------------------------------------------------------
 
-    def _failure(self, request: Request, exc: EdgeWasmError, config: ModelConfig | None) -> Response:
+    def _failure(self, state: dict[str, Any], exc: EdgeWasmError, config: ModelConfig) -> Answer:
         status, kind = status_and_kind(exc)
-        request.state.error_kind = kind
-        if config is not None:
-            self.metrics.model(config.name, config.version).failure(kind).inc()
+        state["error_kind"] = kind
+        self.metrics.model(config.name, config.version).failure(kind).inc()
         headers = {"Retry-After": str(self.server.retry_after)} if status == 503 else None
-        return _json(error_body(exc), status, headers)
+        return json_answer(error_body(exc), status, headers)
 
     async def _run(
-        self, request: Request, config: ModelConfig, size: int, job: Callable[..., Result], *args: Any
-    ) -> Response:
+        self, state: dict[str, Any], config: ModelConfig, size: int, job: Callable[..., Result], *args: Any
+    ) -> Answer:
         """Run `job(guest, *args)` on one of the model's instances, within the request's deadline."""
-        arrived = request.state.arrived
+        arrived = state["arrived"]
         deadline = arrived + config.timeout if config.timeout is not None else float("inf")
         m = self.metrics.model(config.name, config.version)
         try:
@@ -127,14 +131,14 @@ class Service:
             pool = await self.registry.get(config.name)
             result: Result = await pool.submit(_bind(job, args), deadline, size)
         except EdgeWasmError as e:
-            return self._failure(request, e, config)
+            return self._failure(state, e, config)
         m.succeeded(time.monotonic() - arrived, result.input_s, result.infer_s, result.output_s)
         for stage, ms in result.stages_ms.items():
             series = m.stage(stage)
             if series is not None:
                 series.inc(ms * 1e3)
         headers = {HEADER_LENGTH: str(result.header_length)} if result.header_length is not None else None
-        return Response(result.body, 200, headers, media_type=result.media_type)
+        return Answer(200, result.body, result.media_type, headers)
 
     # -- health and metadata -------------------------------------------------------------------------------------------
 
@@ -148,9 +152,12 @@ class Service:
         return _json({"name": SERVER_NAME, "version": __version__, "extensions": EXTENSIONS})
 
     def _model(self, request: Request) -> ModelConfig:
-        name = request.path_params["model"]
-        request.state.model = name
-        return self.registry.config(name, request.path_params.get("version"))
+        return self.lookup(request.scope["state"], request.path_params["model"], request.path_params.get("version"))
+
+    def lookup(self, state: dict[str, Any], name: str, version: str | None) -> ModelConfig:
+        """The model a request names (ModelNotFound if none), kept in its state for the access log."""
+        state["model"] = name
+        return self.registry.config(name, version)
 
     async def model_metadata(self, request: Request) -> Response:
         c = self._model(request)
@@ -193,20 +200,27 @@ class Service:
     async def infer(self, request: Request) -> Response:
         c = self._model(request)
         body = await request.body()
-        rid = request.state.request_id
+        return to_response(await self.infer_answer(request.scope["state"], c, body, request.headers.get(HEADER_LENGTH)))
+
+    async def infer_answer(
+        self, state: dict[str, Any], c: ModelConfig, body: bytes, header_length: str | None
+    ) -> Answer:
         return await self._run(
-            request, c, len(body), infer_oip, body, request.headers.get(HEADER_LENGTH), c.name, c.version, rid
+            state, c, len(body), infer_oip, body, header_length, c.name, c.version, state["request_id"]
         )
 
     async def call(self, request: Request) -> Response:
         c = self._model(request)
-        ctype = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
-        if ctype not in ("application/json", "text/json", *MSGPACK_TYPES):
-            raise UnsupportedMediaType(
-                f"cannot read a {ctype} body", hint="send application/json or application/msgpack"
-            )
+        ctype = call_media_type(request.headers.get("content-type"))
         body = await request.body()
-        return await self._run(request, c, len(body), call_native, body, ctype, request.headers.get("accept", ""))
+        return to_response(
+            await self.call_answer(request.scope["state"], c, body, ctype, request.headers.get("accept"))
+        )
+
+    async def call_answer(
+        self, state: dict[str, Any], c: ModelConfig, body: bytes, ctype: str, accept: str | None
+    ) -> Answer:
+        return await self._run(state, c, len(body), call_native, body, ctype, accept or "")
 
     async def classify(self, request: Request) -> Response:
         c = self._model(request)
@@ -232,7 +246,10 @@ class Service:
             )
         if not image:
             raise BadRequest("empty image", hint="send the image file's bytes")
-        return await self._run(request, c, len(image), classify_image, image, _classify_options(fields))
+        answer = await self._run(
+            request.scope["state"], c, len(image), classify_image, image, _classify_options(fields)
+        )
+        return to_response(answer)
 
     # -- the rest ------------------------------------------------------------------------------------------------------
 
@@ -274,39 +291,23 @@ def _classify_options(fields: dict[str, str]) -> dict[str, Any]:
     return options
 
 
-def _error(request: Request, e: EdgeWasmError) -> Response:
-    """`{"error": ...}` with the error's status, its kind kept for the access log and the metrics."""
-    status, kind = status_and_kind(e)
-    request.state.error_kind = kind
-    return _json(error_body(e), status, {"Retry-After": "1"} if status == 503 else None)
-
-
-def _guarded(route: str, handler: Handler) -> Handler:
+def _guarded(svc: Service, route: str, handler: Handler) -> Handler:
     """Every error becomes `{"error": ...}` with its status; only a bug in edgewasm is logged with a traceback."""
 
     @functools.wraps(handler)
     async def wrapper(request: Request) -> Response:
-        request.state.route = route
-        request.state.arrived = time.monotonic()
+        state = request.scope.setdefault("state", {})
+        state["route"] = route
+        state["arrived"] = time.monotonic()
         try:
             return await handler(request)
-        except EdgeWasmError as e:
-            return _error(request, e)
-        except ClientDisconnect:
-            return Response(status_code=499)
-        except asyncio.CancelledError:
-            # uvicorn cancels what is still running when a shutdown's grace period ends: that is an answer, not a bug
-            svc = request.app.state.service
-            if not (isinstance(svc, Service) and svc.draining):
-                raise
-            stopped = NotReady("the server stopped before this request was answered", hint="send it again")
-            return _error(request, stopped)
         except HTTPException:
             raise
-        except Exception as e:
-            log.exception("internal error on %s %s", request.method, request.url.path)
-            request.state.error_kind = "internal"
-            return _json({"error": f"internal error: {type(e).__name__}", "kind": "internal"}, 500)
+        except BaseException as e:
+            answer = exception_answer(e, state, svc.draining, request.method, request.url.path)
+            if answer is None:
+                raise
+            return to_response(answer)
 
     return wrapper
 
@@ -317,15 +318,20 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 
 def create_app(
-    configs: list[ModelConfig], server: ServerConfig, on_fatal: Callable[[EdgeWasmError], None] | None = None
+    configs: list[ModelConfig],
+    server: ServerConfig,
+    on_fatal: Callable[[EdgeWasmError], None] | None = None,
+    fast_routes: bool = True,
 ) -> tuple[ASGIApp, Service]:
+    """The service's ASGI app; `fast_routes=False` leaves the inference routes to Starlette (the tests compare)."""
+
     def fatal(e: EdgeWasmError) -> None:
         raise e
 
     svc = Service(configs, server, on_fatal or fatal)
 
     def r(path: str, handler: Handler, methods: list[str], route: str) -> Route:
-        return Route(path, _guarded(route, handler), methods=methods)
+        return Route(path, _guarded(svc, route, handler), methods=methods)
 
     get, post = ["GET"], ["POST"]
     # Starlette tries routes in order: the inference routes first (their paths overlap no other route's).
@@ -350,4 +356,5 @@ def create_app(
     ]
     app = Starlette(routes=routes, lifespan=svc.lifespan, exception_handlers={HTTPException: _http_error})
     app.state.service = svc
-    return RequestContext(app, svc.metrics, server.max_body_size, server.access_log), svc
+    inner: ASGIApp = InferenceRoutes(app, svc) if fast_routes else app
+    return RequestContext(inner, svc.metrics, server.max_body_size, server.access_log), svc

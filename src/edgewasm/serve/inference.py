@@ -14,7 +14,7 @@ from typing import Any
 from .. import _abi, _codec
 from .._errors import AbiError
 from .._guest import Guest
-from .errors import BadRequest
+from .errors import BadRequest, UnsupportedMediaType
 from .mapping import from_jsonable, guest_request, jsonable, output_tensors
 from .tensors import read_tensors, split_body, write_body
 
@@ -41,9 +41,13 @@ class _Depth:
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
         if kind is RecursionError:
-            if self.what == "request":
-                raise BadRequest("the request is nested too deeply", hint="flatten it") from None
-            raise AbiError("the guest's answer is nested too deeply to map to JSON or tensors") from None
+            raise _too_deep(self.what) from None
+
+
+def _too_deep(what: str) -> Exception:
+    if what == "request":
+        return BadRequest("the request is nested too deeply", hint="flatten it")
+    return AbiError("the guest's answer is nested too deeply to map to JSON or tensors")
 
 
 def _stages(reply: Any) -> dict[str, float]:
@@ -80,29 +84,44 @@ def infer_oip(
 ) -> Result:
     """One OIP `/infer` request (JSON tensors, or the binary tensor data extension)."""
     t0 = time.perf_counter()
-    with _Depth("request"):
+    try:  # (not `with _Depth(...)`: this is every OIP request's path, and a try costs nothing)
         header, binary = split_body(body, header_length)
         inputs = read_tensors(header.get("inputs"), binary)
         params = header.get("parameters") or {}
         wanted, binary_names, all_binary = _wanted_outputs(header)
         request = guest_request(inputs, params)
+    except RecursionError:
+        raise _too_deep("request") from None
     rid = header.get("id")
     t1 = time.perf_counter()
     reply = guest.infer(request)
     t2 = time.perf_counter()
     head: dict[str, Any] = {"model_name": model, "model_version": version}
     head["id"] = rid if isinstance(rid, str) else request_id
-    with _Depth("answer"):
+    try:
         tensors = output_tensors(reply, wanted)
         if all_binary:
             binary_names = {t.name for t in tensors}
         out, length = write_body(head, "outputs", tensors, binary_names)
+    except RecursionError:
+        raise _too_deep("answer") from None
     t3 = time.perf_counter()
     media = "application/json" if length is None else "application/octet-stream"
     return Result(out, media, length, t1 - t0, t2 - t1, t3 - t2, _stages(reply))
 
 
+#: `json.dumps(value, ensure_ascii=False)` with its encoder made once, not per call.
+_TEXT = json.JSONEncoder(ensure_ascii=False, allow_nan=True).encode
+
 MSGPACK_TYPES = ("application/msgpack", "application/x-msgpack", "application/vnd.msgpack")
+
+
+def call_media_type(header: str | None) -> str:
+    """The `/call` body's media type (JSON when not given); UnsupportedMediaType unless JSON or msgpack."""
+    ctype = ("application/json" if header is None else header).split(";")[0].strip().lower()
+    if ctype not in ("application/json", "text/json", *MSGPACK_TYPES):
+        raise UnsupportedMediaType(f"cannot read a {ctype} body", hint="send application/json or application/msgpack")
+    return ctype
 
 
 def call_native(guest: Guest, body: bytes, content_type: str, accept: str) -> Result:
@@ -139,7 +158,7 @@ def call_native(guest: Guest, body: bytes, content_type: str, accept: str) -> Re
             )
             media = "application/msgpack"
         else:
-            out = json.dumps(jsonable(reply), ensure_ascii=False, allow_nan=True).encode()
+            out = _TEXT(jsonable(reply)).encode()
             media = "application/json"
     return Result(out, media, None, t1 - t0, t2 - t1, time.perf_counter() - t2, _stages(reply))
 
@@ -150,5 +169,5 @@ def classify_image(guest: Guest, image: bytes, options: dict[str, Any]) -> Resul
     reply = guest.infer({"image": image, **options})
     t1 = time.perf_counter()
     with _Depth("answer"):
-        out = json.dumps(jsonable(reply), ensure_ascii=False, allow_nan=True).encode()
+        out = _TEXT(jsonable(reply)).encode()
     return Result(out, "application/json", None, 0.0, t1 - t0, time.perf_counter() - t1, _stages(reply))

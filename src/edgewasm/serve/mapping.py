@@ -98,6 +98,9 @@ def guest_request(inputs: list[Tensor], parameters: Mapping[str, Any]) -> dict[s
 # -- server: response map -> tensors -----------------------------------------------------------------------------------
 
 
+_TEXT = json.JSONEncoder(ensure_ascii=False, allow_nan=True).encode  # made once, not per json.dumps call
+
+
 def output_tensor(name: str, value: Any) -> Tensor:
     if isinstance(value, np.ndarray) and value.dtype.newbyteorder("=") in _NUMERIC_DTYPES:
         return Tensor(name, datatype_of(value.dtype), list(value.shape), value, {"content_type": "np"})
@@ -111,7 +114,7 @@ def output_tensor(name: str, value: Any) -> Tensor:
         return Tensor(name, "BYTES", [1], [value], {"content_type": "str"})
     if isinstance(value, (bytes, bytearray, memoryview)):
         return Tensor(name, "BYTES", [1], [bytes(value)])
-    text = json.dumps(jsonable(value), ensure_ascii=False, allow_nan=True)
+    text = _TEXT(jsonable(value))
     return Tensor(name, "BYTES", [1], [text], {"content_type": "json"})
 
 

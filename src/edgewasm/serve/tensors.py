@@ -240,6 +240,10 @@ def _binary_data(t: Tensor) -> bytes:
     return arr.tobytes()
 
 
+#: `json.dumps(..., separators=(",", ":"))` builds a new encoder every call (any keyword does): this one is kept.
+_COMPACT = json.JSONEncoder(separators=(",", ":"), allow_nan=True).encode
+
+
 def write_body(header: dict[str, Any], key: str, tensors: list[Tensor], binary: set[str]) -> tuple[bytes, int | None]:
     """Serialize a request (`key` "inputs") or response ("outputs"); tensors named in `binary` go as raw bytes.
 
@@ -258,7 +262,7 @@ def write_body(header: dict[str, Any], key: str, tensors: list[Tensor], binary: 
         if t.parameters:
             item["parameters"] = t.parameters
         items.append(item)
-    head = json.dumps({**header, key: items}, separators=(",", ":"), allow_nan=True).encode()
+    head = _COMPACT({**header, key: items}).encode()
     if not blobs:
         return head, None
     return b"".join([head, *blobs]), len(head)
