@@ -159,6 +159,9 @@ pub enum Epilogue {
     Relu6,
     /// `acc + bias + residual[same index]` (the MBConv skip connection, fused into the project conv)
     Residual,
+    /// `acc + bias + out[same index]`: `Residual` with the skip input already in `out`, which the result
+    /// overwrites (no second block-sized buffer; each value is read once, just before it is written).
+    ResidualInPlace,
 }
 
 /// `out[m][n] = epilogue(sum_k a[m][k] * w[k][n] + b[n])` for `m < rows`; `a` is `rows x cin`,
@@ -182,7 +185,16 @@ pub fn gemm(
             "gemm: residual missing or too short"
         );
     }
-    let res_ptr = residual.map_or(core::ptr::null(), |r| r.as_ptr());
+    // In place: the kernels run the `Residual` epilogue reading the skip input from `out` itself (every output
+    // value is read by the `finish` that then writes it, and by nothing else).
+    // One raw pointer into `out` for every write (and the in-place residual's reads).
+    let out_ptr = out.as_mut_ptr();
+    let (res_ptr, ep) = if ep == Epilogue::ResidualInPlace {
+        assert!(residual.is_none(), "gemm: ResidualInPlace reads the residual from out");
+        (out_ptr as *const f32, Epilogue::Residual)
+    } else {
+        (residual.map_or(core::ptr::null(), |r| r.as_ptr()), ep)
+    };
     let w = g.w.as_slice();
     // The SIMD build's main kernel reads a pre-splatted tile and needs whole k steps of 4 and aligned data
     // (every EfficientNet-Lite0 layer: the stem's im2col rows are padded to a multiple of 4).
@@ -234,7 +246,7 @@ pub fn gemm(
                     unsafe {
                         let r = if res_ptr.is_null() { res_ptr } else { res_ptr.add(i * cout + n0) };
                         let ap = scratch.as_ptr().add(gi * gsz);
-                        let o = out.as_mut_ptr().add(i * cout + n0);
+                        let o = out_ptr.add(i * cout + n0);
                         if splat {
                             imp::micro_mem(ap, cin, wp.as_ptr(), bp.as_ptr(), o, cout, r, nw, rv, ep);
                         } else {
@@ -265,7 +277,7 @@ pub fn gemm(
                         cin,
                         wp.as_ptr(),
                         bp.as_ptr(),
-                        out.as_mut_ptr().add(i * cout + n0),
+                        out_ptr.add(i * cout + n0),
                         cout,
                         r,
                         nw,
@@ -284,7 +296,7 @@ pub fn gemm(
                         cin,
                         wp.as_ptr(),
                         bp.as_ptr(),
-                        out.as_mut_ptr().add(i * cout + n0),
+                        out_ptr.add(i * cout + n0),
                         r,
                         nw,
                         ep,
@@ -484,7 +496,7 @@ mod imp {
             *out.add(j) = match ep {
                 Epilogue::Linear => v,
                 Epilogue::Relu6 => relu6(v),
-                Epilogue::Residual => v + *res.add(j),
+                Epilogue::Residual | Epilogue::ResidualInPlace => v + *res.add(j),
             };
         }
     }
@@ -812,7 +824,7 @@ mod imp {
                 lo = f32x4_pmin(f32x4_pmax(lo, z), six);
                 hi = f32x4_pmin(f32x4_pmax(hi, z), six);
             }
-            Epilogue::Residual => {
+            Epilogue::Residual | Epilogue::ResidualInPlace => {
                 if nw == NR {
                     lo = f32x4_add(lo, ld(res));
                     hi = f32x4_add(hi, ld(res.add(4)));

@@ -80,6 +80,79 @@ pub fn same_pad(input: usize, k: usize, stride: usize) -> (usize, usize) {
     (out, total / 2)
 }
 
+/// The activation buffers' lengths (f32s), each the largest value its role takes in this network (computed from
+/// the layer shapes): `x` the block inputs and outputs (the stem's output, every project conv's output, written
+/// in place over the input when the block is residual), `e` the expand convs' and the head's outputs and the
+/// stem's im2col rows (free until the first expand; an expand output larger than `x` and `d` is computed in
+/// strips of depthwise output rows, see `strip`), `d` the depthwise outputs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ActSizes {
+    pub x: usize,
+    pub e: usize,
+    pub d: usize,
+}
+
+/// Sizes while the blocks are added: the largest expand output and the least an expanded strip needs.
+#[derive(Debug, Clone, Copy, Default)]
+struct Sizing {
+    sizes: ActSizes,
+    expand: usize,
+    strip: usize,
+}
+
+impl Sizing {
+    /// For the stem's `stem_out` values and its `cols` im2col values.
+    fn stem(stem_out: usize, cols: usize) -> Sizing {
+        Sizing {
+            sizes: ActSizes { x: stem_out, e: cols, d: 0 },
+            expand: 0,
+            strip: 0,
+        }
+    }
+    /// Grows the sizes for a block on an `s.h x s.w` input.
+    fn block(&mut self, spec: &BlockSpec, s: &DwShape) {
+        let z = &mut self.sizes;
+        let (pin, pout) = (s.h * s.w, s.oh * s.ow);
+        z.x = z.x.max(pin * spec.cin).max(pout * spec.cout);
+        if spec.expand != 1 {
+            self.expand = self.expand.max(pin * spec.cmid());
+            self.strip = self.strip.max(s.k.min(s.h) * s.w * spec.cmid());
+        }
+        z.d = z.d.max(pout * spec.cmid());
+    }
+    /// Grows them for the head's `pixels x feat` output.
+    fn head(&mut self, pixels: usize, feat: usize) {
+        self.sizes.e = self.sizes.e.max(pixels * feat);
+    }
+    /// The sizes: an expand output larger than both other buffers is computed in strips (`strip_rows`), so
+    /// the expanded buffer need not exceed them (nor be less than one strip of `k` input rows).
+    fn done(self) -> ActSizes {
+        let mut z = self.sizes;
+        z.e = z.e.max(self.expand.min(z.x.max(z.d))).max(self.strip);
+        z
+    }
+}
+
+/// Output rows per strip of a depthwise conv whose expanded input is computed `budget` input rows at a time
+/// (at least one).
+pub fn strip_rows(s: &DwShape, budget: usize) -> usize {
+    (budget.saturating_sub(s.k) / s.stride + 1).max(1)
+}
+
+/// Output rows `oy0..oy1` of a depthwise conv as a conv of their own: the first input row their windows read
+/// (`r0`) and the geometry over input rows `r0..r0 + h`; each window is clipped exactly as in the whole conv.
+pub fn strip(s: &DwShape, oy0: usize, oy1: usize) -> (usize, DwShape) {
+    let r0 = (oy0 * s.stride).saturating_sub(s.pad_top);
+    let r1 = ((oy1 - 1) * s.stride + s.k - s.pad_top).min(s.h);
+    let sub = DwShape {
+        h: r1 - r0,
+        oh: oy1 - oy0,
+        pad_top: s.pad_top.saturating_sub(oy0 * s.stride),
+        ..*s
+    };
+    (r0, sub)
+}
+
 struct Block {
     spec: BlockSpec,
     expand: Option<PackedGemm>,
@@ -100,14 +173,15 @@ pub struct Network {
     head: PackedGemm,
     fc: PackedGemm,
     final_pixels: usize,
-    /// Activation buffers, sized for the largest layer: block input/output, expanded, depthwise output;
-    /// allocated by the first forward pass (`sizes`: activations, im2col), so that a network over mapped
-    /// weights is ready without touching ~16 MB of fresh memory.
-    sizes: (usize, usize),
+    /// Activation buffers, each sized for its role (`ActSizes`: block input/output, expanded, depthwise
+    /// output; 5.2 MB for EfficientNet-Lite0 at 224 x 224, where three buffers of the largest activation took
+    /// 14.5 MB and the im2col rows 1.4 MB more); allocated by the first forward pass, so that a network over
+    /// mapped weights is ready without touching fresh memory.
+    sizes: ActSizes,
+    cols_len: usize,
     buf_x: Vec<f32>,
     buf_e: Vec<f32>,
     buf_d: Vec<f32>,
-    cols: Vec<f32>,
     pooled: Vec<f32>,
     logits: Vec<f32>,
     apack: Vec<f32>,
@@ -131,7 +205,7 @@ impl Network {
         let stem = packed(ewt, "stem.w", "stem.b", cols_w, c0, &mut scratch)?;
         let (oh, pt) = same_pad(in_h, stem_k, 2);
         let (ow, pl) = same_pad(in_w, stem_k, 2);
-        let mut max_act = oh * ow * c0;
+        let mut sizes = Sizing::stem(oh * ow * c0, oh * ow * cols_w);
         let (mut h, mut w) = (oh, ow);
         let mut blocks = Vec::new();
         for (i, spec) in ewt.blocks().iter().enumerate() {
@@ -171,10 +245,7 @@ impl Network {
                 pad_top: dpt,
                 pad_left: dpl,
             };
-            max_act = max_act
-                .max(h * w * cmid)
-                .max(doh * dow * cmid)
-                .max(doh * dow * spec.cout);
+            sizes.block(spec, &dw);
             blocks.push(Block {
                 spec: *spec,
                 expand,
@@ -188,7 +259,7 @@ impl Network {
         }
         let hs = ewt.shape("head.w")?.to_vec();
         let head = packed(ewt, "head.w", "head.b", hs[0], hs[1], &mut scratch)?;
-        max_act = max_act.max(h * w * hs[1]);
+        sizes.head(h * w, hs[1]);
         let fs = ewt.shape("fc.w")?.to_vec();
         let fc = packed(ewt, "fc.w", "fc.b", fs[0], fs[1], &mut scratch)?;
         drop(scratch);
@@ -200,11 +271,11 @@ impl Network {
             stem,
             blocks,
             final_pixels: h * w,
-            sizes: (max_act, oh * ow * cols_w),
+            sizes: sizes.done(),
+            cols_len: oh * ow * cols_w,
             buf_x: Vec::new(),
             buf_e: Vec::new(),
             buf_d: Vec::new(),
-            cols: Vec::new(),
             pooled: vec![0.0; hs[1]],
             logits: vec![0.0; fs[1]],
             profile: [0.0; 5],
@@ -239,7 +310,7 @@ impl Network {
         let stem = gemm_of("stem", cols_w, c0)?;
         let (oh, pt) = same_pad(in_h, stem_k, 2);
         let (ow, pl) = same_pad(in_w, stem_k, 2);
-        let mut max_act = oh * ow * c0;
+        let mut sizes = Sizing::stem(oh * ow * c0, oh * ow * cols_w);
         let (mut h, mut w) = (oh, ow);
         let mut blocks = Vec::new();
         for (i, spec) in specs.iter().enumerate() {
@@ -254,7 +325,7 @@ impl Network {
             let dw_b = img.f32s(&format!("{}.dw.b", p), (cmid + NR - 1) / NR * NR)?;
             let project = gemm_of(&format!("{}.project", p), cmid, spec.cout)?;
             let dw = dw_shape(h, w, cmid, spec);
-            max_act = max_act.max(h * w * cmid).max(dw.oh * dw.ow * cmid).max(dw.oh * dw.ow * spec.cout);
+            sizes.block(spec, &dw);
             blocks.push(Block {
                 spec: *spec,
                 expand,
@@ -269,7 +340,7 @@ impl Network {
         let last = specs[specs.len() - 1].cout;
         let feat = img.count("head.b").unwrap_or(0);
         let head = gemm_of("head", last, feat)?;
-        max_act = max_act.max(h * w * feat);
+        sizes.head(h * w, feat);
         let classes = img.meta("classes").and_then(|c| c.parse::<usize>().ok()).unwrap_or(0);
         let fc = gemm_of("fc", feat, classes)?;
         Ok(Network {
@@ -280,11 +351,11 @@ impl Network {
             stem,
             blocks,
             final_pixels: h * w,
-            sizes: (max_act, oh * ow * cols_w),
+            sizes: sizes.done(),
+            cols_len: oh * ow * cols_w,
             buf_x: Vec::new(),
             buf_e: Vec::new(),
             buf_d: Vec::new(),
-            cols: Vec::new(),
             pooled: vec![0.0; feat],
             logits: vec![0.0; classes],
             profile: [0.0; 5],
@@ -297,6 +368,11 @@ impl Network {
     /// Input shape `(h, w, 3)`.
     pub fn input_shape(&self) -> (usize, usize, usize) {
         (self.in_h, self.in_w, 3)
+    }
+
+    /// The activation buffers' lengths (f32s) the forward pass allocates.
+    pub fn act_sizes(&self) -> ActSizes {
+        self.sizes
     }
 
     /// Number of classes.
@@ -317,11 +393,10 @@ impl Network {
             )));
         }
         if self.buf_x.is_empty() {
-            let (act, cols) = self.sizes;
-            self.buf_x = vec![0.0; act];
-            self.buf_e = vec![0.0; act];
-            self.buf_d = vec![0.0; act];
-            self.cols = vec![0.0; cols];
+            let s = self.sizes;
+            self.buf_x = vec![0.0; s.x];
+            self.buf_e = vec![0.0; s.e];
+            self.buf_d = vec![0.0; s.d];
         }
         let mut prof = [0.0f64; 5];
         let mut clock = std::time::Instant::now();
@@ -342,10 +417,10 @@ impl Network {
             ow,
             pt,
             pl,
-            &mut self.cols,
+            &mut self.buf_e[..self.cols_len],
         );
         gemm(
-            &self.cols,
+            &self.buf_e[..self.cols_len],
             oh * ow,
             &self.stem,
             &mut self.buf_x,
@@ -359,48 +434,45 @@ impl Network {
             let pixels_in = s.h * s.w;
             let pixels_out = s.oh * s.ow;
             // expand: x -> e (or read x directly when there is no expand conv)
-            let dw_in: &[f32] = match &b.expand {
-                Some(g) => {
-                    gemm(
-                        &self.buf_x,
-                        pixels_in,
-                        g,
-                        &mut self.buf_e,
-                        None,
-                        Epilogue::Relu6,
-                        &mut self.apack,
-                    );
-                    lap(1, &mut prof);
-                    &self.buf_e
+            match &b.expand {
+                Some(g) if pixels_in * g.cout > self.buf_e.len() => {
+                    // Larger than the expanded buffer: in strips of output rows, each from the expanded input
+                    // rows its windows read (`strip`); every value is computed as in one pass.
+                    let cin = b.spec.cin;
+                    let n = strip_rows(s, self.buf_e.len() / (s.w * g.cout));
+                    let mut oy0 = 0;
+                    while oy0 < s.oh {
+                        let oy1 = (oy0 + n).min(s.oh);
+                        let (r0, sub) = strip(s, oy0, oy1);
+                        let x = &self.buf_x[r0 * s.w * cin..(r0 + sub.h) * s.w * cin];
+                        gemm(x, sub.h * s.w, g, &mut self.buf_e, None, Epilogue::Relu6, &mut self.apack);
+                        lap(1, &mut prof);
+                        let d = &mut self.buf_d[oy0 * s.ow * s.c..];
+                        depthwise(&self.buf_e, &sub, &b.dw_w, &b.dw_b, d);
+                        lap(2, &mut prof);
+                        oy0 = oy1;
+                    }
                 }
-                None => &self.buf_x,
-            };
-            depthwise(dw_in, s, &b.dw_w, &b.dw_b, &mut self.buf_d);
-            lap(2, &mut prof);
-            // project: d -> e (free now), adding x when the block is residual; then e becomes the next x.
-            if b.spec.residual() {
-                gemm(
-                    &self.buf_d,
-                    pixels_out,
-                    &b.project,
-                    &mut self.buf_e,
-                    Some(&self.buf_x),
-                    Epilogue::Residual,
-                    &mut self.apack,
-                );
-            } else {
-                gemm(
-                    &self.buf_d,
-                    pixels_out,
-                    &b.project,
-                    &mut self.buf_e,
-                    None,
-                    Epilogue::Linear,
-                    &mut self.apack,
-                );
+                Some(g) => {
+                    gemm(&self.buf_x, pixels_in, g, &mut self.buf_e, None, Epilogue::Relu6, &mut self.apack);
+                    lap(1, &mut prof);
+                    depthwise(&self.buf_e, s, &b.dw_w, &b.dw_b, &mut self.buf_d);
+                    lap(2, &mut prof);
+                }
+                None => {
+                    depthwise(&self.buf_x, s, &b.dw_w, &b.dw_b, &mut self.buf_d);
+                    lap(2, &mut prof);
+                }
             }
+            // project: d -> x, added in place to x (the block's input) when the block is residual, else over
+            // it (x is dead once the expand or depthwise conv has read it).
+            let ep = if b.spec.residual() {
+                Epilogue::ResidualInPlace
+            } else {
+                Epilogue::Linear
+            };
+            gemm(&self.buf_d, pixels_out, &b.project, &mut self.buf_x, None, ep, &mut self.apack);
             lap(3, &mut prof);
-            std::mem::swap(&mut self.buf_x, &mut self.buf_e);
         }
         gemm(
             &self.buf_x,

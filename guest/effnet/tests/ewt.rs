@@ -59,6 +59,16 @@ fn a_good_file_loads_and_runs() {
     assert!(net.forward(&[0.0; 5]).is_err());
 }
 
+/// Each activation buffer is sized for its role from the layer shapes: on a 9 x 8 input the stem gives 5 x 4
+/// pixels, so block input/output 5*4*2, depthwise output 5*4*2, and the expanded buffer (no expand conv here)
+/// the largest of the stem's im2col rows (5*4*28) and the head's output (5*4*3).
+#[test]
+fn activation_buffers_are_sized_per_role() {
+    let ewt = Ewt::parse(file(&|_| {})).unwrap();
+    let net = effnet::Network::new(&ewt, 9, 8).unwrap();
+    assert_eq!(net.act_sizes(), effnet::net::ActSizes { x: 40, e: 560, d: 40 });
+}
+
 #[test]
 fn wrong_files_are_refused() {
     assert!(err(b"GIF89a...".to_vec()).contains("not an EWT"));

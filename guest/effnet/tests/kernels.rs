@@ -2,7 +2,7 @@
 //! `cargo test` runs the scalar kernels natively; under a wasm runner with +simd128 it checks the SIMD ones.
 
 use effnet::kernels::{depthwise, gemm, DwShape, Epilogue, PackedGemm};
-use effnet::net::same_pad;
+use effnet::net::{same_pad, strip, strip_rows};
 
 struct Lcg(u64);
 impl Lcg {
@@ -54,7 +54,7 @@ fn gemm_matches_naive() {
                     want[m * cout + n] = match ep {
                         Epilogue::Linear => v,
                         Epilogue::Relu6 => v.max(0.0).min(6.0),
-                        Epilogue::Residual => v + res[m * cout + n],
+                        Epilogue::Residual | Epilogue::ResidualInPlace => v + res[m * cout + n],
                     };
                 }
             }
@@ -70,6 +70,24 @@ fn gemm_matches_naive() {
             );
             close(&got, &want, 1e-4);
         }
+    }
+}
+
+/// The in-place residual (skip input already in `out`) gives the same bits as the residual read from its own
+/// buffer, on every kernel path (packed splat tiles for cin % 4 == 0, the other packings, row and channel tails).
+#[test]
+fn gemm_residual_in_place_is_bit_identical() {
+    let mut r = Lcg(5);
+    for &(rows, cin, cout) in &[(1, 1, 1), (7, 5, 3), (49, 320, 1280), (9, 96, 24), (4, 16, 13), (33, 40, 17), (130, 24, 24)] {
+        let a = r.vec(rows * cin);
+        let g = PackedGemm::new(&r.vec(cin * cout), &r.vec(cout), cin, cout);
+        let res = r.vec(rows * cout);
+        let mut want = vec![f32::NAN; rows * cout];
+        gemm(&a, rows, &g, &mut want, Some(&res), Epilogue::Residual, &mut Vec::new());
+        let mut got = res.clone();
+        gemm(&a, rows, &g, &mut got, None, Epilogue::ResidualInPlace, &mut Vec::new());
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&got), bits(&want), "{}x{}x{}", rows, cin, cout);
     }
 }
 
@@ -125,6 +143,38 @@ fn depthwise_matches_naive() {
         let mut got = vec![f32::NAN; oh * ow * c];
         depthwise(&inp, &s, &wts, &bias, &mut got);
         close(&got, &want, 1e-5);
+    }
+}
+
+/// A depthwise conv computed in strips of output rows, each from only the input rows its windows read (how the
+/// network runs an expand output too large for its buffer), gives the same bits as the whole conv.
+#[test]
+fn depthwise_in_strips_is_bit_identical() {
+    let mut r = Lcg(9);
+    for &(h, w, c, k, stride) in &[(17, 9, 8, 3, 2), (16, 7, 16, 3, 1), (13, 6, 24, 5, 2), (12, 5, 32, 5, 1), (9, 9, 4, 3, 2)] {
+        let (oh, pad_top) = same_pad(h, k, stride);
+        let (ow, pad_left) = same_pad(w, k, stride);
+        let s = DwShape { h, w, c, k, stride, oh, ow, pad_top, pad_left };
+        let inp = r.vec(h * w * c);
+        let wts = r.vec(k * k * c);
+        let bias = r.vec(c);
+        let mut want = vec![f32::NAN; oh * ow * c];
+        depthwise(&inp, &s, &wts, &bias, &mut want);
+        for budget in [k, k + 1, k + 3, 2 * k + 1, h] {
+            let n = strip_rows(&s, budget);
+            let mut got = vec![f32::NAN; oh * ow * c];
+            let mut oy0 = 0;
+            while oy0 < oh {
+                let oy1 = (oy0 + n).min(oh);
+                let (r0, sub) = strip(&s, oy0, oy1);
+                assert!(sub.h <= budget.max(k).min(h), "strip of {} rows over a budget of {}", sub.h, budget);
+                let part = &inp[r0 * w * c..(r0 + sub.h) * w * c];
+                depthwise(part, &sub, &wts, &bias, &mut got[oy0 * ow * c..]);
+                oy0 = oy1;
+            }
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&got), bits(&want), "{}x{}x{} k{} s{} budget {}", h, w, c, k, stride, budget);
+        }
     }
 }
 
