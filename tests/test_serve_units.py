@@ -174,3 +174,51 @@ def test_a_guest_cannot_grow_the_metrics_without_bound() -> None:
     kept = [m.stage(f"s{i}") for i in range(MAX_STAGES + 50)]
     assert sum(s is not None for s in kept) == MAX_STAGES
     assert m.stage("s0") is kept[0] and m.stage("has space") is None
+
+
+def test_a_signal_during_a_log_write_still_stops_the_server(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The SIGTERM/SIGINT drain flake (a server alive 60 s after the signal): the signal handler logged, the signal
+    # had interrupted the main thread inside a write of the access log to stderr, and the reentrant write raised
+    # out of the handler before uvicorn was told to stop. Here the stream delivers the signal inside its write.
+    import io
+    import logging
+    import signal
+    import types
+
+    import uvicorn
+
+    from edgewasm.serve import server
+
+    class Stream(io.StringIO):
+        busy = False
+        deliver = True
+
+        def write(self, s: str) -> int:
+            if self.busy:
+                raise RuntimeError("reentrant call inside <stderr>")
+            self.busy = True
+            try:
+                if self.deliver:
+                    self.deliver = False
+                    srv.handle_exit(signal.SIGTERM, None)
+                return super().write(s)
+            finally:
+                self.busy = False
+
+    async def app(scope: object, receive: object, send: object) -> None:
+        raise AssertionError("not called")
+
+    stream = Stream()
+    monkeypatch.setattr("sys.stderr", stream)  # logging's own error report goes here too, as in the server
+    handler = logging.StreamHandler(stream)
+    logger = logging.getLogger("edgewasm.serve")
+    monkeypatch.setattr(logger, "level", logging.INFO)
+    logger.addHandler(handler)
+    try:
+        srv = server._Server(uvicorn.Config(app))
+        srv.service = types.SimpleNamespace(draining=False, server=types.SimpleNamespace(grace=1.0))  # type: ignore[assignment]
+        logging.getLogger("edgewasm.serve.access").info("GET /metrics 200 0.9 ms")
+    finally:
+        logger.removeHandler(handler)
+    assert srv.should_exit and srv.stopping.is_set() and srv.service.draining
+    assert stream.getvalue() == "GET /metrics 200 0.9 ms\n"  # nothing written from inside the handler

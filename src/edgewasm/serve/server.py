@@ -3,7 +3,7 @@
 uvicorn re-raises a caught signal after its graceful shutdown (so the process would die of SIGTERM, or raise
 KeyboardInterrupt); a service that drained cleanly should exit 0, so `_Server` forgets the signal instead.
 
-A shutdown has a bound: the connections' drain and the pools' each get the grace period, and a watchdog started by
+A shutdown has a bound: the connections' drain and the pools' each get the grace period, and a watchdog woken by
 the signal ends the process (exit 1, every thread's stack on stderr) if it is still alive `2 * grace + WATCHDOG_SLACK`
 seconds later, so that nothing a stuck thread does can keep a stopping server alive until an orchestrator kills it.
 """
@@ -34,7 +34,14 @@ log = logging.getLogger("edgewasm.serve")
 WATCHDOG_SLACK = 10.0
 
 
-def _watchdog(seconds: float) -> None:
+def _watchdog(seconds: float, stopping: threading.Event | None = None, drain: float = 0.0) -> None:
+    """Once `stopping` is set (at once without one), say that the server drains, then end the process if it is
+    still alive `seconds` later. It runs on its own thread from the start so that the signal handler only sets
+    the event: a handler that logs itself can interrupt the main thread inside a write to stderr, and the
+    reentrant write raises out of the handler before uvicorn learns of the signal (a server that never stopped)."""
+    if stopping is not None:
+        stopping.wait()
+        log.info("draining: no new connections, in-flight requests get %g s", drain)
     time.sleep(seconds)
     log.error("shutdown did not finish within %g s: exiting; the threads were:", seconds)
     for handler in logging.getLogger().handlers:
@@ -48,15 +55,23 @@ class _Server(uvicorn.Server):
     def __init__(self, config: uvicorn.Config) -> None:
         super().__init__(config)
         self.service: Service | None = None
+        #: Set by the first signal; the watchdog thread waits for it (see `_watchdog`).
+        self.stopping = threading.Event()
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        # A signal handler: flags only, no I/O, no lock the interrupted main thread may hold.
         if self.service is not None and not self.service.draining:
             self.service.draining = True
-            log.info("draining: no new connections, in-flight requests get %g s", self.config.timeout_graceful_shutdown)
-            grace = self.service.server.grace
-            limit = 2 * max(grace, self.config.timeout_graceful_shutdown or 0) + WATCHDOG_SLACK
-            threading.Thread(target=_watchdog, args=(limit,), name="edgewasm-shutdown-watchdog", daemon=True).start()
+            self.stopping.set()
         super().handle_exit(sig, frame)
+
+    def start_watchdog(self) -> None:
+        grace = self.service.server.grace if self.service is not None else 0.0
+        drain = float(self.config.timeout_graceful_shutdown or 0)
+        limit = 2 * max(grace, drain) + WATCHDOG_SLACK
+        threading.Thread(
+            target=_watchdog, args=(limit, self.stopping, drain), name="edgewasm-shutdown-watchdog", daemon=True
+        ).start()
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
@@ -110,6 +125,7 @@ def serve(models: list[ModelConfig], server: ServerConfig) -> None:
     logs.setup(server.log_format, server.log_level)  # after uvicorn.Config, which runs logging.config itself
     uv = _Server(config)
     uv.service = svc
+    uv.start_watchdog()
     shown = f"[{host}]" if ":" in host else host
     log.info(
         "listening on http://%s:%d (%d models; ready when every module is loaded)",
