@@ -283,7 +283,9 @@ def test_litert_float_model_matches_onnx(vstore: Path, tmp_path: Path) -> None:
 # --- the store: repair, errors, the missing extra ---------------------------------------------------------
 
 
-def test_damaged_variant_is_rebuilt(vstore: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def _store_with_rebuild_spy(vstore: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, list[str]]:
+    """A copy of the base and INT8 entries, and the ids of the variants a rebuild starts for (each one stops at
+    once with "rebuild started")."""
     store = tmp_path / "store"
     for mid in (BASE, INT8):
         shutil.copytree(vstore / mid, store / mid)
@@ -294,6 +296,11 @@ def test_damaged_variant_is_rebuilt(vstore: Path, tmp_path: Path, monkeypatch: p
         raise RuntimeError("rebuild started")
 
     monkeypatch.setattr(_variant_store, "_build", fake_build)
+    return store, built
+
+
+def test_damaged_variant_is_rebuilt(vstore: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store, built = _store_with_rebuild_spy(vstore, tmp_path, monkeypatch)
     assert _store.install(INT8, store=store) == store / INT8 and not built  # healthy: kept
     with pytest.raises(RuntimeError, match="rebuild started"):  # asked for another calibration
         _variant_store.install_variant(INT8, store, calibration=["samples", "opencv"])
@@ -314,16 +321,7 @@ def test_older_recipe_is_rebuilt(vstore: Path, tmp_path: Path, monkeypatch: pyte
         manifest = json.loads((vstore / mid / "manifest.json").read_text())
         assert manifest["variant"]["recipe"] == RECIPES[precision]
     assert RECIPES["int8"] == 2
-    store = tmp_path / "store"
-    for mid in (BASE, INT8):
-        shutil.copytree(vstore / mid, store / mid)
-    built: list[str] = []
-
-    def fake_build(v: Any, *args: Any) -> dict[str, Any]:
-        built.append(v.id)
-        raise RuntimeError("rebuild started")
-
-    monkeypatch.setattr(_variant_store, "_build", fake_build)
+    store, built = _store_with_rebuild_spy(vstore, tmp_path, monkeypatch)
     assert _store.install(INT8, store=store) == store / INT8 and not built  # current recipe: kept
     path = store / INT8 / "manifest.json"
     manifest = json.loads(path.read_text())
