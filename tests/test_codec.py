@@ -106,3 +106,15 @@ def test_depth_and_range_limits_are_request_errors() -> None:
         _codec.encode({"a": np.zeros(1), "deep": deep})  # the segment writer's path
     with pytest.raises(RequestError, match="does not fit in msgpack's 64 bits"):
         _codec.encode({"n": 2**64})
+
+
+def test_the_kept_encoder_survives_errors_and_is_dropped_after_a_big_message() -> None:
+    """`encode` keeps one msgpack Packer per thread (a new one per call mallocs 256 KiB): a refused value must not
+    leave half a message in it, and one that grew its buffer for a big message is not kept."""
+    with pytest.raises(RequestError, match="cannot encode"):
+        _codec.encode({"ok": "first", "x": object()})
+    assert _codec.encode({"a": 1}) == [msgpack.packb({"a": 1})]
+    big = {"b": b"x" * _codec._KEEP_BELOW}
+    assert _codec.encode(big) == [msgpack.packb(big)]
+    assert _codec._local.packer is None
+    assert _codec.encode({"a": 2}) == [msgpack.packb({"a": 2})] and _codec._local.packer is not None

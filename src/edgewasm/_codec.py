@@ -13,6 +13,7 @@ import functools
 import math
 import struct
 import sys
+import threading
 from typing import TYPE_CHECKING, Any, Union
 
 import msgpack
@@ -140,13 +141,37 @@ class _Writer:
         return self.segments
 
 
+#: Each thread's msgpack encoder, kept: `msgpack.packb` makes a new one, with a 256 KiB buffer, every call.
+_local = threading.local()
+#: A kept encoder whose last message was larger than this is dropped (it keeps its grown buffer otherwise).
+_KEEP_BELOW = 0x40000
+
+
+def _pack(obj: Any) -> bytes:
+    packer = getattr(_local, "packer", None)
+    if packer is None:
+        packer = _local.packer = msgpack.Packer(default=_scalar_default)
+    out: bytes = packer.pack(obj)  # (on an exception the packer empties its buffer: it stays usable)
+    if len(out) >= _KEEP_BELOW:
+        _local.packer = None
+    return out
+
+
 def encode(obj: Any) -> list[Segment]:
     """Encode a request; the common case without arrays is one msgpack call."""
-    # Requests are usually maps: an array among their values goes straight to the segment writer.
-    top_level_array = isinstance(obj, dict) and "numpy" in sys.modules and any(map(_is_array, obj.values()))
+    # Requests are usually maps: an array among their values goes straight to the segment writer. (A loop here,
+    # not a function per value: this runs for every request.)
+    top_level_array = False
+    np = sys.modules.get("numpy")
+    if np is not None and isinstance(obj, dict):
+        ndarray = np.ndarray
+        for v in obj.values():
+            if isinstance(v, ndarray):
+                top_level_array = True
+                break
     if not top_level_array:
         try:
-            return [msgpack.packb(obj, default=_scalar_default)]
+            return [_pack(obj)]
         except _HasArray:
             pass
         except (TypeError, ValueError, OverflowError) as e:
