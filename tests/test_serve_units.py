@@ -222,3 +222,93 @@ def test_a_signal_during_a_log_write_still_stops_the_server(monkeypatch: pytest.
         logger.removeHandler(handler)
     assert srv.should_exit and srv.stopping.is_set() and srv.service.draining
     assert stream.getvalue() == "GET /metrics 200 0.9 ms\n"  # nothing written from inside the handler
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"inputs": [], "id": "\xc3\xa9t\xc3\xa9"}',
+        b'{"a": NaN, "b": -Infinity, "c": 1e400}',  # the standard library's extensions, kept
+        b'{"big": 123456789012345678901234567890, "neg": -9999999999999999999}',  # orjson: floats; json: exact
+        b"18446744073709551616",
+        b'{"c": 1e400, "f": [0.1, 2.2250738585072011e-308, 4.9e-324, 0.0012345678901234567891, 1.5e300]}',
+        b'{"s": "\\ud800"}',  # a lone surrogate: orjson refuses, json reads it
+        b'\xff\xfe{\x00}\x00',  # UTF-16 with a byte-order mark
+        b'{"a": 1, "a": 2}',
+    ],
+)
+def test_the_fast_json_reader_accepts_what_json_accepts(body: bytes) -> None:
+    got, want = tensors.loads(body), json.loads(body)
+    assert repr(got) == repr(want)  # (types too: 10**30 is not 1e30; and NaN != NaN, so compare the text)
+
+
+@pytest.mark.parametrize("body", [b"", b"{", b'{"a": 1,}', b"[1] x", b'{"a": "\x01"}', b"\xff"])
+def test_the_fast_json_reader_refuses_with_the_message_json_gives(body: bytes) -> None:
+    with pytest.raises((ValueError, UnicodeDecodeError)) as want:
+        json.loads(body)
+    with pytest.raises(errors.BadRequest) as got:
+        tensors.split_body(body, None)
+    assert str(want.value) in str(got.value)
+
+
+def test_the_fast_json_writer_writes_the_same_values_and_nan_as_before() -> None:
+    head = {"model_name": "m", "model_version": "1", "id": "r\u00e9"}
+    outs = [
+        mapping.output_tensor("f", np.array([0.1, 1e300, -0.0], np.float64)),
+        mapping.output_tensor("i", np.array([[1, -2]], np.int64)),
+        mapping.output_tensor("s", "caf\u00e9 \u2603"),
+        mapping.output_tensor("b", b"\x00\xff"),
+        mapping.output_tensor("j", {"nested": [1, 2.5, None]}),
+    ]
+    body, length = tensors.write_body(head, "outputs", outs, set())
+    assert length is None
+    reference = json.JSONEncoder(separators=(",", ":"), allow_nan=True).encode
+    items = json.loads(body)["outputs"]
+    assert json.loads(body) == json.loads(reference({**head, "outputs": items}))
+    assert items[0]["data"] == [0.1, 1e300, -0.0] and items[2]["data"] == ["caf\u00e9 \u2603"]
+    # NaN and infinity: orjson would write null; the standard library's NaN/Infinity are kept, as before.
+    body, _ = tensors.write_body(head, "outputs", [mapping.output_tensor("v", np.array([np.nan, np.inf]))], set())
+    assert b"[NaN,Infinity]" in body
+    body, _ = tensors.write_body({"parameters": {"x": float("-inf")}}, "inputs", [], set())
+    assert body == b'{"parameters":{"x":-Infinity},"inputs":[]}'
+
+
+def test_the_batched_request_histogram_renders_as_observe_would() -> None:
+    """`ModelMetrics.succeeded` counts buckets itself and adds them when /metrics is read (prometheus-client's
+    `observe` takes two locks per request): the rendered series must equal observe's, bounds included."""
+    from prometheus_client import CollectorRegistry, Histogram, generate_latest
+
+    from edgewasm.serve.metrics import BUCKETS, Metrics
+
+    seconds = [0.0, 0.0004, 0.001, 0.0010001, 0.0025, 0.7, 1.0, 29.0, 30.0, 31.0, 1e9]
+    metrics = Metrics()
+    m = metrics.model("m", "1")
+    for s in seconds[:5]:
+        m.succeeded(s, 0.0, 0.0, 0.0)
+    metrics.render()  # a scrape between requests: nothing is counted twice
+    for s in seconds[5:]:
+        m.succeeded(s, 0.0, 0.0, 0.0)
+    metrics.answered("infer", 200)
+    metrics.answered("infer", 200)
+    metrics.answered("call", 404)
+    text = metrics.render().decode()
+
+    registry = CollectorRegistry()
+    reference = Histogram(
+        "edgewasm_inference_request_duration_seconds", "x", ("model", "version"), registry=registry, buckets=BUCKETS
+    )
+    for s in seconds:
+        reference.labels("m", "1").observe(s)
+    want = [line for line in generate_latest(registry).decode().splitlines() if not line.startswith("#")]
+    got = [line for line in text.splitlines() if line.startswith("edgewasm_inference_request_duration_seconds")]
+    assert got == want
+    assert 'edgewasm_http_requests_total{route="infer",status="200"} 2.0' in text
+    assert 'edgewasm_http_requests_total{route="call",status="404"} 1.0' in text
+    assert f'edgewasm_inference_count_total{{model="m",version="1"}} {float(len(seconds))}' in text
+
+
+def test_request_ids_are_32_hex_digits_and_distinct() -> None:
+    from edgewasm.serve.middleware import new_request_id
+
+    ids = {new_request_id() for _ in range(10_000)}
+    assert len(ids) == 10_000 and all(len(i) == 32 and int(i, 16) >= 0 for i in ids)

@@ -123,7 +123,8 @@ class Service:
     ) -> Answer:
         """Run `job(guest, *args)` on one of the model's instances, within the request's deadline."""
         arrived = state["arrived"]
-        deadline = arrived + config.timeout if config.timeout is not None else float("inf")
+        timeout = config.timeout
+        deadline = arrived + timeout if timeout is not None else float("inf")
         m = self.metrics.model(config.name, config.version)
         try:
             if not self.ready:

@@ -6,6 +6,7 @@ mean; `edgewasm_inference_request_duration_seconds` is also a histogram, for qua
 
 from __future__ import annotations
 
+import bisect
 import re
 from typing import Any
 
@@ -17,6 +18,8 @@ PREFIX = "edgewasm"
 MAX_STAGES = 16
 _STAGE = re.compile(r"^[A-Za-z0-9_]{1,32}$")
 _MV = ("model", "version")
+#: The request-time histogram's upper bounds, seconds (and +Inf).
+BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
 __all__ = ["CONTENT_TYPE_LATEST", "Metrics"]
 
@@ -57,7 +60,7 @@ class Metrics:
             "Request time, arrival to answer",
             _MV,
             registry=r,
-            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+            buckets=BUCKETS,
         )
         self.instances = gauge("instances", "Guest instances (worker threads) of a loaded model")
         self.instances_in_use = gauge("instances_in_use", "Instances inside a guest call now")
@@ -72,6 +75,12 @@ class Metrics:
         self.http = Counter(
             f"{PREFIX}_http_requests", "HTTP requests by route and status", ("route", "status"), registry=r
         )
+        self._http: dict[tuple[str, int], int] = {}
+
+    def answered(self, route: str, status: int) -> None:
+        """One HTTP request answered (call on the event loop only; added to the series when /metrics is read)."""
+        key = (route, status)
+        self._http[key] = self._http.get(key, 0) + 1
 
     def model(self, name: str, version: str) -> ModelMetrics:
         """The per-request series of one model, looked up once (a `labels()` call costs microseconds)."""
@@ -81,9 +90,16 @@ class Metrics:
             found = self._models[key] = ModelMetrics(self, name, version)
         return found
 
-    def render(self) -> bytes:
+    def flush(self) -> None:
+        """Add what the event loop summed since the last call to the series."""
         for m in self._models.values():
             m.flush()
+        counts, self._http = self._http, {}
+        for (route, status), n in counts.items():
+            self.http.labels(route, str(status)).inc(n)
+
+    def render(self) -> bytes:
+        self.flush()
         return generate_latest(self.registry)
 
 
@@ -111,6 +127,8 @@ class ModelMetrics:
         # would otherwise pay for seven locked counter updates.
         self._ok = 0
         self._request_us = self._input_us = self._infer_us = self._output_us = 0.0
+        self._seconds = 0.0
+        self._in_bucket = [0] * (len(BUCKETS) + 1)  # the last: past every bound (+Inf)
 
     def succeeded(self, seconds: float, input_s: float, infer_s: float, output_s: float) -> None:
         """One request answered 200 after `seconds` (call on the event loop only)."""
@@ -119,7 +137,8 @@ class ModelMetrics:
         self._input_us += input_s * 1e6
         self._infer_us += infer_s * 1e6
         self._output_us += output_s * 1e6
-        self.request_seconds.observe(seconds)
+        self._seconds += seconds
+        self._in_bucket[bisect.bisect_left(BUCKETS, seconds)] += 1  # as Histogram.observe: the first bound >= it
 
     def flush(self) -> None:
         """Add what `succeeded` summed to the series (on the event loop, before they are read)."""
@@ -134,6 +153,10 @@ class ModelMetrics:
             if value:
                 series.inc(value)
                 setattr(self, attr, 0.0)
+        if ok:
+            _add_to_histogram(self.request_seconds, self._in_bucket, self._seconds)
+            self._in_bucket = [0] * (len(BUCKETS) + 1)
+            self._seconds = 0.0
 
     def stage(self, stage: str) -> Any | None:
         """The series of a stage the guest reported; None past `MAX_STAGES` names (a guest chooses them)."""
@@ -146,3 +169,17 @@ class ModelMetrics:
 
     def failure(self, kind: str) -> Any:
         return self._m.failure.labels(*self._labels, kind)
+
+
+def _add_to_histogram(child: Any, in_bucket: list[int], total: float) -> None:
+    """Add counted observations to a labelled Histogram: what `observe` does once per observation (its sum and
+    the count of the first bucket whose bound holds it; the exposition makes them cumulative). prometheus-client
+    has no public call for many observations at once; tests/test_serve_units.py checks the result against
+    `observe`, so a change of these internals fails there."""
+    buckets = child._buckets
+    if len(buckets) != len(in_bucket):
+        raise RuntimeError(f"prometheus-client's Histogram has {len(buckets)} buckets, {len(in_bucket)} expected")
+    for series, n in zip(buckets, in_bucket, strict=True):
+        if n:
+            series.inc(n)
+    child._sum.inc(total)

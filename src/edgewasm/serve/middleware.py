@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import random
 import re
 import time
 from typing import Any
@@ -20,6 +21,16 @@ from .metrics import Metrics
 log = logging.getLogger("edgewasm.serve.access")
 REQUEST_ID = "x-request-id"
 _GOOD_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+
+#: Request ids: 128 random bits as 32 hex digits, as `os.urandom(16).hex()` would give but without a system call
+#: per request. An id need not be secret, only unique: this generator is private (a library seeding the `random`
+#: module cannot repeat our ids), seeded from the OS, and seeded again in a forked child.
+_ids = random.Random(os.urandom(32))
+os.register_at_fork(after_in_child=lambda: _ids.seed(os.urandom(32)))
+
+
+def new_request_id() -> str:
+    return f"{_ids.getrandbits(128):032x}"
 
 
 def _too_large_body(limit: int) -> bytes:
@@ -44,7 +55,6 @@ class RequestContext:
     def __init__(self, app: ASGIApp, metrics: Metrics, max_body_size: int, access_log: bool = True) -> None:
         self.app = app
         self.access_log = access_log
-        self._http: dict[tuple[str, int], Any] = {}
         self.metrics = metrics
         self.limit = max_body_size
 
@@ -55,7 +65,7 @@ class RequestContext:
         started = time.perf_counter()
         headers = dict(scope["headers"])
         given = headers.get(b"x-request-id", b"").decode("latin-1")
-        rid = given if _GOOD_ID.match(given) else os.urandom(16).hex()
+        rid = given if _GOOD_ID.match(given) else new_request_id()
         state: dict[str, Any] = scope.setdefault("state", {})
         state["request_id"] = rid
         status = 500
@@ -80,11 +90,7 @@ class RequestContext:
             await self.app(scope, self._limited(receive), send_with_id)
         finally:
             elapsed = (time.perf_counter() - started) * 1e3
-            route = state.get("route", "other")
-            series = self._http.get((route, status))
-            if series is None:
-                series = self._http[(route, status)] = self.metrics.http.labels(route, str(status))
-            series.inc()
+            self.metrics.answered(state.get("route", "other"), status)
             if self.access_log:
                 self._log(scope, rid, status, elapsed, state)
 
