@@ -156,30 +156,31 @@ static inline __attribute__((always_inline)) void dw_run(const float *in, size_t
   }
 }
 
-/* Two pixels (x, x + 1) per iteration: each weight vector loaded once for both; the second window starts
- * stride * c further on. Same operations in the same order per pixel as dw_run. */
+/* Two pixels (x, x + 1) per iteration: each weight vector loaded once for both, and each input vector once
+ * (the second window starts S * c further on: K + S input vectors per window row instead of 2K). Per pixel
+ * the same operations in the same order as dw_run. */
 static inline __attribute__((always_inline)) void dw_run2(const float *in, size_t rs, size_t c, size_t K,
-                                                          size_t stride, size_t n, const float *w, const float *b,
+                                                          size_t S, size_t n, const float *w, const float *b,
                                                           float *out) {
   const v128_t z = wasm_f32x4_splat(0.0f), six = wasm_f32x4_splat(6.0f);
   v128_t sink[2];
   size_t x = 0;
 #pragma clang loop unroll(disable)
   for (; x + 2 <= n; x += 2) {
-    const float *p = in + x * stride * c, *end = p + c, *wq = w, *bq = b;
-    size_t s1 = stride * c;
+    const float *p = in + x * S * c, *end = p + c, *wq = w, *bq = b;
     float *op = out + x * c;
 #pragma clang loop unroll(disable)
     for (; p < end; p += 4, wq += 4, bq += 4, op += 4) {
       const float *r = p, *wr = wq;
       v128_t bv = VL(bq), t0 = bv, t1 = bv;
       for (size_t ky = 0; ky < K; ky++) {
-        const float *r1 = r + s1;
-        v128_t w0 = VL(wr), u0 = wasm_f32x4_mul(VL(r), w0), u1 = wasm_f32x4_mul(VL(r1), w0);
+        v128_t v[7], wv[5];
+        for (size_t j = 0; j < K + S; j++) v[j] = VL(r + j * c);
+        for (size_t kx = 0; kx < K; kx++) wv[kx] = VL(wr + kx * c);
+        v128_t u0 = wasm_f32x4_mul(v[0], wv[0]), u1 = wasm_f32x4_mul(v[S], wv[0]);
         for (size_t kx = 1; kx < K; kx++) {
-          v128_t wv = VL(wr + kx * c);
-          u0 = MADD(VL(r + kx * c), wv, u0);
-          u1 = MADD(VL(r1 + kx * c), wv, u1);
+          u0 = MADD(v[kx], wv[kx], u0);
+          u1 = MADD(v[S + kx], wv[kx], u1);
         }
         t0 = wasm_f32x4_add(t0, u0);
         t1 = wasm_f32x4_add(t1, u1);
@@ -194,28 +195,29 @@ static inline __attribute__((always_inline)) void dw_run2(const float *in, size_
       wasm_v128_store(op + c, wasm_f32x4_pmin(wasm_f32x4_pmax(t1, z), six));
     }
   }
-  if (x < n) dw_run(in + x * stride * c, rs, c, K, stride, n - x, w, b, out + x * c);
+  if (x < n) dw_run(in + x * S * c, rs, c, K, S, n - x, w, b, out + x * c);
 }
 
-/* EfficientNet-Lite0's channel counts as constants, so that every tap's offset folds into its load. */
-#define DW_CASES(K) X(K, 32) X(K, 96) X(K, 144) X(K, 240) X(K, 480) X(K, 672) X(K, 1152)
-#define X(K, C) \
-  static void dw##K##_##C(const float *in, size_t rs, size_t stride, size_t n, const float *w, const float *b, float *out) { \
-    dw_run2(in, rs, C, K, stride, n, w, b, out); \
+/* EfficientNet-Lite0's channel counts and both strides as constants, so that every tap's offset folds into its
+ * load. */
+#define DW_CASES(K, S) X(K, S, 32) X(K, S, 96) X(K, S, 144) X(K, S, 240) X(K, S, 480) X(K, S, 672) X(K, S, 1152)
+#define DW_ALL DW_CASES(3, 1) DW_CASES(3, 2) DW_CASES(5, 1) DW_CASES(5, 2)
+#define X(K, S, C)                                                                                     \
+  static void dw##K##_##S##_##C(const float *in, size_t rs, size_t n, const float *w, const float *b,   \
+                                float *out) {                                                          \
+    dw_run2(in, rs, C, K, S, n, w, b, out);                                                            \
   }
-DW_CASES(3)
-DW_CASES(5)
+DW_ALL
 #undef X
 
 void effnet_f32_dw_run(const float *in, size_t rs, size_t c, size_t k, size_t stride, size_t n, const float *w,
                        const float *b, float *out) {
-#define X(K, C) \
-  if (k == K && c == C) return dw##K##_##C(in, rs, stride, n, w, b, out);
-  DW_CASES(3)
-  DW_CASES(5)
+#define X(K, S, C) \
+  if (k == K && stride == S && c == C) return dw##K##_##S##_##C(in, rs, n, w, b, out);
+  DW_ALL
 #undef X
   if (k == 3)
-    dw_run2(in, rs, c, 3, stride, n, w, b, out);
+    dw_run(in, rs, c, 3, stride, n, w, b, out);
   else
-    dw_run2(in, rs, c, 5, stride, n, w, b, out);
+    dw_run(in, rs, c, 5, stride, n, w, b, out);
 }
