@@ -221,3 +221,29 @@ void effnet_f32_dw_run(const float *in, size_t rs, size_t c, size_t k, size_t st
   else
     dw_run(in, rs, c, 5, stride, n, w, b, out);
 }
+
+/* One border pixel of a depthwise conv: the window's taps ky0..ky1 x kx0..kx1 lie inside the input (in points at
+ * tap (ky0, kx0), input row stride rs floats; w at tap (0, 0) of [K][K][c]), c % 8 == 0. The output row is the
+ * accumulator: bias, then tap after tap over all channels (a long unit-stride loop per tap, not a loop per tap
+ * per channel vector), then ReLU6. */
+void effnet_f32_dw_border(const float *in, size_t rs, size_t c, size_t K, size_t ky0, size_t ky1, size_t kx0,
+                          size_t kx1, const float *w, const float *b, float *out) {
+#pragma clang loop unroll(disable)
+  for (size_t ch = 0; ch < c; ch += 8) {
+    wasm_v128_store(out + ch, wasm_v128_load(b + ch));
+    wasm_v128_store(out + ch + 4, wasm_v128_load(b + ch + 4));
+  }
+  for (size_t ky = ky0; ky < ky1; ky++)
+    for (size_t kx = kx0; kx < kx1; kx++) {
+      const float *ip = in + (ky - ky0) * rs + (kx - kx0) * c, *wp = w + (ky * K + kx) * c;
+#pragma clang loop unroll(disable)
+      for (size_t ch = 0; ch < c; ch += 8) {
+        VS(out + ch, MADD(VL(ip + ch), VL(wp + ch), VL(out + ch)));
+        VS(out + ch + 4, MADD(VL(ip + ch + 4), VL(wp + ch + 4), VL(out + ch + 4)));
+      }
+    }
+  const v128_t z = wasm_f32x4_splat(0.0f), six = wasm_f32x4_splat(6.0f);
+#pragma clang loop unroll(disable)
+  for (size_t ch = 0; ch < c; ch += 4)
+    wasm_v128_store(out + ch, wasm_f32x4_pmin(wasm_f32x4_pmax(wasm_v128_load(out + ch), z), six));
+}

@@ -363,6 +363,20 @@ mod f32c {
             ep: i32,
         );
         #[allow(clippy::too_many_arguments)]
+        pub fn effnet_f32_dw_border(
+            inp: *const f32,
+            rs: usize,
+            c: usize,
+            k: usize,
+            ky0: usize,
+            ky1: usize,
+            kx0: usize,
+            kx1: usize,
+            w: *const f32,
+            b: *const f32,
+            out: *mut f32,
+        );
+        #[allow(clippy::too_many_arguments)]
         pub fn effnet_f32_dw_run(
             inp: *const f32,
             rs: usize,
@@ -437,6 +451,29 @@ pub fn depthwise(inp: &[f32], s: &DwShape, wts: &[f32], bias: &[f32], out: &mut 
                         )
                     };
                     ox = end;
+                    continue;
+                }
+                // A border pixel with many channels: the C kernel, tap by tap over all channels (for few channels
+                // the Rust loops below measured as fast).
+                if !full && s.c % 8 == 0 && s.c >= 64 && ky0 < ky1 && kx0 < kx1 {
+                    let base = ((iy0 + ky0 as isize) as usize * s.w + (ix0 + kx0 as isize) as usize) * s.c;
+                    // SAFETY: taps ky0..ky1 x kx0..kx1 of this window are inside the input; o + c <= out.len().
+                    unsafe {
+                        f32c::effnet_f32_dw_border(
+                            inp.as_ptr().add(base),
+                            s.w * s.c,
+                            s.c,
+                            s.k,
+                            ky0,
+                            ky1,
+                            kx0,
+                            kx1,
+                            wts.as_ptr(),
+                            bias.as_ptr(),
+                            out.as_mut_ptr().add(o),
+                        )
+                    };
+                    ox += 1;
                     continue;
                 }
             }
