@@ -5,8 +5,9 @@
 writes bench/results/pure_paired.json (the figures in docs/classifier.md) unless --json names another file.
 
 Inference: ONNX Runtime FP32 ``run`` and the pure guest's ``stages_ms.inference`` on the same cat tensor, in
-interleaved rounds (the order rotates every round), one run: FP32 (classifier.wasm), INT8 on plain SIMD
-(classifier.wasm, model ``efficientnet-lite0-int8``) and on relaxed SIMD (classifier_relaxed.wasm). Each
+interleaved rounds (the order rotates every round), one run: FP32 on plain SIMD (classifier.wasm) and on
+relaxed SIMD (classifier_relaxed.wasm: its GEMM on relaxed madd), INT8 on plain SIMD (classifier.wasm, model
+``efficientnet-lite0-int8``) and on relaxed SIMD (classifier_relaxed.wasm). Each
 ratio is the median of the per-round ratios. The guests run with a timeout, as served (epoch interruption on).
 
 Load, from the warm disk cache: a fresh instance of an already loaded guest until its weights are ready
@@ -42,6 +43,7 @@ FP32, INT8 = "efficientnet-lite0", "efficientnet-lite0-int8"
 #: name -> (module, model id); bundles are made in a temp dir at start
 INFER = {
     "fp32": ("classifier.wasm", FP32),
+    "fp32-relaxed": ("classifier_relaxed.wasm", FP32),
     "int8-simd128": ("classifier.wasm", INT8),
     "int8-relaxed": ("classifier_relaxed.wasm", INT8),
 }

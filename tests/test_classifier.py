@@ -1,4 +1,4 @@
-"""The pure-wasm EfficientNet-Lite0 classifier (wasm/classifier.wasm, wasm/classifier_scalar.wasm).
+"""The pure-wasm EfficientNet-Lite0 classifier (wasm/classifier.wasm, classifier_relaxed.wasm, classifier_scalar.wasm).
 
 Runs the committed modules through the host against a real model store: logits against ONNX Runtime on the
 same tensor, the guest's preprocessing against the numpy reference (docs/models.md), SIMD against scalar, the
@@ -25,7 +25,12 @@ import edgewasm
 from edgewasm.models._preprocess import preprocess_pixels
 
 ROOT = Path(__file__).resolve().parent.parent
-BUILDS = {"simd": ROOT / "wasm" / "classifier.wasm", "scalar": ROOT / "wasm" / "classifier_scalar.wasm"}
+BUILDS = {
+    "simd": ROOT / "wasm" / "classifier.wasm",
+    # its FP32 GEMM on relaxed madd (FMA on FMA hosts): other bits, the same 1e-3 contract with ONNX Runtime
+    "relaxed": ROOT / "wasm" / "classifier_relaxed.wasm",
+    "scalar": ROOT / "wasm" / "classifier_scalar.wasm",
+}
 MODEL_ID = "efficientnet-lite0"
 #: scikit-image's bundled photos (offline). Chelsea is a tabby cat, coffee an espresso.
 PHOTOS = ["chelsea", "coffee", "astronaut", "rocket", "hubble_deep_field", "retina"]

@@ -233,6 +233,38 @@ pub fn gemm(
                     }
                 }
             }
+            // The relaxed build: the C microkernel on relaxed madd over the same tile and panels.
+            #[cfg(effnet_f32_gemm_c)]
+            {
+                if splat {
+                    let last_rv = m1 - m0 - (groups - 1) * MR;
+                    let r = if res_ptr.is_null() { res_ptr } else { unsafe { res_ptr.add(m0 * cout) } };
+                    let e = match ep {
+                        Epilogue::Linear => 0,
+                        Epilogue::Relu6 => 1,
+                        _ => 2,
+                    };
+                    // SAFETY: as for micro_mem below: rows m0..m1 of out/residual, the whole packed tile.
+                    unsafe {
+                        f32c::effnet_f32_tile(
+                            scratch.as_ptr(),
+                            groups,
+                            last_rv,
+                            cin,
+                            w.as_ptr(),
+                            g.panels,
+                            g.b.as_slice().as_ptr(),
+                            out_ptr.add(m0 * cout),
+                            cout,
+                            r,
+                            cout,
+                            e,
+                        )
+                    };
+                    m0 = m1;
+                    continue;
+                }
+            }
             for p in 0..g.panels {
                 let n0 = p * NR;
                 let nw = NR.min(cout - n0);
@@ -309,6 +341,56 @@ pub fn gemm(
     }
 }
 
+/// csrc/f32.c (SIMD builds): the FP32 GEMM tile on relaxed madd (relaxed build) and the depthwise interior.
+#[cfg(effnet_f32_c)]
+mod f32c {
+    #[link(name = "effnet_c", kind = "static")]
+    extern "C" {
+        #[cfg(effnet_f32_gemm_c)]
+        #[allow(clippy::too_many_arguments)]
+        pub fn effnet_f32_tile(
+            tile: *const f32,
+            ng: usize,
+            last_rv: usize,
+            k: usize,
+            w: *const f32,
+            panels: usize,
+            b: *const f32,
+            out: *mut f32,
+            ldo: usize,
+            res: *const f32,
+            cout: usize,
+            ep: i32,
+        );
+        #[allow(clippy::too_many_arguments)]
+        pub fn effnet_f32_dw_border(
+            inp: *const f32,
+            rs: usize,
+            c: usize,
+            k: usize,
+            ky0: usize,
+            ky1: usize,
+            kx0: usize,
+            kx1: usize,
+            w: *const f32,
+            b: *const f32,
+            out: *mut f32,
+        );
+        #[allow(clippy::too_many_arguments)]
+        pub fn effnet_f32_dw_run(
+            inp: *const f32,
+            rs: usize,
+            c: usize,
+            k: usize,
+            stride: usize,
+            n: usize,
+            w: *const f32,
+            b: *const f32,
+            out: *mut f32,
+        );
+    }
+}
+
 /// Floats per packed activation tile (256 KiB: stays in L2 while the weight panels stream over it).
 const TILE_FLOATS: usize = 65536;
 
@@ -339,11 +421,62 @@ pub fn depthwise(inp: &[f32], s: &DwShape, wts: &[f32], bias: &[f32], out: &mut 
         let iy0 = (oy * s.stride) as isize - s.pad_top as isize;
         let ky0 = (-iy0).max(0) as usize;
         let ky1 = ((s.h as isize - iy0).min(s.k as isize)).max(0) as usize;
-        for ox in 0..s.ow {
+        let mut ox = 0;
+        while ox < s.ow {
             let ix0 = (ox * s.stride) as isize - s.pad_left as isize;
             let kx0 = (-ix0).max(0) as usize;
             let kx1 = ((s.w as isize - ix0).min(s.k as isize)).max(0) as usize;
             let o = (oy * s.ow + ox) * s.c;
+            #[cfg(effnet_f32_c)]
+            {
+                // A run of interior pixels of a 3x3 or 5x5 conv: the C kernel (csrc/f32.c), pixels in pairs.
+                let full = ky0 == 0 && kx0 == 0 && ky1 == s.k && kx1 == s.k;
+                if full && (s.k == 3 || s.k == 5) && s.c % 8 == 0 {
+                    // The run of interior pixels from here: ox * stride - pad_left + k <= w.
+                    let end = ((s.w + s.pad_left - s.k) / s.stride + 1).min(s.ow);
+                    let base = (iy0 as usize * s.w + ix0 as usize) * s.c;
+                    // SAFETY: every window of pixels ox..end lies inside the input (checked above for ox,
+                    // and by `end` for the last), and their outputs inside `out`.
+                    unsafe {
+                        f32c::effnet_f32_dw_run(
+                            inp.as_ptr().add(base),
+                            s.w * s.c,
+                            s.c,
+                            s.k,
+                            s.stride,
+                            end - ox,
+                            wts.as_ptr(),
+                            bias.as_ptr(),
+                            out.as_mut_ptr().add(o),
+                        )
+                    };
+                    ox = end;
+                    continue;
+                }
+                // A border pixel with many channels: the C kernel, tap by tap over all channels (for few channels
+                // the Rust loops below measured as fast).
+                if !full && s.c % 8 == 0 && s.c >= 64 && ky0 < ky1 && kx0 < kx1 {
+                    let base = ((iy0 + ky0 as isize) as usize * s.w + (ix0 + kx0 as isize) as usize) * s.c;
+                    // SAFETY: taps ky0..ky1 x kx0..kx1 of this window are inside the input; o + c <= out.len().
+                    unsafe {
+                        f32c::effnet_f32_dw_border(
+                            inp.as_ptr().add(base),
+                            s.w * s.c,
+                            s.c,
+                            s.k,
+                            ky0,
+                            ky1,
+                            kx0,
+                            kx1,
+                            wts.as_ptr(),
+                            bias.as_ptr(),
+                            out.as_mut_ptr().add(o),
+                        )
+                    };
+                    ox += 1;
+                    continue;
+                }
+            }
             // SAFETY: every (iy, ix) = (iy0 + ky, ix0 + kx) with ky in ky0..ky1, kx in kx0..kx1 is inside the
             // input, and o + c <= out.len().
             unsafe {
@@ -367,6 +500,7 @@ pub fn depthwise(inp: &[f32], s: &DwShape, wts: &[f32], bias: &[f32], out: &mut 
                 // dominates, so each pixel is visited once with all its channels.
                 full!(32 96 144 240 480 672 1152)
             }
+            ox += 1;
         }
     }
 }

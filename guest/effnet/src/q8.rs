@@ -248,7 +248,7 @@ mod imp {
     #[cfg(not(effnet_q8_relaxed))]
     pub const KERNELS: &str = "simd128";
 
-    #[link(name = "effnet_q8", kind = "static")]
+    #[link(name = "effnet_c", kind = "static")]
     extern "C" {
         fn effnet_q8_xtile_stride(groups: usize) -> usize;
         fn effnet_q8_panel_stride(groups: usize) -> usize;

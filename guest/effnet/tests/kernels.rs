@@ -104,6 +104,13 @@ fn depthwise_matches_naive() {
         (7, 7, 1152, 5, 1),
         (14, 14, 672, 5, 2),
         (28, 28, 40, 3, 2),
+        // EfficientNet-Lite0's channel counts (the C kernel's specialised copies; odd runs of interior
+        // pixels end with a single pixel after the pairs) and a generic one
+        (9, 11, 96, 3, 2),
+        (10, 9, 144, 5, 2),
+        (8, 7, 240, 3, 1),
+        (6, 9, 480, 5, 1),
+        (5, 8, 56, 3, 1),
     ] {
         let inp = r.vec(h * w * c);
         let wts = r.vec(k * k * c);

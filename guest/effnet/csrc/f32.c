@@ -1,0 +1,249 @@
+/* EfficientNet-Lite0's FP32 kernels for wasm SIMD, built with clang-19 into the static library the Rust guest
+ * links (guest/effnet/build.rs): the GEMM microkernel of the 1x1 convs (expand, project, head, the stem's im2col
+ * rows and the classifier), and the interior pixels of the depthwise 3x3/5x5 convs. One source, two builds:
+ *   -msimd128 -mrelaxed-simd  every product-and-add is one f32x4.relaxed_madd (an FMA on FMA hosts, mul then add
+ *                             elsewhere: the last bits depend on the host; within 1e-3 of ONNX Runtime is the
+ *                             contract). The relaxed guest uses both kernels.
+ *   -msimd128                 mul then add (-ffp-contract=off). The plain guest uses the depthwise kernel only
+ *                             (its GEMM measured no faster than the Rust one, src/kernels.rs `micro_mem`).
+ * The GEMM reads the tile src/kernels.rs packs (`pack_group_splat`: groups of 4 rows, per 4 k steps j = 0..3 and
+ * row m = 0..3 one vector holding a[m][k + j] in every lane) and the weight panels of 8 output channels
+ * (`[k][8]`), and fuses the bias (the accumulators start from it) and the epilogue.
+ *
+ * Loop shapes for Cranelift under epoch interruption (see csrc/q8.c): accumulators live in a small array, one
+ * load and one store per update of 4 k steps; volatile accesses pin the order of loads and stores through
+ * LLVM; masked aligned pointers and constant tap offsets let the offsets fold into the loads. Built with
+ * -mllvm -disable-lsr: LLVM's loop strength reduction otherwise rewrites every tap's address as base + index +
+ * constant, which wasm cannot fold (an i32 add that may wrap), so Cranelift emits an lea per load.
+ */
+#include <stddef.h>
+#include <stdint.h>
+#include <wasm_simd128.h>
+
+#define VL(p) (*(const volatile v128_t *)(const void *)(p))
+#define VS(p, v) (*(volatile v128_t *)(void *)(p) = (v))
+#define ALIGN_DOWN(p, a) ((const float *)((uintptr_t)(p) & ~(uintptr_t)((a)-1)))
+
+#ifdef __wasm_relaxed_simd__
+#define MADD(a, b, c) wasm_f32x4_relaxed_madd((a), (b), (c))
+#else
+#define MADD(a, b, c) wasm_f32x4_add(wasm_f32x4_mul((a), (b)), (c))
+#endif
+
+/* xa*wa + xb*wb + xc*wc + xd*wd: a product then three madds (the accumulator is added after, so the chain carried
+ * from one k step group to the next is one add, not four madds). Plain build: a balanced tree of mul and add. */
+#ifdef __wasm_relaxed_simd__
+#define SUM4(xa, xb, xc, xd, wa, wb, wc, wd) MADD(xd, wd, MADD(xc, wc, MADD(xb, wb, wasm_f32x4_mul(xa, wa))))
+#else
+#define SUM4(xa, xb, xc, xd, wa, wb, wc, wd) \
+  wasm_f32x4_add(wasm_f32x4_add(wasm_f32x4_mul(xa, wa), wasm_f32x4_mul(xb, wb)), \
+                 wasm_f32x4_add(wasm_f32x4_mul(xc, wc), wasm_f32x4_mul(xd, wd)))
+#endif
+
+enum { EP_LINEAR = 0, EP_RELU6 = 1, EP_RESIDUAL = 2 };
+
+/* Bias, epilogue and store of one row's 8 channels (nw of them valid). */
+static void finish(v128_t lo, v128_t hi, float *out, const float *res, size_t nw, int ep) {
+  if (ep == EP_RELU6) {
+    const v128_t z = wasm_f32x4_splat(0.0f), six = wasm_f32x4_splat(6.0f);
+    lo = wasm_f32x4_pmin(wasm_f32x4_pmax(lo, z), six);
+    hi = wasm_f32x4_pmin(wasm_f32x4_pmax(hi, z), six);
+  }
+  if (nw == 8) {
+    if (ep == EP_RESIDUAL) {
+      lo = wasm_f32x4_add(lo, wasm_v128_load(res));
+      hi = wasm_f32x4_add(hi, wasm_v128_load(res + 4));
+    }
+    wasm_v128_store(out, lo);
+    wasm_v128_store(out + 4, hi);
+    return;
+  }
+  float t[8];
+  wasm_v128_store(t, lo);
+  wasm_v128_store(t + 4, hi);
+  for (size_t j = 0; j < nw; j++) out[j] = ep == EP_RESIDUAL ? t[j] + res[j] : t[j];
+}
+
+/* 4 rows x 8 channels: acc[2m + h], per 4 k steps the 8 weight vectors, then per row a chain of 4 madds
+ * into each of its two accumulators. */
+static void micro8(const float *xs, const float *w, size_t k, const float *b, v128_t *acc) {
+  v128_t b0 = wasm_v128_load(b), b1 = wasm_v128_load(b + 4);
+  for (int m = 0; m < 4; m++) {
+    VS(acc + 2 * m, b0);
+    VS(acc + 2 * m + 1, b1);
+  }
+#pragma clang loop unroll(disable)
+  for (size_t kk = 0; kk < k; kk += 4) {
+    const float *wq = ALIGN_DOWN(w + kk * 8, 128);
+    const float *xq = ALIGN_DOWN(xs + kk * 16, 256);
+    v128_t a0 = VL(wq), a1 = VL(wq + 4), b0 = VL(wq + 8), b1 = VL(wq + 12);
+    v128_t c0 = VL(wq + 16), c1 = VL(wq + 20), d0 = VL(wq + 24), d1 = VL(wq + 28);
+#define ROW(m)                                                                                          \
+  {                                                                                                     \
+    v128_t xa = VL(xq + (m)*4), xb = VL(xq + 16 + (m)*4), xc = VL(xq + 32 + (m)*4), xd = VL(xq + 48 + (m)*4); \
+    VS(acc + 2 * (m), wasm_f32x4_add(VL(acc + 2 * (m)), SUM4(xa, xb, xc, xd, a0, b0, c0, d0)));           \
+    VS(acc + 2 * (m) + 1, wasm_f32x4_add(VL(acc + 2 * (m) + 1), SUM4(xa, xb, xc, xd, a1, b1, c1, d1)));   \
+  }
+    ROW(0) ROW(1) ROW(2) ROW(3)
+#undef ROW
+  }
+}
+
+/* One tile of `ng` row groups (the last has `last_rv` valid rows), packed as above, k a multiple of 4,
+ * against `panels` weight panels (k * 8 floats each, 128-byte aligned) and the bias padded to whole panels:
+ * out[m][n] (row stride ldo, n < cout) = ep(acc + b[n]), res[m][n] added for EP_RESIDUAL (stride ldo; it may
+ * be out itself: each value is read just before it is written). */
+void effnet_f32_tile(const float *tile, size_t ng, size_t last_rv, size_t k, const float *w, size_t panels,
+                     const float *b, float *out, size_t ldo, const float *res, size_t cout, int ep) {
+  v128_t acc[8];
+  size_t gsz = k * 16;
+  for (size_t p = 0; p < panels; p++) {
+    size_t n0 = 8 * p, nw = cout - n0 < 8 ? cout - n0 : 8;
+    const float *wp = w + p * k * 8;
+    for (size_t gi = 0; gi < ng; gi++) {
+      size_t rv = gi + 1 == ng ? last_rv : 4;
+      micro8(tile + gi * gsz, wp, k, b + n0, acc);
+      for (size_t m = 0; m < rv; m++) {
+        float *o = out + (4 * gi + m) * ldo + n0;
+        const float *r = res ? res + (4 * gi + m) * ldo + n0 : res;
+        finish(VL(acc + 2 * m), VL(acc + 2 * m + 1), o, r, nw, ep);
+      }
+    }
+  }
+}
+
+/* Depthwise KxK (K = 3 or 5) + bias + ReLU6 for `n` consecutive output pixels of one row whose windows lie
+ * inside the input: pixel x reads the window whose top-left value is in + x * stride * c (input row stride rs
+ * floats); w is [K][K][c], out the n pixels' c channels (c % 8 == 0). Per channel vector each window row's K
+ * taps are one chain (a product then madds) added to the sum; a volatile store of the sum after each row
+ * places that row's arithmetic there for Cranelift (which would otherwise put every load of the pixel first).
+ * Plain build: the products and adds in the same order, so it is not bit-identical to the Rust kernels'
+ * balanced trees either (within 1e-3 of ONNX Runtime is the contract; the kernel tests use a tolerance). */
+#define DW_ROW3(ip, wp) \
+  MADD(VL((ip) + 2 * c), VL((wp) + 2 * c), MADD(VL((ip) + c), VL((wp) + c), wasm_f32x4_mul(VL(ip), VL(wp))))
+#define DW_ROW5(ip, wp) \
+  MADD(VL((ip) + 4 * c), VL((wp) + 4 * c), MADD(VL((ip) + 3 * c), VL((wp) + 3 * c), DW_ROW3(ip, wp)))
+
+/* The channel loop walks pointers (p, wq, bq, op) and every tap is a constant offset from one of them (c is a
+ * constant in the specialised copies below), so LLVM puts the offsets in the loads' offset fields and Cranelift
+ * folds them into the x64 addressing: one address register per window row, none per tap. */
+static inline __attribute__((always_inline)) void dw_run(const float *in, size_t rs, size_t c, size_t K,
+                                                         size_t stride, size_t n, const float *w, const float *b,
+                                                         float *out) {
+  const v128_t z = wasm_f32x4_splat(0.0f), six = wasm_f32x4_splat(6.0f);
+  v128_t sink[2];
+#pragma clang loop unroll(disable)
+  for (size_t x = 0; x < n; x++) {
+    const float *p = in + x * stride * c, *end = p + c, *wq = w, *bq = b;
+    float *op = out + x * c;
+#pragma clang loop unroll(disable)
+    for (; p < end; p += 8, wq += 8, bq += 8, op += 8) {
+#define VEC(j)                                                                                        \
+  {                                                                                                   \
+    const float *r = p + 4 * (j), *wr = wq + 4 * (j);                                                 \
+    v128_t t = wasm_f32x4_add(VL(bq + 4 * (j)), K == 3 ? DW_ROW3(r, wr) : DW_ROW5(r, wr));            \
+    for (size_t ky = 1; ky < K; ky++) {                                                               \
+      VS(sink + (j), t);                                                                              \
+      r += rs;                                                                                        \
+      wr += K * c;                                                                                    \
+      t = wasm_f32x4_add(t, K == 3 ? DW_ROW3(r, wr) : DW_ROW5(r, wr));                                \
+    }                                                                                                 \
+    wasm_v128_store(op + 4 * (j), wasm_f32x4_pmin(wasm_f32x4_pmax(t, z), six));                        \
+  }
+      VEC(0) VEC(1)
+#undef VEC
+    }
+  }
+}
+
+/* Two pixels (x, x + 1) per iteration: each weight vector loaded once for both, and each input vector once
+ * (the second window starts S * c further on: K + S input vectors per window row instead of 2K). Per pixel
+ * the same operations in the same order as dw_run. */
+static inline __attribute__((always_inline)) void dw_run2(const float *in, size_t rs, size_t c, size_t K,
+                                                          size_t S, size_t n, const float *w, const float *b,
+                                                          float *out) {
+  const v128_t z = wasm_f32x4_splat(0.0f), six = wasm_f32x4_splat(6.0f);
+  v128_t sink[2];
+  size_t x = 0;
+#pragma clang loop unroll(disable)
+  for (; x + 2 <= n; x += 2) {
+    const float *p = in + x * S * c, *end = p + c, *wq = w, *bq = b;
+    float *op = out + x * c;
+#pragma clang loop unroll(disable)
+    for (; p < end; p += 4, wq += 4, bq += 4, op += 4) {
+      const float *r = p, *wr = wq;
+      v128_t bv = VL(bq), t0 = bv, t1 = bv;
+      for (size_t ky = 0; ky < K; ky++) {
+        v128_t v[7], wv[5];
+        for (size_t j = 0; j < K + S; j++) v[j] = VL(r + j * c);
+        for (size_t kx = 0; kx < K; kx++) wv[kx] = VL(wr + kx * c);
+        v128_t u0 = wasm_f32x4_mul(v[0], wv[0]), u1 = wasm_f32x4_mul(v[S], wv[0]);
+        for (size_t kx = 1; kx < K; kx++) {
+          u0 = MADD(v[kx], wv[kx], u0);
+          u1 = MADD(v[S + kx], wv[kx], u1);
+        }
+        t0 = wasm_f32x4_add(t0, u0);
+        t1 = wasm_f32x4_add(t1, u1);
+        if (ky + 1 < K) {
+          VS(sink, t0);
+          VS(sink + 1, t1);
+        }
+        r += rs;
+        wr += K * c;
+      }
+      wasm_v128_store(op, wasm_f32x4_pmin(wasm_f32x4_pmax(t0, z), six));
+      wasm_v128_store(op + c, wasm_f32x4_pmin(wasm_f32x4_pmax(t1, z), six));
+    }
+  }
+  if (x < n) dw_run(in + x * S * c, rs, c, K, S, n - x, w, b, out + x * c);
+}
+
+/* EfficientNet-Lite0's channel counts and both strides as constants, so that every tap's offset folds into its
+ * load. */
+#define DW_CASES(K, S) X(K, S, 32) X(K, S, 96) X(K, S, 144) X(K, S, 240) X(K, S, 480) X(K, S, 672) X(K, S, 1152)
+#define DW_ALL DW_CASES(3, 1) DW_CASES(3, 2) DW_CASES(5, 1) DW_CASES(5, 2)
+#define X(K, S, C)                                                                                     \
+  static void dw##K##_##S##_##C(const float *in, size_t rs, size_t n, const float *w, const float *b,   \
+                                float *out) {                                                          \
+    dw_run2(in, rs, C, K, S, n, w, b, out);                                                            \
+  }
+DW_ALL
+#undef X
+
+void effnet_f32_dw_run(const float *in, size_t rs, size_t c, size_t k, size_t stride, size_t n, const float *w,
+                       const float *b, float *out) {
+#define X(K, S, C) \
+  if (k == K && stride == S && c == C) return dw##K##_##S##_##C(in, rs, n, w, b, out);
+  DW_ALL
+#undef X
+  if (k == 3)
+    dw_run(in, rs, c, 3, stride, n, w, b, out);
+  else
+    dw_run(in, rs, c, 5, stride, n, w, b, out);
+}
+
+/* One border pixel of a depthwise conv: the window's taps ky0..ky1 x kx0..kx1 lie inside the input (in points at
+ * tap (ky0, kx0), input row stride rs floats; w at tap (0, 0) of [K][K][c]), c % 8 == 0. The output row is the
+ * accumulator: bias, then tap after tap over all channels (a long unit-stride loop per tap, not a loop per tap
+ * per channel vector), then ReLU6. */
+void effnet_f32_dw_border(const float *in, size_t rs, size_t c, size_t K, size_t ky0, size_t ky1, size_t kx0,
+                          size_t kx1, const float *w, const float *b, float *out) {
+#pragma clang loop unroll(disable)
+  for (size_t ch = 0; ch < c; ch += 8) {
+    wasm_v128_store(out + ch, wasm_v128_load(b + ch));
+    wasm_v128_store(out + ch + 4, wasm_v128_load(b + ch + 4));
+  }
+  for (size_t ky = ky0; ky < ky1; ky++)
+    for (size_t kx = kx0; kx < kx1; kx++) {
+      const float *ip = in + (ky - ky0) * rs + (kx - kx0) * c, *wp = w + (ky * K + kx) * c;
+#pragma clang loop unroll(disable)
+      for (size_t ch = 0; ch < c; ch += 8) {
+        VS(out + ch, MADD(VL(ip + ch), VL(wp + ch), VL(out + ch)));
+        VS(out + ch + 4, MADD(VL(ip + ch + 4), VL(wp + ch + 4), VL(out + ch + 4)));
+      }
+    }
+  const v128_t z = wasm_f32x4_splat(0.0f), six = wasm_f32x4_splat(6.0f);
+#pragma clang loop unroll(disable)
+  for (size_t ch = 0; ch < c; ch += 4)
+    wasm_v128_store(out + ch, wasm_f32x4_pmin(wasm_f32x4_pmax(wasm_v128_load(out + ch), z), six));
+}
