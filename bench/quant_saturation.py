@@ -1,6 +1,7 @@
 """Why the INT8 model's matrix-product weights are pair-bounded: plain 8-bit, 7-bit and pair-bounded 8-bit weights
-(the store's, without bias correction so that only the weights differ), each as computed by this CPU's integer
-kernels and with its quantization emulated in float (what a CPU whose kernels do not saturate computes).
+(the store's, with nearest rounding and without bias correction so that only the weights differ), each as computed
+by this CPU's integer kernels and with its quantization emulated in float (what a CPU whose kernels do not saturate
+computes).
 
     python bench/quant_saturation.py [--views]
 
@@ -50,7 +51,7 @@ def main(argv: list[str]) -> int:
                    ("pair-bounded", "pair-bounded 8-bit matrix products (installed)"))  # fmt: skip
         for scheme, label in schemes:
             path = Path(tmp) / f"int8-{scheme}.onnx"
-            _quantize.onnx_int8(src, path, calib, weights=scheme, bias_correction=False)
+            _quantize.onnx_int8(src, path, calib, weights=scheme, rounding="nearest", bias_correction=False)
             for optimized, kernels in ((True, "this CPU's integer kernels"), (False, "emulated in float")):
                 a = _accuracy.agreement(ref, _runner(path, optimized)(batch))
                 print(f"| {label} | {kernels} | {a.top1_equal}/{a.count} = {a.fraction:.1%} | "

@@ -23,6 +23,7 @@ from edgewasm._errors import QuantizeError
 from edgewasm.models import (
     ModelStoreError,
     _accuracy,
+    _adaround,
     _biascorr,
     _calibration,
     _ewt,
@@ -165,6 +166,67 @@ def test_pair_bounded_quantizer() -> None:
     s7 = np.abs(w).max(1) / 63
     err7 = ((np.rint(w / s7[:, None]) * s7[:, None] - w) ** 2).sum()
     assert err < 0.5 * err7, (err, err7)
+
+
+def test_adaptive_rounding_descends() -> None:
+    """On a layer whose inputs are correlated, rounding down or up by coordinate descent has a smaller output error
+    than the nearest step, every value stays at the step below or above, and the pair bound holds (in both orders
+    for a stem-shaped weight)."""
+    rng = np.random.default_rng(5)
+    shape = (24, 3, 3, 3)
+    w = rng.laplace(0, 0.05, shape)
+    w[:, 0, 1, 1], w[:, 0, 1, 2] = 0.6, -0.55  # the pair bound bites here
+    q0, scale = _pairbound.quantize_channels(w, _biascorr.STEM_ORDERS)
+    mix = rng.normal(size=(27, 27)) + 3 * np.eye(27)
+    xf = rng.normal(size=(2000, 27)) @ mix  # correlated inputs
+    xq = xf + rng.normal(0, 0.05, xf.shape)  # the quantized model's, a little off
+    h, c = (xq.T @ xq)[None], (xq.T @ xf)[None]
+    s = scale.astype(np.float64)
+    x = w.reshape(24, -1) / s[:, None]
+    near = _adaround.neighbours(shape, _biascorr.STEM_ORDERS)
+    q = _adaround.descend(q0.reshape(24, -1).astype(np.int64), x, s, h, c, near)
+
+    def error(values: np.ndarray) -> float:  # || X_fp w - X_q (q * scale) ||^2
+        return float(((xf @ w.reshape(24, -1).T - xq @ (values * s[:, None]).T) ** 2).sum())
+
+    assert error(q) < 0.9 * error(q0.reshape(24, -1))
+    assert (q != q0.reshape(24, -1)).mean() > 0.05
+    start = q0.reshape(24, -1).astype(np.float64)
+    assert np.all((np.abs(q - x) < 1) | (np.abs(q - x) <= np.abs(start - x)))
+    assert _pairbound.bounded(q.reshape(shape), _biascorr.STEM_ORDERS) and np.abs(q).max() <= 127
+    dw = rng.normal(size=(8, 9, 9))  # depthwise: one statistic per channel, no bound
+    hd = np.einsum("cpk,cpl->ckl", dw, dw)
+    xd = rng.normal(0, 20, (8, 9))
+    qd = _adaround.descend(np.rint(xd).astype(np.int64), xd, np.ones(8), hd, hd, None)
+    assert np.all(np.abs(qd - xd) < 1)
+
+    def dw_error(values: np.ndarray) -> float:
+        return float(np.einsum("ck,ckl,cl->", xd - values, hd, xd - values))
+
+    assert dw_error(qd) < dw_error(np.rint(xd))
+
+
+def test_adaptive_rounding_follows_fp32_closer(model_entry: Path, tmp_path: Path) -> None:
+    """On the photos it was calibrated on, the adaptively rounded model's logits are closer to FP32's than the
+    nearest-rounded one's (both without bias correction, so only the rounding differs), with the pair bound kept."""
+    _tools()
+    photos = [p for p in _calibration.calibration_photos() if p.name.endswith(("chelsea.png", "coffee.png",
+                                                                               "rocket.jpg", "astronaut.png"))]
+    batch = _calibration.calibration_tensors(photos)
+    src = model_entry / "model.onnx"
+    ref = _accuracy.onnx_runner(src)(batch)
+    err = {}
+    for rounding in _quantize.ROUNDINGS:
+        path = tmp_path / f"{rounding}.onnx"
+        record = _quantize.onnx_int8(src, path, batch, rounding=rounding, bias_correction=False)
+        err[rounding] = float(np.abs(_accuracy.onnx_runner(path)(batch) - ref).mean())
+        for layer, q in _quantize.read_qdq(path).weights.items():
+            if layer in GEMM_LAYERS:
+                assert _pairbound.bounded(q.values, _biascorr.STEM_ORDERS if layer == "stem" else ((),)), layer
+    assert record["rounding"] == "nearest"
+    assert err["adaptive"] < 0.8 * err["nearest"], err
+    with pytest.raises(ValueError, match="rounding"):
+        _quantize.onnx_int8(src, tmp_path / "x.onnx", batch, weights="7-bit", rounding="adaptive")
 
 
 def test_bias_correction_removes_layer_shifts(model_entry: Path, tmp_path: Path) -> None:
