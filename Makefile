@@ -78,7 +78,7 @@ guest-test-wasm:      ## effnet's kernel tests on the SIMD kernels (Rust simd128
 	  -- --test-threads=1 || exit 1; done
 	cd guest && CARGO_TARGET_DIR=target/test-wasm CARGO_TARGET_WASM32_WASI_RUNNER="$(PYTHON) $(CURDIR)/guest/wasi_test_runner.py" \
 	  RUSTFLAGS="-C target-feature=+simd128" /usr/bin/cargo test -p vision --release --target wasm32-wasi \
-	  --test preprocess_reference -- --test-threads=1
+	  --test preprocess_reference --test jpeg_simd -- --test-threads=1
 
 models:
 	$(PYTHON) -m edgewasm models install

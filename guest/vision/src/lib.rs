@@ -256,6 +256,7 @@ impl AxisWeights {
         }
     }
 
+    #[cfg_attr(all(target_arch = "wasm32", target_feature = "simd128"), allow(dead_code))] // the scalar build's
     fn window(&self, o: usize) -> (usize, &[f32]) {
         (self.starts[o], &self.weights[self.offs[o]..self.offs[o + 1]])
     }
