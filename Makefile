@@ -70,12 +70,15 @@ guest-check:          ## rebuild into a temp dir and fail if wasm/ differs (repr
 guest-test:           ## the Rust kernel, preprocessing, SDK and request tests, request fuzzing (scalar, native)
 	cd guest && /usr/bin/cargo test -p effnet -p vision -p classifier-common -p edgewasm-guest --release --target x86_64-unknown-linux-gnu
 
-guest-test-wasm:      ## effnet's kernel tests on the SIMD kernels (Rust simd128, C plain and relaxed SIMD) in wasmtime
+guest-test-wasm:      ## effnet's kernel tests on the SIMD kernels (Rust simd128, C plain and relaxed SIMD) and the simd128 preprocessing against its reference, in wasmtime
 	cd guest && for f in "" "--features relaxed-simd"; do \
 	  CARGO_TARGET_DIR=target/test-wasm CARGO_TARGET_WASM32_WASI_RUNNER="$(PYTHON) $(CURDIR)/guest/wasi_test_runner.py" \
 	  RUSTFLAGS="-C target-feature=+simd128" /usr/bin/cargo test -p effnet --release --target wasm32-wasi $$f \
 	  --test kernels --test q8 --test image \
 	  -- --test-threads=1 || exit 1; done
+	cd guest && CARGO_TARGET_DIR=target/test-wasm CARGO_TARGET_WASM32_WASI_RUNNER="$(PYTHON) $(CURDIR)/guest/wasi_test_runner.py" \
+	  RUSTFLAGS="-C target-feature=+simd128" /usr/bin/cargo test -p vision --release --target wasm32-wasi \
+	  --test preprocess_reference --test jpeg_simd -- --test-threads=1
 
 models:
 	$(PYTHON) -m edgewasm models install

@@ -5,6 +5,7 @@ what is missing, so a wasmtime upgrade degrades there, by name, instead of crash
 from __future__ import annotations
 
 import ast
+import ctypes
 import os
 import subprocess
 import sys
@@ -123,3 +124,39 @@ def test_host_functions_are_freed_with_their_guests(monkeypatch: pytest.MonkeyPa
         edgewasm.load(NN_GUEST).close()
     gc.collect()
     assert _wasmtime.live_host_functions() == before
+
+
+_MEMORY_PROBE = """(module
+  (import "probe" "seen" (func $seen (param i32) (result i32)))
+  {memory}
+  (func (export "run") (result i32) (call $seen (i32.const 7))))"""
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["unchecked", "define_func"])
+@pytest.mark.parametrize("exported", [True, False], ids=["memory", "no-memory"])
+def test_caller_memory_is_the_calling_instances_memory(fast: bool, exported: bool) -> None:
+    """`caller_memory` (what every WASI-NN call reads guest memory through) gives the base and length the public
+    API gives, on both host function registrations, and None for an instance without a memory export."""
+    engine = wasmtime.Engine()
+    memory = '(memory (export "memory") 3)' if exported else "(memory 1)"
+    module = wasmtime.Module(engine, _MEMORY_PROBE.format(memory=memory))
+    store = wasmtime.Store(engine)
+    seen: list[object] = []
+
+    def probe(caller: wasmtime.Caller, arg: int) -> int:
+        seen.append((arg, _wasmtime.caller_memory(caller)))
+        return 0
+
+    linker = wasmtime.Linker(engine)
+    define = _wasmtime.define_host_function if fast else _wasmtime.define_checked_host_function
+    define(linker, "probe", "seen", 1, probe)
+    instance = linker.instantiate(store, module)
+    with _wasmtime.calling(store):
+        instance.exports(store)["run"](store)
+    if not exported:
+        assert seen == [(7, None)]
+        return
+    mem = instance.exports(store)["memory"]
+    assert isinstance(mem, wasmtime.Memory)
+    base = ctypes.cast(mem.data_ptr(store), ctypes.c_void_p).value
+    assert seen == [(7, (base, 3 * 65536))]

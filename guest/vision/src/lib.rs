@@ -256,18 +256,35 @@ impl AxisWeights {
         }
     }
 
+    #[cfg_attr(all(target_arch = "wasm32", target_feature = "simd128"), allow(dead_code))] // the scalar build's
     fn window(&self, o: usize) -> (usize, &[f32]) {
         (self.starts[o], &self.weights[self.offs[o]..self.offs[o + 1]])
     }
 }
 
-/// Reusable scratch space for the preprocessing of one image after another.
+/// Where [`Preprocessor::run_into`] writes the network input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// `[224][224][3]`, pixel after pixel (the pure-Wasm guest's kernels read this).
+    Hwc,
+    /// `[3][224][224]`, one plane per channel (what the ONNX / OpenVINO models take): written directly, so the
+    /// WASI-NN guest needs no transposing pass of its own.
+    Chw,
+}
+
+/// Reusable scratch space for the preprocessing of one image after another. The resampling weights are kept for
+/// the next image of the same size (the same camera, the same photo again), which skips their f64 computation.
 #[derive(Debug, Default)]
 pub struct Preprocessor {
     wx: AxisWeights,
     wy: AxisWeights,
+    // Every weight repeated 4 times (one `f32x4` per tap, no splat in the inner loops); same order as `weights`.
+    wx4: Vec<f32>,
+    wy4: Vec<f32>,
+    size: Option<(usize, usize)>, // the (width, height) the weights are for
     row: Vec<f32>,   // one input row as RGBX f32
-    horiz: Vec<f32>, // [rows touched][224][4]
+    horiz: Vec<f32>, // a ring of horizontally filtered rows, [widest vertical window][224][4]
+    slots: Vec<usize>, // where in `horiz` the rows of the current vertical window start
     vert: Vec<f32>,  // [224][4], one output row before normalisation
 }
 
@@ -278,6 +295,11 @@ pub enum Pixels<'a> {
     F32(&'a [f32]),
 }
 
+fn splat4(ws: &[f32], out: &mut Vec<f32>) {
+    out.clear();
+    out.extend(ws.iter().flat_map(|&w| [w; 4]));
+}
+
 impl Preprocessor {
     pub fn new() -> Preprocessor {
         Preprocessor::default()
@@ -285,6 +307,12 @@ impl Preprocessor {
 
     /// Resize + crop + normalise `width x height` RGB pixels into `out` (f32 `[224][224][3]`).
     pub fn run(&mut self, px: Pixels<'_>, width: usize, height: usize, out: &mut [f32]) -> Result<(), VisionError> {
+        self.run_into(px, width, height, out, Layout::Hwc)
+    }
+
+    /// [`Preprocessor::run`] writing `out` in `layout`. Every value is the same f32 whichever the layout, and the
+    /// same in the simd128 and the scalar build: each output sums its taps in the spec's order, from 0.
+    pub fn run_into(&mut self, px: Pixels<'_>, width: usize, height: usize, out: &mut [f32], layout: Layout) -> Result<(), VisionError> {
         let (len, what) = match px {
             Pixels::U8(d) => (d.len(), "pixels"),
             Pixels::F32(d) => (d.len(), "image_data"),
@@ -298,49 +326,62 @@ impl Preprocessor {
         if out.len() != CROP * CROP * 3 {
             return Err(VisionError::BadRequest(format!("output buffer has {} values, expected {}", out.len(), CROP * CROP * 3)));
         }
-        let (new_w, new_h) = resized_size(width, height);
-        let left = (new_w - CROP) / 2;
-        let top = (new_h - CROP) / 2;
-        self.wx.compute(width, new_w, left, CROP);
-        self.wy.compute(height, new_h, top, CROP);
-        // Input rows some vertical window touches.
-        let y_lo = self.wy.starts[0];
-        let y_hi = (0..CROP).map(|o| self.wy.starts[o] + (self.wy.offs[o + 1] - self.wy.offs[o])).max().unwrap_or(y_lo);
-        let rows = y_hi - y_lo;
-        resize_or_fail(&mut self.row, width * 4, "preprocessing")?;
-        resize_or_fail(&mut self.horiz, rows * CROP * 4, "preprocessing")?;
-        resize_or_fail(&mut self.vert, CROP * 4, "preprocessing")?;
-        for y in y_lo..y_hi {
-            // Widen one row to RGBX f32.
-            match px {
-                Pixels::U8(d) => {
-                    for (o, p) in self.row.chunks_exact_mut(4).zip(d[y * width * 3..(y + 1) * width * 3].chunks_exact(3)) {
-                        o[0] = p[0] as f32;
-                        o[1] = p[1] as f32;
-                        o[2] = p[2] as f32;
-                        o[3] = 0.0;
-                    }
-                }
-                Pixels::F32(d) => {
-                    for (o, p) in self.row.chunks_exact_mut(4).zip(d[y * width * 3..(y + 1) * width * 3].chunks_exact(3)) {
-                        o[0] = p[0];
-                        o[1] = p[1];
-                        o[2] = p[2];
-                        o[3] = 0.0;
-                    }
-                }
-            }
-            let dst = &mut self.horiz[(y - y_lo) * CROP * 4..(y - y_lo + 1) * CROP * 4];
-            for x in 0..CROP {
-                let (start, ws) = self.wx.window(x);
-                imp::weighted_sum_px(&self.row[start * 4..(start + ws.len()) * 4], ws, &mut dst[x * 4..x * 4 + 4]);
-            }
+        if self.size != Some((width, height)) {
+            self.size = None;
+            let (new_w, new_h) = resized_size(width, height);
+            self.wx.compute(width, new_w, (new_w - CROP) / 2, CROP);
+            self.wy.compute(height, new_h, (new_h - CROP) / 2, CROP);
+            // The SIMD horizontal pass bounds every window by the last one's end: true of `compute`'s windows.
+            let wx = &self.wx;
+            let end = |o: usize| wx.starts[o] + wx.offs[o + 1] - wx.offs[o];
+            assert!((0..CROP).all(|o| end(o) <= end(CROP - 1) && end(o) <= width));
+            splat4(&self.wx.weights, &mut self.wx4);
+            splat4(&self.wy.weights, &mut self.wy4);
+            self.size = Some((width, height));
         }
+        // Output rows in order, each from the horizontally filtered input rows of its window, kept in a ring of
+        // as many rows as the widest window (windows only move down): a few rows stay in cache, not the image.
+        let wy = &self.wy;
+        let cap = (0..CROP).map(|o| wy.offs[o + 1] - wy.offs[o]).max().unwrap_or(1).max(1);
+        let y_lo = wy.starts[0];
+        let row_len = CROP * 4;
+        resize_or_fail(&mut self.row, width * 4, "preprocessing")?;
+        resize_or_fail(&mut self.horiz, cap * row_len, "preprocessing")?;
+        resize_or_fail(&mut self.vert, row_len, "preprocessing")?;
+        self.slots.clear();
+        self.slots.reserve(cap);
+        let plane = CROP * CROP;
+        let mut next = y_lo; // the next input row to filter
         for y in 0..CROP {
-            let (start, ws) = self.wy.window(y);
-            let base = (start - y_lo) * CROP * 4;
-            imp::weighted_sum_rows(&self.horiz[base..base + ws.len() * CROP * 4], CROP * 4, ws, &mut self.vert);
-            imp::clamp_normalise(&self.vert, &mut out[y * CROP * 3..(y + 1) * CROP * 3]);
+            let (start, o0, o1) = (self.wy.starts[y], self.wy.offs[y], self.wy.offs[y + 1]);
+            while next < start + (o1 - o0) {
+                match px {
+                    Pixels::U8(d) => imp::widen_u8(&d[next * width * 3..(next + 1) * width * 3], &mut self.row),
+                    Pixels::F32(d) => {
+                        for (o, p) in self.row.chunks_exact_mut(4).zip(d[next * width * 3..(next + 1) * width * 3].chunks_exact(3)) {
+                            o[0] = p[0];
+                            o[1] = p[1];
+                            o[2] = p[2];
+                            o[3] = 0.0;
+                        }
+                    }
+                }
+                let slot = (next - y_lo) % cap;
+                imp::horizontal(&self.row, &self.wx, &self.wx4, &mut self.horiz[slot * row_len..(slot + 1) * row_len]);
+                next += 1;
+            }
+            self.slots.clear();
+            self.slots.extend((start..start + (o1 - o0)).map(|r| ((r - y_lo) % cap) * row_len));
+            imp::weighted_sum_rows(&self.horiz, &self.slots, &self.wy4[o0 * 4..o1 * 4], &mut self.vert);
+            match layout {
+                Layout::Hwc => imp::clamp_normalise(&self.vert, &mut out[y * CROP * 3..(y + 1) * CROP * 3]),
+                Layout::Chw => {
+                    let (r, rest) = out.split_at_mut(plane);
+                    let (g, b) = rest.split_at_mut(plane);
+                    let row = y * CROP..(y + 1) * CROP;
+                    imp::clamp_normalise_planes(&self.vert, &mut r[row.clone()], &mut g[row.clone()], &mut b[row]);
+                }
+            }
         }
         Ok(())
     }
@@ -353,34 +394,59 @@ pub fn preprocess_u8(data: &[u8], width: usize, height: usize) -> Result<Vec<f32
     Ok(out)
 }
 
+/// `(x - 127) / 128` as a multiplication: 128 is a power of two, so both round to the same f32 (no result here
+/// is subnormal: the clamped value is 0..255 and the nearest nonzero f32 difference from 127 is 2^-17).
+const INV_STD: f32 = 1.0 / STD;
+
 #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
 mod imp {
-    use super::{MEAN, STD};
+    use super::{AxisWeights, CROP, INV_STD, MEAN};
 
-    /// `dst[0..4] = sum_i ws[i] * src[4i..4i+4]`
+    /// RGB bytes -> RGBX f32 (X = 0).
     #[inline]
-    pub fn weighted_sum_px(src: &[f32], ws: &[f32], dst: &mut [f32]) {
-        let mut acc = [0.0f32; 4];
-        for (p, &w) in src.chunks_exact(4).zip(ws) {
-            for l in 0..4 {
-                acc[l] += w * p[l];
-            }
+    pub fn widen_u8(src: &[u8], dst: &mut [f32]) {
+        for (o, p) in dst.chunks_exact_mut(4).zip(src.chunks_exact(3)) {
+            o[0] = p[0] as f32;
+            o[1] = p[1] as f32;
+            o[2] = p[2] as f32;
+            o[3] = 0.0;
         }
-        dst[..4].copy_from_slice(&acc);
     }
 
-    /// `dst[k] = sum_j ws[j] * src[j * stride + k]` for k < dst.len()
+    /// The horizontal pass of one RGBX row into `dst` (`[224][4]`): `dst[x] = sum_i w_i * row[start_x + i]`.
     #[inline]
-    pub fn weighted_sum_rows(src: &[f32], stride: usize, ws: &[f32], dst: &mut [f32]) {
+    pub fn horizontal(row: &[f32], wx: &AxisWeights, _wx4: &[f32], dst: &mut [f32]) {
+        for x in 0..CROP {
+            let (start, ws) = wx.window(x);
+            let src = &row[start * 4..(start + ws.len()) * 4];
+            let mut acc = [0.0f32; 4];
+            for (p, &w) in src.chunks_exact(4).zip(ws) {
+                for l in 0..4 {
+                    acc[l] += w * p[l];
+                }
+            }
+            dst[x * 4..x * 4 + 4].copy_from_slice(&acc);
+        }
+    }
+
+    /// `dst[k] = sum_j w_j * src[rows[j] + k]` for k < dst.len(); `ws4` holds every w_j 4 times.
+    #[inline]
+    pub fn weighted_sum_rows(src: &[f32], rows: &[usize], ws4: &[f32], dst: &mut [f32]) {
         for v in dst.iter_mut() {
             *v = 0.0;
         }
-        for (j, &w) in ws.iter().enumerate() {
-            let row = &src[j * stride..j * stride + dst.len()];
+        for (&at, w) in rows.iter().zip(ws4.chunks_exact(4)) {
+            let w = w[0];
+            let row = &src[at..at + dst.len()];
             for (d, &s) in dst.iter_mut().zip(row) {
                 *d += w * s;
             }
         }
+    }
+
+    #[inline]
+    fn normalise(v: f32) -> f32 {
+        (v.max(0.0).min(255.0) - MEAN) * INV_STD
     }
 
     /// RGBX row -> clamp to 0..255 -> (x - 127) / 128 -> RGB row.
@@ -388,64 +454,182 @@ mod imp {
     pub fn clamp_normalise(src: &[f32], dst: &mut [f32]) {
         for (p, o) in src.chunks_exact(4).zip(dst.chunks_exact_mut(3)) {
             for l in 0..3 {
-                o[l] = (p[l].max(0.0).min(255.0) - MEAN) / STD;
+                o[l] = normalise(p[l]);
             }
+        }
+    }
+
+    /// RGBX row -> clamp, normalise -> one row of each of the R, G and B planes.
+    #[inline]
+    pub fn clamp_normalise_planes(src: &[f32], r: &mut [f32], g: &mut [f32], b: &mut [f32]) {
+        for (i, p) in src.chunks_exact(4).enumerate().take(r.len()) {
+            r[i] = normalise(p[0]);
+            g[i] = normalise(p[1]);
+            b[i] = normalise(p[2]);
         }
     }
 }
 
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 mod imp {
-    use super::{MEAN, STD};
+    use super::{AxisWeights, CROP, INV_STD, MEAN};
     use core::arch::wasm32::*;
 
+    /// RGB bytes -> RGBX f32 (X = 0), four pixels (12 bytes, read as 16) at a time.
     #[inline]
-    pub fn weighted_sum_px(src: &[f32], ws: &[f32], dst: &mut [f32]) {
-        assert!(src.len() >= ws.len() * 4 && dst.len() >= 4);
-        let mut acc = f32x4_splat(0.0);
-        // SAFETY: bounds asserted above; wasm v128 loads/stores need no alignment.
+    pub fn widen_u8(src: &[u8], dst: &mut [f32]) {
+        let n = src.len() / 3;
+        assert!(dst.len() >= n * 4);
+        let mut i = 0;
+        // SAFETY: a 16-byte load at byte 3i needs 3i + 16 <= src.len(); stores stay below 4n <= dst.len().
         unsafe {
-            for (i, &w) in ws.iter().enumerate() {
-                acc = f32x4_add(acc, f32x4_mul(f32x4_splat(w), v128_load(src.as_ptr().add(i * 4) as *const v128)));
+            // RGB RGB RGB RGB -> RGB0 RGB0 RGB0 RGB0 (a swizzle index >= 16 gives 0).
+            let idx = u8x16(0, 1, 2, 16, 3, 4, 5, 16, 6, 7, 8, 16, 9, 10, 11, 16);
+            while 3 * i + 16 <= src.len() {
+                let v = u8x16_swizzle(v128_load(src.as_ptr().add(3 * i) as *const v128), idx);
+                let lo = u16x8_extend_low_u8x16(v);
+                let hi = u16x8_extend_high_u8x16(v);
+                let d = dst.as_mut_ptr().add(4 * i);
+                v128_store(d as *mut v128, f32x4_convert_u32x4(u32x4_extend_low_u16x8(lo)));
+                v128_store(d.add(4) as *mut v128, f32x4_convert_u32x4(u32x4_extend_high_u16x8(lo)));
+                v128_store(d.add(8) as *mut v128, f32x4_convert_u32x4(u32x4_extend_low_u16x8(hi)));
+                v128_store(d.add(12) as *mut v128, f32x4_convert_u32x4(u32x4_extend_high_u16x8(hi)));
+                i += 4;
             }
-            v128_store(dst.as_mut_ptr() as *mut v128, acc);
+        }
+        for (o, p) in dst[4 * i..4 * n].chunks_exact_mut(4).zip(src[3 * i..].chunks_exact(3)) {
+            o[0] = p[0] as f32;
+            o[1] = p[1] as f32;
+            o[2] = p[2] as f32;
+            o[3] = 0.0;
         }
     }
 
+    /// The horizontal pass of one RGBX row: four output pixels at once when their windows have the same number
+    /// of taps (all but a few near the borders), so that four independent sums are in flight.
     #[inline]
-    pub fn weighted_sum_rows(src: &[f32], stride: usize, ws: &[f32], dst: &mut [f32]) {
+    pub fn horizontal(row: &[f32], wx: &AxisWeights, wx4: &[f32], dst: &mut [f32]) {
+        // The last window ends furthest right (`run_into` checked it when it computed the weights).
+        let end = wx.starts[CROP - 1] + wx.offs[CROP] - wx.offs[CROP - 1];
+        assert!(dst.len() >= CROP * 4 && wx4.len() == wx.weights.len() * 4 && wx.offs.len() > CROP && end * 4 <= row.len());
+        let r = row.as_ptr();
+        let w = wx4.as_ptr();
+        let mut x = 0;
+        // SAFETY: every window lies inside `row` (asserted above), weights inside `wx4`, outputs inside `dst`.
+        unsafe {
+            while x + 4 <= CROP {
+                let n = wx.offs[x + 1] - wx.offs[x];
+                if (1..4).all(|k| wx.offs[x + k + 1] - wx.offs[x + k] == n) {
+                    let (s0, s1, s2, s3) = (wx.starts[x] * 4, wx.starts[x + 1] * 4, wx.starts[x + 2] * 4, wx.starts[x + 3] * 4);
+                    let (w0, w1, w2, w3) = (wx.offs[x] * 4, wx.offs[x + 1] * 4, wx.offs[x + 2] * 4, wx.offs[x + 3] * 4);
+                    let (mut a0, mut a1, mut a2, mut a3) = (f32x4_splat(0.0), f32x4_splat(0.0), f32x4_splat(0.0), f32x4_splat(0.0));
+                    for t in 0..n {
+                        let t4 = t * 4;
+                        a0 = f32x4_add(a0, f32x4_mul(v128_load(w.add(w0 + t4) as *const v128), v128_load(r.add(s0 + t4) as *const v128)));
+                        a1 = f32x4_add(a1, f32x4_mul(v128_load(w.add(w1 + t4) as *const v128), v128_load(r.add(s1 + t4) as *const v128)));
+                        a2 = f32x4_add(a2, f32x4_mul(v128_load(w.add(w2 + t4) as *const v128), v128_load(r.add(s2 + t4) as *const v128)));
+                        a3 = f32x4_add(a3, f32x4_mul(v128_load(w.add(w3 + t4) as *const v128), v128_load(r.add(s3 + t4) as *const v128)));
+                    }
+                    let d = dst.as_mut_ptr().add(x * 4);
+                    v128_store(d as *mut v128, a0);
+                    v128_store(d.add(4) as *mut v128, a1);
+                    v128_store(d.add(8) as *mut v128, a2);
+                    v128_store(d.add(12) as *mut v128, a3);
+                    x += 4;
+                } else {
+                    one(r, w, wx, x, dst);
+                    x += 1;
+                }
+            }
+            while x < CROP {
+                one(r, w, wx, x, dst);
+                x += 1;
+            }
+        }
+    }
+
+    /// One output pixel of the horizontal pass.
+    #[inline]
+    unsafe fn one(r: *const f32, w: *const f32, wx: &AxisWeights, x: usize, dst: &mut [f32]) {
+        let (s, w0, n) = (wx.starts[x] * 4, wx.offs[x] * 4, wx.offs[x + 1] - wx.offs[x]);
+        let mut acc = f32x4_splat(0.0);
+        for t in 0..n {
+            acc = f32x4_add(acc, f32x4_mul(v128_load(w.add(w0 + t * 4) as *const v128), v128_load(r.add(s + t * 4) as *const v128)));
+        }
+        v128_store(dst.as_mut_ptr().add(x * 4) as *mut v128, acc);
+    }
+
+    /// `dst[k] = sum_j w_j * src[rows[j] + k]`, 16 values (four sums in flight) at a time.
+    #[inline]
+    pub fn weighted_sum_rows(src: &[f32], rows: &[usize], ws4: &[f32], dst: &mut [f32]) {
         let n = dst.len();
-        assert!(n % 4 == 0 && (ws.is_empty() || src.len() >= (ws.len() - 1) * stride + n));
+        let taps = ws4.len() / 4;
+        assert!(n % 16 == 0 && rows.len() == taps && rows.iter().all(|&r| r + n <= src.len()));
         // SAFETY: bounds asserted above.
         unsafe {
             let mut k = 0;
             while k < n {
-                let mut acc = f32x4_splat(0.0);
-                for (j, &w) in ws.iter().enumerate() {
-                    acc = f32x4_add(acc, f32x4_mul(f32x4_splat(w), v128_load(src.as_ptr().add(j * stride + k) as *const v128)));
+                let (mut a0, mut a1, mut a2, mut a3) = (f32x4_splat(0.0), f32x4_splat(0.0), f32x4_splat(0.0), f32x4_splat(0.0));
+                for j in 0..taps {
+                    let wv = v128_load(ws4.as_ptr().add(j * 4) as *const v128);
+                    let p = src.as_ptr().add(*rows.get_unchecked(j) + k);
+                    a0 = f32x4_add(a0, f32x4_mul(wv, v128_load(p as *const v128)));
+                    a1 = f32x4_add(a1, f32x4_mul(wv, v128_load(p.add(4) as *const v128)));
+                    a2 = f32x4_add(a2, f32x4_mul(wv, v128_load(p.add(8) as *const v128)));
+                    a3 = f32x4_add(a3, f32x4_mul(wv, v128_load(p.add(12) as *const v128)));
                 }
-                v128_store(dst.as_mut_ptr().add(k) as *mut v128, acc);
-                k += 4;
+                let d = dst.as_mut_ptr().add(k);
+                v128_store(d as *mut v128, a0);
+                v128_store(d.add(4) as *mut v128, a1);
+                v128_store(d.add(8) as *mut v128, a2);
+                v128_store(d.add(12) as *mut v128, a3);
+                k += 16;
             }
         }
+    }
+
+    #[inline]
+    fn normalise(v: v128) -> v128 {
+        let v = f32x4_min(f32x4_max(v, f32x4_splat(0.0)), f32x4_splat(255.0));
+        f32x4_mul(f32x4_sub(v, f32x4_splat(MEAN)), f32x4_splat(INV_STD))
     }
 
     #[inline]
     pub fn clamp_normalise(src: &[f32], dst: &mut [f32]) {
         assert!(src.len() / 4 * 3 <= dst.len());
-        let z = f32x4_splat(0.0);
-        let hi = f32x4_splat(255.0);
-        let mean = f32x4_splat(MEAN);
-        let std = f32x4_splat(STD);
         let mut t = [0.0f32; 4];
         for (i, o) in dst.chunks_exact_mut(3).enumerate().take(src.len() / 4) {
             // SAFETY: i * 4 + 4 <= src.len() by the `take` bound.
             unsafe {
-                let v = v128_load(src.as_ptr().add(i * 4) as *const v128);
-                let v = f32x4_div(f32x4_sub(f32x4_min(f32x4_max(v, z), hi), mean), std);
-                v128_store(t.as_mut_ptr() as *mut v128, v);
+                v128_store(t.as_mut_ptr() as *mut v128, normalise(v128_load(src.as_ptr().add(i * 4) as *const v128)));
             }
             o.copy_from_slice(&t[..3]);
+        }
+    }
+
+    /// RGBX row -> clamp, normalise -> a row of each plane: four pixels at a time, transposed with shuffles.
+    #[inline]
+    pub fn clamp_normalise_planes(src: &[f32], r: &mut [f32], g: &mut [f32], b: &mut [f32]) {
+        let n = r.len();
+        assert!(n % 4 == 0 && g.len() == n && b.len() == n && src.len() >= 4 * n);
+        // SAFETY: bounds asserted above.
+        unsafe {
+            let mut i = 0;
+            while i < n {
+                let s = src.as_ptr().add(4 * i);
+                let p0 = normalise(v128_load(s as *const v128));
+                let p1 = normalise(v128_load(s.add(4) as *const v128));
+                let p2 = normalise(v128_load(s.add(8) as *const v128));
+                let p3 = normalise(v128_load(s.add(12) as *const v128));
+                let rg01 = i32x4_shuffle::<0, 4, 1, 5>(p0, p1); // r0 r1 g0 g1
+                let rg23 = i32x4_shuffle::<0, 4, 1, 5>(p2, p3);
+                let bx01 = i32x4_shuffle::<2, 6, 3, 7>(p0, p1); // b0 b1 x0 x1
+                let bx23 = i32x4_shuffle::<2, 6, 3, 7>(p2, p3);
+                v128_store(r.as_mut_ptr().add(i) as *mut v128, i32x4_shuffle::<0, 1, 4, 5>(rg01, rg23));
+                v128_store(g.as_mut_ptr().add(i) as *mut v128, i32x4_shuffle::<2, 3, 6, 7>(rg01, rg23));
+                v128_store(b.as_mut_ptr().add(i) as *mut v128, i32x4_shuffle::<0, 1, 4, 5>(bx01, bx23));
+                i += 4;
+            }
         }
     }
 }

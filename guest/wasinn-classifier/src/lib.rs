@@ -16,7 +16,7 @@ use std::io::Read;
 
 use classifier_common::{store_file, vision_error, Decoded, GuestError, ModelInfo, Request, Response, HWC, SIDE, STORE};
 use edgewasm_guest::export_infer_bytes;
-use vision::Preprocessor;
+use vision::{Layout, Preprocessor};
 use wasi_nn_sys::{encoding, errno};
 
 edgewasm_guest::needs_models!();
@@ -139,15 +139,15 @@ fn tensor_to_nchw(data: &[u8], nchw: &mut [f32]) {
     }
 }
 
-/// HWC [224][224][3] -> CHW [3][224][224].
-fn to_nchw(hwc: &[f32], nchw: &mut [f32]) {
+/// CHW [3][224][224] -> HWC [224][224][3].
+fn to_hwc(nchw: &[f32], hwc: &mut [f32]) {
     let plane = SIDE * SIDE;
-    let (r, rest) = nchw.split_at_mut(plane);
-    let (g, b) = rest.split_at_mut(plane);
-    for (i, px) in hwc.chunks_exact(3).enumerate() {
-        r[i] = px[0];
-        g[i] = px[1];
-        b[i] = px[2];
+    let (r, rest) = nchw.split_at(plane);
+    let (g, b) = rest.split_at(plane);
+    for (i, px) in hwc.chunks_exact_mut(3).enumerate() {
+        px[0] = r[i];
+        px[1] = g[i];
+        px[2] = b[i];
     }
 }
 
@@ -191,9 +191,12 @@ impl classifier_common::Classifier for State {
 
     fn preprocess(&mut self, input: Decoded<'_>, keep_hwc: bool) -> Result<(), GuestError> {
         match input {
+            // Preprocessed straight into the NCHW planes; HWC (the same values) only when the response carries it.
             Decoded::Pixels(px, w, h) => {
-                self.pre.run(px, w, h, &mut self.hwc).map_err(vision_error)?;
-                to_nchw(&self.hwc, &mut self.nchw);
+                self.pre.run_into(px, w, h, &mut self.nchw, Layout::Chw).map_err(vision_error)?;
+                if keep_hwc {
+                    to_hwc(&self.nchw, &mut self.hwc);
+                }
             }
             // Straight from the request bytes to NCHW: no intermediate HWC copy (the common, fast path).
             Decoded::Tensor(data) => {

@@ -37,6 +37,8 @@ _RAW = (
     "wasmtime_context_set_epoch_deadline",
     "wasmtime_context_set_fuel",
     "wasmtime_engine_increment_epoch",
+    "wasmtime_caller_export_get",
+    "wasmtime_caller_context",
 )
 #: C functions and types used through wasmtime-py's own prototypes: they must be bound by `wasmtime._ffi`.
 _BOUND = (
@@ -53,6 +55,8 @@ _BOUND = (
     "wasmtime_linker_define_func_unchecked",
     "wasmtime_func_unchecked_callback_t",
     "wasmtime_val_raw_t",
+    "wasmtime_extern_t",
+    "WASMTIME_EXTERN_MEMORY",
     "wasm_trap_t",
     "wasmtime_error_t",
 )
@@ -150,6 +154,8 @@ store_key: Any = route.store_key
 #: `with calling(store):` around a call made with wasmtime-py directly into a store whose linker has edgewasm's host
 #: functions (needed on the fallback only, where a Caller cannot say which store it belongs to).
 calling: Any = route.calling
+#: (caller, name=b"memory") -> (base address, length) of the calling instance's memory, or None
+caller_memory: Any = route.caller_memory
 memory_handle: Any = route.memory_handle
 func_handle: Any = route.func_handle
 trap_from: Any = route.trap_from

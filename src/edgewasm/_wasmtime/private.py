@@ -43,6 +43,10 @@ memory_size = _proto("wasmtime_memory_data_size", _sz, _vp, _vp)
 set_epoch_deadline = _proto("wasmtime_context_set_epoch_deadline", None, _vp, _u64)
 #: (context, fuel) -> error pointer or None
 set_fuel = _proto("wasmtime_context_set_fuel", _vp, _vp, _u64)
+#: (caller, name, name_len, extern_out) -> found
+caller_export_get = _proto("wasmtime_caller_export_get", ctypes.c_bool, _vp, ctypes.c_char_p, _sz, _vp)
+#: (caller) -> its store's context
+caller_context = _proto("wasmtime_caller_context", _vp, _vp)
 #: The address of `wasmtime_engine_increment_epoch(wasm_engine_t *)`, for a C timer to call without Python.
 INCREMENT_EPOCH: int = ctypes.cast(ffi.dll.wasmtime_engine_increment_epoch, ctypes.c_void_p).value or 0
 
@@ -65,6 +69,45 @@ def store_key(store: wasmtime.Store | wasmtime.Caller) -> int:
 def calling(store: wasmtime.Store) -> contextlib.AbstractContextManager[None]:
     """Nothing to do here: a Caller knows its store (see `public.calling`)."""
     return contextlib.nullcontext()
+
+
+class _RawCaller(wasmtime.Caller):
+    """The Caller our trampoline hands a host function: it also keeps the raw `wasmtime_caller_t *`, so that
+    `caller_memory` looks the export up in one C call instead of building wasmtime-py objects."""
+
+    def __init__(self, ptr: Any) -> None:
+        super().__init__(ptr)
+        self.raw: int | None = ctypes.cast(ptr, ctypes.c_void_p).value
+
+    def _invalidate(self) -> None:
+        self.raw = None  # like the Caller itself, unusable once the callback returned
+        super()._invalidate()
+
+
+_EXTERN_MEMORY = int(ffi.WASMTIME_EXTERN_MEMORY.value)
+
+
+def caller_memory(caller: wasmtime.Caller, name: bytes = b"memory") -> tuple[int, int] | None:
+    """(base address, length) of the calling instance's exported memory `name`, or None if it has none. A host
+    function's Caller is valid only during the callback, and so are these numbers (the memory can grow)."""
+    if not isinstance(caller, _RawCaller):  # a Caller made elsewhere (wasmtime-py's own define_func route)
+        return _public_caller_memory(caller, name)
+    raw = caller.raw
+    if raw is None:
+        raise ValueError("caller is no longer valid")
+    item = ffi.wasmtime_extern_t()
+    if not caller_export_get(raw, name, len(name), ctypes.addressof(item)) or int(item.kind) != _EXTERN_MEMORY:
+        return None
+    ctx = caller_context(raw)
+    at = ctypes.addressof(item.of.memory)
+    return memory_data(ctx, at) or 0, memory_size(ctx, at)
+
+
+def _public_caller_memory(caller: wasmtime.Caller, name: bytes) -> tuple[int, int] | None:
+    mem = caller.get(name.decode())
+    if not isinstance(mem, wasmtime.Memory):
+        return None
+    return ctypes.cast(mem.data_ptr(caller), ctypes.c_void_p).value or 0, mem.data_len(caller)
 
 
 def memory_handle(store: wasmtime.Store, memory: wasmtime.Memory) -> Any:
@@ -145,7 +188,7 @@ def _trampoline(env: int | None, caller_ptr: Any, values: Any, _num: int) -> int
     if entry is None:  # cannot happen while wasmtime holds the definition
         return _trap("edgewasm: a host function was called after it was released")
     func, nparams, qualname = entry
-    caller = wasmtime.Caller(caller_ptr)
+    caller = _RawCaller(caller_ptr)
     try:
         args = [values[i].i32 for i in range(nparams)]
         values[0].i32 = _to_i32(func(caller, *args))

@@ -152,6 +152,14 @@ def calling(store: wasmtime.Store) -> Iterator[None]:
         _local.store = outer
 
 
+def caller_memory(caller: wasmtime.Caller, name: bytes = b"memory") -> tuple[int, int] | None:
+    """(base address, length) of the calling instance's exported memory `name`, or None if it has none."""
+    mem = caller.get(name.decode())
+    if not isinstance(mem, wasmtime.Memory):
+        return None
+    return ctypes.cast(mem.data_ptr(caller), ctypes.c_void_p).value or 0, mem.data_len(caller)
+
+
 def memory_handle(store: wasmtime.Store, memory: wasmtime.Memory) -> Any:
     return memory
 

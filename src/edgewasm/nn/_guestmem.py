@@ -12,6 +12,7 @@ import struct
 import numpy as np
 import wasmtime
 
+from .. import _wasmtime
 from ._enums import NnErrno, NnError
 
 U32 = 0xFFFFFFFF
@@ -28,11 +29,12 @@ class GuestMemory:
     __slots__ = ("base", "length")
 
     def __init__(self, caller: wasmtime.Caller) -> None:
-        mem = caller.get("memory")
-        if not isinstance(mem, wasmtime.Memory):
+        # One C lookup on the fast route: made three times an inference (set_input, compute, get_output).
+        found = _wasmtime.caller_memory(caller)
+        if found is None:
             raise NnError(NnErrno.MISSING_MEMORY, "the guest exports no memory named 'memory'")
-        self.length: int = mem.data_len(caller)
-        self.base: int = ctypes.cast(mem.data_ptr(caller), ctypes.c_void_p).value or 0
+        self.base: int = found[0]
+        self.length: int = found[1]
 
     def check(self, ptr: int, size: int, what: str) -> int:
         """The absolute host address of guest range [ptr, ptr+size), or invalid_argument."""
