@@ -627,7 +627,7 @@ def test_doc_table_is_the_committed_run() -> None:
     assert block in doc, (
         "docs/quantization.md is stale: run python bench/quantization.py --render bench/results/quantization.json"
     )
-    assert "| LiteRT | INT8 |" in block and "placeholder: issue 13" in block
+    assert "| LiteRT | INT8 |" in block and "| pure-Wasm guest | INT8 (7-bit" in block and "placeholder" not in block
 
 
 def test_doc_render_replaces_only_the_block(tmp_path: Path) -> None:
