@@ -117,15 +117,15 @@ def test_activation_quantization_covers_its_range() -> None:
 
 
 @functools.cache
-def _int8_store() -> Path:
+def _int8_store(rounding: str = "adaptive") -> Path:
     """The session's base store with the INT8 variant installed beside it (ONNX Runtime part only)."""
     from _model_fixtures import _installed_store
 
     base = _installed_store()
-    root = Path(tempfile.mkdtemp(prefix="edgewasm-pure-int8-test-"))
+    root = Path(tempfile.mkdtemp(prefix=f"edgewasm-pure-int8-{rounding}-test-"))
     atexit.register(shutil.rmtree, root, True)
     shutil.copytree(base / FP32_ID, root / FP32_ID)
-    install_variant(INT8_ID, store=root, openvino=False, tflite=False)
+    install_variant(INT8_ID, store=root, openvino=False, tflite=False, rounding=rounding)
     return root
 
 
@@ -179,24 +179,63 @@ def test_int8_is_the_reference_bit_for_bit(guests: dict[str, Any], reference: _i
         assert np.array_equal(_bits(got), _bits(want)), f"{build}: max diff {np.abs(got - want).max()}"
 
 
-def test_int8_is_within_the_quantization_error_of_onnxruntime_int8(guests: dict[str, Any], store: Path) -> None:
+@pytest.fixture(scope="module")
+def nearest_store(store: Path) -> Path:
+    """The INT8 entry with its weights rounded to the nearest step (recipe 2): the kernels' check against ONNX
+    Runtime below. The store's recipe rounds the weights adaptively, fitted to ONNX Runtime's 8-bit activations
+    on the calibration photos; that shrinks ONNX Runtime's error against FP32 but not the part a 7-bit scheme
+    adds, so that error no longer measures the pure guest's (the pure guest's own checks are the next test)."""
+    for module in ("onnxruntime.quantization", "skimage", "sklearn", "matplotlib"):
+        pytest.importorskip(module, reason=f"{module} (the quantize extra) is not installed")
+    return _int8_store("nearest")
+
+
+def test_int8_is_within_the_quantization_error_of_onnxruntime_int8(nearest_store: Path) -> None:
     """Against the INT8 reference (ONNX Runtime on the variant's QDQ model, the same int8 weights): the logits
     differ on average by less than twice that model's own error against FP32 (the guest's activations have 7
     bits, steps twice as wide as ONNX Runtime's uint8, and each scheme has its own bias correction), and the
     top-1 is the same but on a near tie."""
     ort = pytest.importorskip("onnxruntime")
+    session = ort.InferenceSession(str(nearest_store / INT8_ID / "model.onnx"), providers=["CPUExecutionProvider"])
+    with _load("classifier.wasm", nearest_store) as guest:
+        for photo in ["chelsea", "coffee", "rocket", "astronaut", "hubble_deep_field", "retina"]:
+            x = _tensor(photo)
+            ort8 = session.run(None, {"input": np.ascontiguousarray(x.transpose(2, 0, 1)[None])})[0][0]
+            fp32 = _logits(guest, x, FP32_ID)
+            pure8 = _logits(guest, x, INT8_ID)
+            diff, err = np.abs(pure8 - ort8), np.abs(ort8 - fp32)
+            assert diff.mean() < 2 * err.mean() and diff.max() < 2 * err.max(), photo
+            if photo == "chelsea":  # tiger cat 0.39 / Egyptian cat 0.36 in FP32
+                assert pure8.argmax() in range(281, 286)
+            else:
+                assert pure8.argmax() == ort8.argmax(), photo
+
+
+def test_adaptive_rounding_brings_the_pure_guest_closer_to_fp32(
+    guests: dict[str, Any], store: Path, nearest_store: Path
+) -> None:
+    """The store's recipe (adaptive rounding) on the 20 labeled photos, none of them a calibration photo: the
+    pure guest's top-1 is ONNX Runtime INT8's on every one (the kernels issue's criterion), and its logits are
+    closer to FP32 than with the nearest-rounded weights on average and on most photos (measured: every one)."""
+    ort = pytest.importorskip("onnxruntime")
+    from edgewasm.models import _accuracy
+
+    try:
+        photos = _accuracy.labeled_photos()
+    except _accuracy.AccuracyError as exc:  # no PyPI here
+        pytest.skip(str(exc))
     session = ort.InferenceSession(str(store / INT8_ID / "model.onnx"), providers=["CPUExecutionProvider"])
-    for photo in ["chelsea", "coffee", "rocket", "astronaut", "hubble_deep_field", "retina"]:
-        x = _tensor(photo)
-        ort8 = session.run(None, {"input": np.ascontiguousarray(x.transpose(2, 0, 1)[None])})[0][0]
-        fp32 = _logits(guests["simd"], x, FP32_ID)
-        pure8 = _logits(guests["simd"], x, INT8_ID)
-        diff, err = np.abs(pure8 - ort8), np.abs(ort8 - fp32)
-        assert diff.mean() < 2 * err.mean() and diff.max() < 2 * err.max(), photo
-        if photo == "chelsea":  # tiger cat 0.39 / Egyptian cat 0.36 in FP32
-            assert pure8.argmax() in range(281, 286)
-        else:
-            assert pure8.argmax() == ort8.argmax(), photo
+    names, batch = _accuracy.tensors([(p.name, p.data) for p in photos], with_views=False)
+    errors = []
+    with _load("classifier.wasm", nearest_store) as nearest:
+        for name, x in zip(names, batch, strict=True):
+            hwc = np.ascontiguousarray(x.transpose(1, 2, 0))
+            ort8 = session.run(None, {"input": x[None]})[0][0]
+            fp32, pure8 = _logits(guests["simd"], hwc, FP32_ID), _logits(guests["simd"], hwc, INT8_ID)
+            assert pure8.argmax() == ort8.argmax(), name
+            errors.append((np.abs(pure8 - fp32).mean(), np.abs(_logits(nearest, hwc, INT8_ID) - fp32).mean()))
+    adaptive, rounded = np.array(errors).T
+    assert adaptive.mean() < rounded.mean() and (adaptive < rounded).sum() >= 0.75 * len(errors), errors
 
 
 def test_fp32_image_is_the_ewt_path_bit_for_bit(guests: dict[str, Any], store: Path, tmp_path: Path) -> None:

@@ -17,7 +17,7 @@ from . import _store
 from ._calibration import DEFAULT_SET
 from ._calibration import SETS as CALIBRATION_SETS
 from ._convert import MODEL_ID
-from ._variant_store import install_variant
+from ._variant_store import install_variant, needs_build
 from ._variants import PRECISIONS, VARIANTS, variant_id
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -91,6 +91,9 @@ def _install_one(model_id: str, store: Path | None, force: bool, calibration: tu
     problem = None if force else _store.check(model_id, store)
     before = _manifest_text(model_id, store)
     if model_id in VARIANTS:
+        if VARIANTS[model_id].precision == "int8" and needs_build(model_id, store, calibration, force):
+            click.echo(f"making {model_id}: calibrating on the {'+'.join(calibration)} photos and rounding every "
+                       "layer's weights for the least error (about 1-3 minutes) ...", err=True)  # fmt: skip
         entry = install_variant(model_id, store, force, calibration=calibration)
     else:
         entry = _store.install(model_id, store=store, force=force)

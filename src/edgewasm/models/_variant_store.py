@@ -24,7 +24,7 @@ import numpy.typing as npt
 from .._errors import ModelStoreError, QuantizeError
 from . import _calibration, _convert, _ewt, _pure, _quantize, _store, _tflite
 from ._arch import BLOCKS, nhwc_tensor
-from ._variants import RECIPES, VARIANTS, Variant
+from ._variants import INT8_ROUNDINGS, RECIPES, VARIANTS, Variant
 
 EWT_PRECISION = {"fp16": "float16", "int8": "int8 weights, float32 scales and biases"}
 TFLITE_FILE = _convert.TFLITE_FILE
@@ -103,10 +103,13 @@ def int8_ewt(onnx_int8: Path, base_ewt: Path, dst: Path, v: Variant) -> dict[str
     return {"from": "model.onnx (its int8 weights and scales) and the FP32 biases", "dtypes": "i8, f32"}
 
 
-def _build(v: Variant, base: Path, out: Path, openvino: bool, tflite: bool, sets: Sequence[str]) -> dict[str, Any]:
+def _build(
+    v: Variant, base: Path, out: Path, openvino: bool, tflite: bool, sets: Sequence[str], rounding: str
+) -> dict[str, Any]:
     """Write the variant's files into ``out``; return the manifest's ``variant`` record."""
     src = base / _convert.ONNX_FILE
-    record: dict[str, Any] = {"of": v.base, "precision": v.precision, "recipe": RECIPES[v.precision]}
+    recipe = INT8_ROUNDINGS[rounding] if v.precision == "int8" else RECIPES[v.precision]
+    record: dict[str, Any] = {"of": v.base, "precision": v.precision, "recipe": recipe}
     if v.precision == "fp16":
         record["onnx"] = _quantize.onnx_fp16(src, out / _convert.ONNX_FILE)
         if openvino:
@@ -120,7 +123,7 @@ def _build(v: Variant, base: Path, out: Path, openvino: bool, tflite: bool, sets
         photos = _calibration.calibration_photos(sets)
         batch = _calibration.calibration_tensors(photos)
         record["calibration"] = _calibration.calibration_record(photos)
-        record["onnx"] = _quantize.onnx_int8(src, out / _convert.ONNX_FILE, batch)
+        record["onnx"] = _quantize.onnx_int8(src, out / _convert.ONNX_FILE, batch, rounding=rounding)
         if openvino:
             record["openvino"] = _quantize.openvino_from_qdq(out / _convert.ONNX_FILE, out / _convert.OPENVINO_XML)
         if tflite:
@@ -154,18 +157,28 @@ def _manifest(v: Variant, entry: Path, base: dict[str, Any], record: dict[str, A
     }
 
 
-def _current(v: Variant, store: str | os.PathLike[str] | None, sets: Sequence[str]) -> bool:
-    """The installed entry verifies, was made by the current recipe and calibrated on the sets asked for."""
+def _current(v: Variant, store: str | os.PathLike[str] | None, sets: Sequence[str], int8_recipe: int) -> bool:
+    """The installed entry verifies, was made by the recipe asked for and calibrated on the sets asked for."""
     try:
         manifest = _store.verify(v.id, store)
     except ModelStoreError:
         return False
-    if manifest.get("variant", {}).get("recipe") != RECIPES[v.precision]:
+    if manifest.get("variant", {}).get("recipe") != (int8_recipe if v.precision == "int8" else RECIPES[v.precision]):
         return False
     if v.precision != "int8":
         return True
     made = manifest.get("variant", {}).get("calibration", {}).get("sets")
     return bool(made == list(dict.fromkeys(sets)))
+
+
+def needs_build(
+    model_id: str, store: str | os.PathLike[str] | None, calibration: Sequence[str], force: bool = False
+) -> bool:
+    """Whether ``install_variant`` with these arguments (and the current recipe) will make the variant's files."""
+    v = _variant(model_id)
+    entry = _store._root(store) / v.id
+    current = (entry / _store.MANIFEST).is_file() and _current(v, store, calibration, RECIPES["int8"])
+    return force or not current
 
 
 def install_variant(
@@ -176,16 +189,21 @@ def install_variant(
     openvino: bool | None = None,
     tflite: bool | None = None,
     calibration: Sequence[str] = (_calibration.DEFAULT_SET,),
+    rounding: str = "adaptive",
 ) -> Path:
     """Make and install a variant (and its base if needed); a verified install is kept unless ``force``.
 
     An entry that fails verification, was made by an older recipe (``_variants.RECIPES``), or an INT8 entry
-    calibrated on other sets than ``calibration`` (names from ``_calibration.SETS``), is rebuilt.
+    calibrated on other sets than ``calibration`` (names from ``_calibration.SETS``), is rebuilt. ``rounding``
+    of the INT8 weights: ``adaptive`` (the current recipe) or ``nearest`` (recipe 2's, for comparisons and tests;
+    a later install that asks for the current recipe rebuilds it).
     """
+    if rounding not in INT8_ROUNDINGS:
+        raise ValueError(f"rounding must be one of {tuple(INT8_ROUNDINGS)}, not {rounding!r}")
     v = _variant(model_id)
     root = _store._root(store)
     entry = root / v.id
-    if not force and (entry / _store.MANIFEST).is_file() and _current(v, store, calibration):
+    if not force and (entry / _store.MANIFEST).is_file() and _current(v, store, calibration, INT8_ROUNDINGS[rounding]):
         return entry
     base_entry = _store.install(v.base, store)
     base = _store.verify(v.base, store)
@@ -201,7 +219,7 @@ def install_variant(
             f"cannot write to the model store {root}: {exc.strerror}; set {_store.ENV_VAR} or --store"
         ) from exc
     try:
-        record = _build(v, base_entry, tmp, openvino, tflite, calibration)
+        record = _build(v, base_entry, tmp, openvino, tflite, calibration, rounding)
         manifest = _manifest(v, tmp, base, record)
         (tmp / _store.MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
         _store._fsync_tree(tmp)
