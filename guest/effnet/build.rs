@@ -60,9 +60,10 @@ fn main() {
     println!("cargo:rustc-link-search=native={}", out.display());
     println!("cargo:rustc-cfg=effnet_q8_c");
     println!("cargo:rustc-cfg=effnet_f32_c");
+    // The FP32 GEMM in C, both builds (on relaxed madd in the relaxed one; the plain one's C kernel gives the
+    // bits of the Rust microkernel `micro_mem`, which the 12-row C kernels outrun).
+    println!("cargo:rustc-cfg=effnet_f32_gemm_c");
     if relaxed {
         println!("cargo:rustc-cfg=effnet_q8_relaxed");
-        // The FP32 GEMM on relaxed madd (the plain build keeps the Rust microkernel, as fast without FMA).
-        println!("cargo:rustc-cfg=effnet_f32_gemm_c");
     }
 }

@@ -233,7 +233,7 @@ pub fn gemm(
                     }
                 }
             }
-            // The relaxed build: the C microkernel on relaxed madd over the same tile and panels.
+            // The SIMD builds: the C microkernels (relaxed madd in the relaxed build) over the same tile and panels.
             #[cfg(effnet_f32_gemm_c)]
             {
                 if splat {
@@ -341,7 +341,7 @@ pub fn gemm(
     }
 }
 
-/// csrc/f32.c (SIMD builds): the FP32 GEMM tile on relaxed madd (relaxed build) and the depthwise interior.
+/// csrc/f32.c (SIMD builds): the FP32 GEMM tile (on relaxed madd in the relaxed build) and the depthwise interior.
 #[cfg(effnet_f32_c)]
 mod f32c {
     #[link(name = "effnet_c", kind = "static")]
