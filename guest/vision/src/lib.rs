@@ -97,6 +97,45 @@ fn decode_checked<'a, D: image::ImageDecoder<'a>>(
     format: image::ImageFormat,
     bytes: &[u8],
 ) -> image::ImageResult<Result<image::DynamicImage, VisionError>> {
+    if let Err(e) = check_limits(&mut decoder, format, bytes)? {
+        return Ok(Err(e));
+    }
+    image::DynamicImage::from_decoder(decoder).map(Ok)
+}
+
+/// [`decode_checked`] for a JPEG: an 8-bit RGB one (every colour JPEG) is taken in the decoder's own buffer, which
+/// `into_reader` hands over as it is; `DynamicImage::from_decoder` would zero a buffer of the image's size and copy
+/// the decoder's into it. The same pixels, the same checks.
+fn decode_jpeg_checked(
+    mut decoder: image::codecs::jpeg::JpegDecoder<std::io::Cursor<&[u8]>>,
+    bytes: &[u8],
+) -> image::ImageResult<Result<image::DynamicImage, VisionError>> {
+    use image::ImageDecoder;
+    use std::io::Read;
+    if decoder.color_type() != image::ColorType::Rgb8 {
+        return decode_checked(decoder, image::ImageFormat::Jpeg, bytes);
+    }
+    if let Err(e) = check_limits(&mut decoder, image::ImageFormat::Jpeg, bytes)? {
+        return Ok(Err(e));
+    }
+    let (w, h) = decoder.dimensions();
+    let mut data = Vec::new();
+    decoder.into_reader()?.read_to_end(&mut data).map_err(image::ImageError::IoError)?;
+    match image::RgbImage::from_raw(w, h, data) {
+        Some(buf) => Ok(Ok(image::DynamicImage::ImageRgb8(buf))),
+        None => Err(image::ImageError::Decoding(image::error::DecodingError::new(
+            image::ImageFormat::Jpeg.into(),
+            "the decoded image is smaller than its size says",
+        ))),
+    }
+}
+
+/// The limits of [`decode`] set on `decoder`, then whether the guest can hold what decoding will allocate.
+fn check_limits<'a, D: image::ImageDecoder<'a>>(
+    decoder: &mut D,
+    format: image::ImageFormat,
+    bytes: &[u8],
+) -> image::ImageResult<Result<(), VisionError>> {
     let (w, h) = decoder.dimensions();
     let mut limits = image::io::Limits::default();
     limits.max_image_width = Some(MAX_DIM as u32);
@@ -108,10 +147,7 @@ fn decode_checked<'a, D: image::ImageDecoder<'a>>(
     let rgb = (w as usize).saturating_mul(h as usize).saturating_mul(3);
     let rgb8 = decoder.color_type() == image::ColorType::Rgb8;
     let peak = decode_peak(format, bytes, total, if rgb8 { 0 } else { rgb });
-    if let Err(e) = probe(peak, || format!("decoding this {}x{} {:?} image", w, h, format)) {
-        return Ok(Err(e));
-    }
-    image::DynamicImage::from_decoder(decoder).map(Ok)
+    Ok(probe(peak, || format!("decoding this {}x{} {:?} image", w, h, format)))
 }
 
 impl std::error::Error for VisionError {}
@@ -163,7 +199,7 @@ pub fn decode(bytes: &[u8]) -> Result<RgbImage, VisionError> {
     let cursor = std::io::Cursor::new(bytes);
     let decoded = match format {
         ImageFormat::Png => image::codecs::png::PngDecoder::new(cursor).and_then(|d| decode_checked(d, format, bytes)),
-        _ => image::codecs::jpeg::JpegDecoder::new(cursor).and_then(|d| decode_checked(d, format, bytes)),
+        _ => image::codecs::jpeg::JpegDecoder::new(cursor).and_then(|d| decode_jpeg_checked(d, bytes)),
     };
     let img = decoded.map_err(|e| VisionError::Decode(format!("cannot decode {:?} image: {}", format, e)))??;
     let (w, h) = (img.width() as usize, img.height() as usize);
@@ -475,7 +511,10 @@ mod imp {
     use super::{AxisWeights, CROP, INV_STD, MEAN};
     use core::arch::wasm32::*;
 
-    /// RGB bytes -> RGBX f32 (X = 0), four pixels (12 bytes, read as 16) at a time.
+    /// RGB bytes -> RGBX f32 (X = 0), four pixels (12 bytes, read as 16) at a time, eight a loop iteration.
+    /// Each level goes to the low byte of a 32-bit lane by a swizzle, and becomes a float as `bits(2^23 | v) -
+    /// 2^23`, which is exactly `v` (v < 2^23). The plain integer conversion after two extends is what LLVM
+    /// turns into one scalar conversion per lane, and that was 40% of the preprocessing.
     #[inline]
     pub fn widen_u8(src: &[u8], dst: &mut [f32]) {
         let n = src.len() / 3;
@@ -483,17 +522,26 @@ mod imp {
         let mut i = 0;
         // SAFETY: a 16-byte load at byte 3i needs 3i + 16 <= src.len(); stores stay below 4n <= dst.len().
         unsafe {
-            // RGB RGB RGB RGB -> RGB0 RGB0 RGB0 RGB0 (a swizzle index >= 16 gives 0).
-            let idx = u8x16(0, 1, 2, 16, 3, 4, 5, 16, 6, 7, 8, 16, 9, 10, 11, 16);
+            #[inline(always)]
+            unsafe fn four(s: *const u8, d: *mut f32) {
+                // RGB RGB RGB RGB -> R000 G000 B000 0000 per pixel (a swizzle index >= 16 gives 0).
+                const Z: u8 = 16;
+                let v = v128_load(s as *const v128);
+                let magic = u32x4_splat(0x4B00_0000);
+                let two23 = f32x4_splat(8388608.0);
+                let px = |p: v128| f32x4_sub(v128_or(p, magic), two23);
+                v128_store(d as *mut v128, px(u8x16_swizzle(v, u8x16(0, Z, Z, Z, 1, Z, Z, Z, 2, Z, Z, Z, Z, Z, Z, Z))));
+                v128_store(d.add(4) as *mut v128, px(u8x16_swizzle(v, u8x16(3, Z, Z, Z, 4, Z, Z, Z, 5, Z, Z, Z, Z, Z, Z, Z))));
+                v128_store(d.add(8) as *mut v128, px(u8x16_swizzle(v, u8x16(6, Z, Z, Z, 7, Z, Z, Z, 8, Z, Z, Z, Z, Z, Z, Z))));
+                v128_store(d.add(12) as *mut v128, px(u8x16_swizzle(v, u8x16(9, Z, Z, Z, 10, Z, Z, Z, 11, Z, Z, Z, Z, Z, Z, Z))));
+            }
+            while 3 * i + 28 <= src.len() {
+                four(src.as_ptr().add(3 * i), dst.as_mut_ptr().add(4 * i));
+                four(src.as_ptr().add(3 * i + 12), dst.as_mut_ptr().add(4 * i + 16));
+                i += 8;
+            }
             while 3 * i + 16 <= src.len() {
-                let v = u8x16_swizzle(v128_load(src.as_ptr().add(3 * i) as *const v128), idx);
-                let lo = u16x8_extend_low_u8x16(v);
-                let hi = u16x8_extend_high_u8x16(v);
-                let d = dst.as_mut_ptr().add(4 * i);
-                v128_store(d as *mut v128, f32x4_convert_u32x4(u32x4_extend_low_u16x8(lo)));
-                v128_store(d.add(4) as *mut v128, f32x4_convert_u32x4(u32x4_extend_high_u16x8(lo)));
-                v128_store(d.add(8) as *mut v128, f32x4_convert_u32x4(u32x4_extend_low_u16x8(hi)));
-                v128_store(d.add(12) as *mut v128, f32x4_convert_u32x4(u32x4_extend_high_u16x8(hi)));
+                four(src.as_ptr().add(3 * i), dst.as_mut_ptr().add(4 * i));
                 i += 4;
             }
         }
@@ -506,7 +554,9 @@ mod imp {
     }
 
     /// The horizontal pass of one RGBX row: four output pixels at once when their windows have the same number
-    /// of taps (all but a few near the borders), so that four independent sums are in flight.
+    /// of taps (all but a few near the borders), so that four independent sums are in flight. Windows of up to 8
+    /// taps (every photo up to about 1.8x the network's resize) run fully unrolled: no loop inside, so no
+    /// interrupt check either (the host's timeout adds one at every loop head, and spills the sums around it).
     #[inline]
     pub fn horizontal(row: &[f32], wx: &AxisWeights, wx4: &[f32], dst: &mut [f32]) {
         // The last window ends furthest right (`run_into` checked it when it computed the weights).
@@ -520,21 +570,15 @@ mod imp {
             while x + 4 <= CROP {
                 let n = wx.offs[x + 1] - wx.offs[x];
                 if (1..4).all(|k| wx.offs[x + k + 1] - wx.offs[x + k] == n) {
-                    let (s0, s1, s2, s3) = (wx.starts[x] * 4, wx.starts[x + 1] * 4, wx.starts[x + 2] * 4, wx.starts[x + 3] * 4);
-                    let (w0, w1, w2, w3) = (wx.offs[x] * 4, wx.offs[x + 1] * 4, wx.offs[x + 2] * 4, wx.offs[x + 3] * 4);
-                    let (mut a0, mut a1, mut a2, mut a3) = (f32x4_splat(0.0), f32x4_splat(0.0), f32x4_splat(0.0), f32x4_splat(0.0));
-                    for t in 0..n {
-                        let t4 = t * 4;
-                        a0 = f32x4_add(a0, f32x4_mul(v128_load(w.add(w0 + t4) as *const v128), v128_load(r.add(s0 + t4) as *const v128)));
-                        a1 = f32x4_add(a1, f32x4_mul(v128_load(w.add(w1 + t4) as *const v128), v128_load(r.add(s1 + t4) as *const v128)));
-                        a2 = f32x4_add(a2, f32x4_mul(v128_load(w.add(w2 + t4) as *const v128), v128_load(r.add(s2 + t4) as *const v128)));
-                        a3 = f32x4_add(a3, f32x4_mul(v128_load(w.add(w3 + t4) as *const v128), v128_load(r.add(s3 + t4) as *const v128)));
-                    }
                     let d = dst.as_mut_ptr().add(x * 4);
-                    v128_store(d as *mut v128, a0);
-                    v128_store(d.add(4) as *mut v128, a1);
-                    v128_store(d.add(8) as *mut v128, a2);
-                    v128_store(d.add(12) as *mut v128, a3);
+                    match n {
+                        4 => quad::<4>(r, w, wx, x, d),
+                        5 => quad::<5>(r, w, wx, x, d),
+                        6 => quad::<6>(r, w, wx, x, d),
+                        7 => quad::<7>(r, w, wx, x, d),
+                        8 => quad::<8>(r, w, wx, x, d),
+                        _ => quad_n(r, w, wx, x, n, d),
+                    }
                     x += 4;
                 } else {
                     one(r, w, wx, x, dst);
@@ -548,6 +592,46 @@ mod imp {
         }
     }
 
+    /// Four output pixels of the horizontal pass, windows of `N` taps each: the tap loop is unrolled.
+    #[inline(always)]
+    unsafe fn quad<const N: usize>(r: *const f32, w: *const f32, wx: &AxisWeights, x: usize, d: *mut f32) {
+        let (s0, s1, s2, s3) = (wx.starts[x] * 4, wx.starts[x + 1] * 4, wx.starts[x + 2] * 4, wx.starts[x + 3] * 4);
+        let (w0, w1, w2, w3) = (wx.offs[x] * 4, wx.offs[x + 1] * 4, wx.offs[x + 2] * 4, wx.offs[x + 3] * 4);
+        let (mut a0, mut a1, mut a2, mut a3) = (f32x4_splat(0.0), f32x4_splat(0.0), f32x4_splat(0.0), f32x4_splat(0.0));
+        let mut t = 0;
+        while t < N {
+            let t4 = t * 4;
+            a0 = f32x4_add(a0, f32x4_mul(v128_load(w.add(w0 + t4) as *const v128), v128_load(r.add(s0 + t4) as *const v128)));
+            a1 = f32x4_add(a1, f32x4_mul(v128_load(w.add(w1 + t4) as *const v128), v128_load(r.add(s1 + t4) as *const v128)));
+            a2 = f32x4_add(a2, f32x4_mul(v128_load(w.add(w2 + t4) as *const v128), v128_load(r.add(s2 + t4) as *const v128)));
+            a3 = f32x4_add(a3, f32x4_mul(v128_load(w.add(w3 + t4) as *const v128), v128_load(r.add(s3 + t4) as *const v128)));
+            t += 1;
+        }
+        v128_store(d as *mut v128, a0);
+        v128_store(d.add(4) as *mut v128, a1);
+        v128_store(d.add(8) as *mut v128, a2);
+        v128_store(d.add(12) as *mut v128, a3);
+    }
+
+    /// [`quad`] for any number of taps (a loop).
+    #[inline(never)]
+    unsafe fn quad_n(r: *const f32, w: *const f32, wx: &AxisWeights, x: usize, n: usize, d: *mut f32) {
+        let (s0, s1, s2, s3) = (wx.starts[x] * 4, wx.starts[x + 1] * 4, wx.starts[x + 2] * 4, wx.starts[x + 3] * 4);
+        let (w0, w1, w2, w3) = (wx.offs[x] * 4, wx.offs[x + 1] * 4, wx.offs[x + 2] * 4, wx.offs[x + 3] * 4);
+        let (mut a0, mut a1, mut a2, mut a3) = (f32x4_splat(0.0), f32x4_splat(0.0), f32x4_splat(0.0), f32x4_splat(0.0));
+        for t in 0..n {
+            let t4 = t * 4;
+            a0 = f32x4_add(a0, f32x4_mul(v128_load(w.add(w0 + t4) as *const v128), v128_load(r.add(s0 + t4) as *const v128)));
+            a1 = f32x4_add(a1, f32x4_mul(v128_load(w.add(w1 + t4) as *const v128), v128_load(r.add(s1 + t4) as *const v128)));
+            a2 = f32x4_add(a2, f32x4_mul(v128_load(w.add(w2 + t4) as *const v128), v128_load(r.add(s2 + t4) as *const v128)));
+            a3 = f32x4_add(a3, f32x4_mul(v128_load(w.add(w3 + t4) as *const v128), v128_load(r.add(s3 + t4) as *const v128)));
+        }
+        v128_store(d as *mut v128, a0);
+        v128_store(d.add(4) as *mut v128, a1);
+        v128_store(d.add(8) as *mut v128, a2);
+        v128_store(d.add(12) as *mut v128, a3);
+    }
+
     /// One output pixel of the horizontal pass.
     #[inline]
     unsafe fn one(r: *const f32, w: *const f32, wx: &AxisWeights, x: usize, dst: &mut [f32]) {
@@ -559,7 +643,8 @@ mod imp {
         v128_store(dst.as_mut_ptr().add(x * 4) as *mut v128, acc);
     }
 
-    /// `dst[k] = sum_j w_j * src[rows[j] + k]`, 16 values (four sums in flight) at a time.
+    /// `dst[k] = sum_j w_j * src[rows[j] + k]`, 16 values (four sums in flight) at a time; up to 8 taps with
+    /// the tap loop unrolled (see [`horizontal`]).
     #[inline]
     pub fn weighted_sum_rows(src: &[f32], rows: &[usize], ws4: &[f32], dst: &mut [f32]) {
         let n = dst.len();
@@ -567,24 +652,71 @@ mod imp {
         assert!(n % 16 == 0 && rows.len() == taps && rows.iter().all(|&r| r + n <= src.len()));
         // SAFETY: bounds asserted above.
         unsafe {
-            let mut k = 0;
-            while k < n {
-                let (mut a0, mut a1, mut a2, mut a3) = (f32x4_splat(0.0), f32x4_splat(0.0), f32x4_splat(0.0), f32x4_splat(0.0));
-                for j in 0..taps {
-                    let wv = v128_load(ws4.as_ptr().add(j * 4) as *const v128);
-                    let p = src.as_ptr().add(*rows.get_unchecked(j) + k);
-                    a0 = f32x4_add(a0, f32x4_mul(wv, v128_load(p as *const v128)));
-                    a1 = f32x4_add(a1, f32x4_mul(wv, v128_load(p.add(4) as *const v128)));
-                    a2 = f32x4_add(a2, f32x4_mul(wv, v128_load(p.add(8) as *const v128)));
-                    a3 = f32x4_add(a3, f32x4_mul(wv, v128_load(p.add(12) as *const v128)));
-                }
-                let d = dst.as_mut_ptr().add(k);
-                v128_store(d as *mut v128, a0);
-                v128_store(d.add(4) as *mut v128, a1);
-                v128_store(d.add(8) as *mut v128, a2);
-                v128_store(d.add(12) as *mut v128, a3);
-                k += 16;
+            match taps {
+                4 => sum_rows::<4>(src, rows, ws4, dst),
+                5 => sum_rows::<5>(src, rows, ws4, dst),
+                6 => sum_rows::<6>(src, rows, ws4, dst),
+                7 => sum_rows::<7>(src, rows, ws4, dst),
+                8 => sum_rows::<8>(src, rows, ws4, dst),
+                _ => sum_rows_n(src, rows, ws4, dst),
             }
+        }
+    }
+
+    /// [`weighted_sum_rows`] for `N` taps: the row pointers and weights held across the whole row.
+    #[inline(always)]
+    unsafe fn sum_rows<const N: usize>(src: &[f32], rows: &[usize], ws4: &[f32], dst: &mut [f32]) {
+        let mut p = [src.as_ptr(); N];
+        let mut wv = [f32x4_splat(0.0); N];
+        let mut j = 0;
+        while j < N {
+            p[j] = src.as_ptr().add(*rows.get_unchecked(j));
+            wv[j] = v128_load(ws4.as_ptr().add(j * 4) as *const v128);
+            j += 1;
+        }
+        let n = dst.len();
+        let mut k = 0;
+        while k < n {
+            let (mut a0, mut a1, mut a2, mut a3) = (f32x4_splat(0.0), f32x4_splat(0.0), f32x4_splat(0.0), f32x4_splat(0.0));
+            let mut j = 0;
+            while j < N {
+                let q = p[j].add(k);
+                a0 = f32x4_add(a0, f32x4_mul(wv[j], v128_load(q as *const v128)));
+                a1 = f32x4_add(a1, f32x4_mul(wv[j], v128_load(q.add(4) as *const v128)));
+                a2 = f32x4_add(a2, f32x4_mul(wv[j], v128_load(q.add(8) as *const v128)));
+                a3 = f32x4_add(a3, f32x4_mul(wv[j], v128_load(q.add(12) as *const v128)));
+                j += 1;
+            }
+            let d = dst.as_mut_ptr().add(k);
+            v128_store(d as *mut v128, a0);
+            v128_store(d.add(4) as *mut v128, a1);
+            v128_store(d.add(8) as *mut v128, a2);
+            v128_store(d.add(12) as *mut v128, a3);
+            k += 16;
+        }
+    }
+
+    #[inline(never)]
+    unsafe fn sum_rows_n(src: &[f32], rows: &[usize], ws4: &[f32], dst: &mut [f32]) {
+        let n = dst.len();
+        let taps = ws4.len() / 4;
+        let mut k = 0;
+        while k < n {
+            let (mut a0, mut a1, mut a2, mut a3) = (f32x4_splat(0.0), f32x4_splat(0.0), f32x4_splat(0.0), f32x4_splat(0.0));
+            for j in 0..taps {
+                let wv = v128_load(ws4.as_ptr().add(j * 4) as *const v128);
+                let p = src.as_ptr().add(*rows.get_unchecked(j) + k);
+                a0 = f32x4_add(a0, f32x4_mul(wv, v128_load(p as *const v128)));
+                a1 = f32x4_add(a1, f32x4_mul(wv, v128_load(p.add(4) as *const v128)));
+                a2 = f32x4_add(a2, f32x4_mul(wv, v128_load(p.add(8) as *const v128)));
+                a3 = f32x4_add(a3, f32x4_mul(wv, v128_load(p.add(12) as *const v128)));
+            }
+            let d = dst.as_mut_ptr().add(k);
+            v128_store(d as *mut v128, a0);
+            v128_store(d.add(4) as *mut v128, a1);
+            v128_store(d.add(8) as *mut v128, a2);
+            v128_store(d.add(12) as *mut v128, a3);
+            k += 16;
         }
     }
 
@@ -607,28 +739,34 @@ mod imp {
         }
     }
 
-    /// RGBX row -> clamp, normalise -> a row of each plane: four pixels at a time, transposed with shuffles.
+    /// RGBX row -> clamp, normalise -> a row of each plane: four pixels at a time, transposed with shuffles,
+    /// eight a loop iteration.
     #[inline]
     pub fn clamp_normalise_planes(src: &[f32], r: &mut [f32], g: &mut [f32], b: &mut [f32]) {
         let n = r.len();
-        assert!(n % 4 == 0 && g.len() == n && b.len() == n && src.len() >= 4 * n);
+        assert!(n % 8 == 0 && g.len() == n && b.len() == n && src.len() >= 4 * n);
+        #[inline(always)]
+        unsafe fn four(s: *const f32, r: *mut f32, g: *mut f32, b: *mut f32) {
+            let p0 = normalise(v128_load(s as *const v128));
+            let p1 = normalise(v128_load(s.add(4) as *const v128));
+            let p2 = normalise(v128_load(s.add(8) as *const v128));
+            let p3 = normalise(v128_load(s.add(12) as *const v128));
+            let rg01 = i32x4_shuffle::<0, 4, 1, 5>(p0, p1); // r0 r1 g0 g1
+            let rg23 = i32x4_shuffle::<0, 4, 1, 5>(p2, p3);
+            let bx01 = i32x4_shuffle::<2, 6, 3, 7>(p0, p1); // b0 b1 x0 x1
+            let bx23 = i32x4_shuffle::<2, 6, 3, 7>(p2, p3);
+            v128_store(r as *mut v128, i32x4_shuffle::<0, 1, 4, 5>(rg01, rg23));
+            v128_store(g as *mut v128, i32x4_shuffle::<2, 3, 6, 7>(rg01, rg23));
+            v128_store(b as *mut v128, i32x4_shuffle::<0, 1, 4, 5>(bx01, bx23));
+        }
         // SAFETY: bounds asserted above.
         unsafe {
             let mut i = 0;
             while i < n {
                 let s = src.as_ptr().add(4 * i);
-                let p0 = normalise(v128_load(s as *const v128));
-                let p1 = normalise(v128_load(s.add(4) as *const v128));
-                let p2 = normalise(v128_load(s.add(8) as *const v128));
-                let p3 = normalise(v128_load(s.add(12) as *const v128));
-                let rg01 = i32x4_shuffle::<0, 4, 1, 5>(p0, p1); // r0 r1 g0 g1
-                let rg23 = i32x4_shuffle::<0, 4, 1, 5>(p2, p3);
-                let bx01 = i32x4_shuffle::<2, 6, 3, 7>(p0, p1); // b0 b1 x0 x1
-                let bx23 = i32x4_shuffle::<2, 6, 3, 7>(p2, p3);
-                v128_store(r.as_mut_ptr().add(i) as *mut v128, i32x4_shuffle::<0, 1, 4, 5>(rg01, rg23));
-                v128_store(g.as_mut_ptr().add(i) as *mut v128, i32x4_shuffle::<2, 3, 6, 7>(rg01, rg23));
-                v128_store(b.as_mut_ptr().add(i) as *mut v128, i32x4_shuffle::<0, 1, 4, 5>(bx01, bx23));
-                i += 4;
+                four(s, r.as_mut_ptr().add(i), g.as_mut_ptr().add(i), b.as_mut_ptr().add(i));
+                four(s.add(16), r.as_mut_ptr().add(i + 4), g.as_mut_ptr().add(i + 4), b.as_mut_ptr().add(i + 4));
+                i += 8;
             }
         }
     }

@@ -44,11 +44,24 @@ impl Upsampler {
         })
     }
 
+    #[allow(dead_code)] // edgewasm: only the rayon worker still calls it
     pub fn upsample_and_interleave_row(&self, component_data: &[Vec<u8>], row: usize, output_width: usize, output: &mut [u8], color_convert: fn(&[Vec<u8>], &mut [u8])) {
+        let mut line_buffers = self.line_buffers(component_data.len());
+        self.upsample_and_interleave_row_with(component_data, row, output_width, output, color_convert, &mut line_buffers);
+    }
+
+    /// edgewasm: the line buffers `upsample_and_interleave_row_with` needs, made once for all the rows (every
+    /// upsampler writes at least `output_width` bytes of its buffer each row, all the colour conversion reads).
+    pub fn line_buffers(&self, component_count: usize) -> Vec<Vec<u8>> {
+        vec![vec![0u8; self.line_buffer_size]; component_count]
+    }
+
+    /// edgewasm: `upsample_and_interleave_row` with the line buffers of `line_buffers` (no allocation a row).
+    pub fn upsample_and_interleave_row_with(&self, component_data: &[Vec<u8>], row: usize, output_width: usize, output: &mut [u8], color_convert: fn(&[Vec<u8>], &mut [u8]), line_buffers: &mut [Vec<u8>]) {
         let component_count = component_data.len();
-        let mut line_buffers = vec![vec![0u8; self.line_buffer_size]; component_count];
 
         debug_assert_eq!(component_count, self.components.len());
+        debug_assert_eq!(component_count, line_buffers.len());
 
         for (i, component) in self.components.iter().enumerate() {
             component.upsampler.upsample_row(&component_data[i],
@@ -217,7 +230,20 @@ impl Upsample for UpsamplerH2V2 {
         let mut t1 = 3 * input_near[0] as u32 + input_far[0] as u32;
         output[0] = ((t1 + 2) >> 2) as u8;
 
-        for i in 1 .. input_width {
+        // edgewasm: simd128 does the first samples (the same integers), the loop below the rest.
+        #[cfg(all(target_arch = "wasm32", target_feature = "simd128", not(feature = "platform_independent")))]
+        let first = {
+            #[allow(unsafe_code)]
+            let done = unsafe { crate::arch::upsample_row_h2v2(input_near, input_far, input_width, output) };
+            if done > 1 {
+                t1 = 3 * input_near[done - 1] as u32 + input_far[done - 1] as u32;
+            }
+            done
+        };
+        #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128", not(feature = "platform_independent"))))]
+        let first = 1;
+
+        for i in first .. input_width {
             let t0 = t1;
             t1 = 3 * input_near[i] as u32 + input_far[i] as u32;
 

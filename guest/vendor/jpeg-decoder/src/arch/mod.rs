@@ -53,3 +53,7 @@ pub fn get_dequantize_and_idct_block_8x8(
     #[allow(unreachable_code)]
     None
 }
+
+/// edgewasm: simd128 H2V2 upsampling (see wasm.rs).
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+pub use wasm::upsample_row_h2v2;
