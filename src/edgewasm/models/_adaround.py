@@ -13,7 +13,7 @@ also absorbs part of the error of the activations and layers before it. Layers g
 Scales are kept (the pair-bounded ones of ``_pairbound`` for the matrix-product layers), and so is the pair bound:
 a move that would put an adjacent pair over 128 (in the stem, in both orders kernels read it) is not taken.
 Measured on the 416 images (docs/quantization.md): agreement with FP32 92.3% -> 96.4% (ONNX Runtime), 92.5% ->
-95.7% (OpenVINO); 95.5% on the 336 images that are not views of the calibration photos.
+95.4-95.7% (OpenVINO); 95.5% on the 336 images that are not views of the calibration photos.
 """
 
 from __future__ import annotations

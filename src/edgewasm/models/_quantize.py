@@ -266,7 +266,7 @@ def openvino_fp16(src: Path, dst_xml: Path) -> dict[str, Any]:
 def openvino_from_qdq(qdq: Path, dst_xml: Path) -> dict[str, Any]:
     """The IR of the ONNX Runtime QDQ model (``onnx_int8``): OpenVINO turns its Quantize/DequantizeLinear pairs
     into FakeQuantize and runs the layers on its int8 kernels, with the same weights (pair-bounded), corrected
-    biases and activation scales. Measured: 92.5% agreement with FP32 (95.7% with adaptive rounding) where
+    biases and activation scales. Measured: 92.5% agreement with FP32 (95.4-95.7% with adaptive rounding) where
     NNCF's own quantization of the FP32 model reached 83.7%, at the same speed (docs/quantization.md)."""
     ov = need("openvino", "openvino")
     dst_xml.parent.mkdir(parents=True, exist_ok=True)
