@@ -108,8 +108,7 @@ def _build(
 ) -> dict[str, Any]:
     """Write the variant's files into ``out``; return the manifest's ``variant`` record."""
     src = base / _convert.ONNX_FILE
-    recipe = INT8_ROUNDINGS[rounding] if v.precision == "int8" else RECIPES[v.precision]
-    record: dict[str, Any] = {"of": v.base, "precision": v.precision, "recipe": recipe}
+    record: dict[str, Any] = {"of": v.base, "precision": v.precision, "recipe": _recipe(v, rounding)}
     if v.precision == "fp16":
         record["onnx"] = _quantize.onnx_fp16(src, out / _convert.ONNX_FILE)
         if openvino:
@@ -157,13 +156,20 @@ def _manifest(v: Variant, entry: Path, base: dict[str, Any], record: dict[str, A
     }
 
 
-def _current(v: Variant, store: str | os.PathLike[str] | None, sets: Sequence[str], int8_recipe: int) -> bool:
+def _recipe(v: Variant, rounding: str) -> int:
+    """The recipe number a build of ``v`` with this INT8 weight rounding makes."""
+    return INT8_ROUNDINGS[rounding] if v.precision == "int8" else RECIPES[v.precision]
+
+
+def _current(v: Variant, store: str | os.PathLike[str] | None, sets: Sequence[str], rounding: str) -> bool:
     """The installed entry verifies, was made by the recipe asked for and calibrated on the sets asked for."""
+    if not (_store._root(store) / v.id / _store.MANIFEST).is_file():
+        return False
     try:
         manifest = _store.verify(v.id, store)
     except ModelStoreError:
         return False
-    if manifest.get("variant", {}).get("recipe") != (int8_recipe if v.precision == "int8" else RECIPES[v.precision]):
+    if manifest.get("variant", {}).get("recipe") != _recipe(v, rounding):
         return False
     if v.precision != "int8":
         return True
@@ -172,13 +178,14 @@ def _current(v: Variant, store: str | os.PathLike[str] | None, sets: Sequence[st
 
 
 def needs_build(
-    model_id: str, store: str | os.PathLike[str] | None, calibration: Sequence[str], force: bool = False
+    model_id: str,
+    store: str | os.PathLike[str] | None,
+    calibration: Sequence[str],
+    force: bool = False,
+    rounding: str = "adaptive",
 ) -> bool:
-    """Whether ``install_variant`` with these arguments (and the current recipe) will make the variant's files."""
-    v = _variant(model_id)
-    entry = _store._root(store) / v.id
-    current = (entry / _store.MANIFEST).is_file() and _current(v, store, calibration, RECIPES["int8"])
-    return force or not current
+    """Whether ``install_variant`` with these arguments will make the variant's files (else it keeps them)."""
+    return force or not _current(_variant(model_id), store, calibration, rounding)
 
 
 def install_variant(
@@ -203,7 +210,7 @@ def install_variant(
     v = _variant(model_id)
     root = _store._root(store)
     entry = root / v.id
-    if not force and (entry / _store.MANIFEST).is_file() and _current(v, store, calibration, INT8_ROUNDINGS[rounding]):
+    if not needs_build(model_id, store, calibration, force, rounding):
         return entry
     base_entry = _store.install(v.base, store)
     base = _store.verify(v.base, store)

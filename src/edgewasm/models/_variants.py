@@ -20,11 +20,10 @@ PRECISIONS = ("fp16", "int8")
 #: bias correction of the ONNX Runtime model and of the pure guest's own scheme, the OpenVINO IR converted from
 #: the ONNX Runtime model (was NNCF's quantization). Recipe 3: recipe 2 with every layer's weights rounded
 #: adaptively (``_adaround``) before the bias correction instead of to the nearest step.
-RECIPES: dict[str, int] = {"fp16": 1, "int8": 3}
-
 #: The int8 recipe each weight rounding makes (``install_variant(rounding=...)``; "nearest" rebuilds recipe 2
 #: for comparisons and for the pure guest's kernel test).
 INT8_ROUNDINGS: dict[str, int] = {"adaptive": 3, "nearest": 2}
+RECIPES: dict[str, int] = {"fp16": 1, "int8": INT8_ROUNDINGS["adaptive"]}
 
 
 @dataclass(frozen=True)
