@@ -3,23 +3,19 @@
 The guest uses the tensors where they lie, read from ``pure-*.ewp`` or mapped from a bundled module's data
 segment (``_bundle``), so everything is laid out here, once, at install time: GEMM weights in panels of 8
 output channels (FP32 ``[panel][k][8]``; INT8 ``[panel][k/4][2][4 channels][4 k]``), biases and scales padded
-to whole panels, the labels as bytes. The container is EWT's (``_ewt``): ``b"EWP1"``, u32 LE header length,
-a text header (``meta``, ``block`` and ``tensor <name> <dtype> <offset> <nbytes> <dims>`` lines), then the
-tensors, little-endian, each at an offset that is a multiple of ``ALIGN`` (the SIMD kernels need 256-byte
-aligned panels; the guest checks it).
+to whole panels, the labels as bytes. The container is EWT's (``_container``) with ``b"EWP1"`` and tensors at
+multiples of ``ALIGN`` (the SIMD kernels need 256-byte aligned panels; the guest checks it).
 """
 
 from __future__ import annotations
 
-import struct
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from .._errors import ModelStoreError
+from . import _container
 from ._arch import Block
 
 MAGIC = b"EWP1"
@@ -30,93 +26,22 @@ K_STEP = 4
 
 #: header dtype token -> little-endian numpy dtype
 DTYPES: dict[str, str] = {"f32": "<f4", "i32": "<i4", "i16": "<i2", "i8": "|i1", "u8": "|u1"}
-_TOKENS = {np.dtype(v).str: k for k, v in DTYPES.items()}
+FORMAT = _container.Format(MAGIC, ALIGN, DTYPES, short="EWP", kind="a packed weight image")
 
 F32 = npt.NDArray[np.float32]
 
-
-def _align(n: int) -> int:
-    return (n + ALIGN - 1) // ALIGN * ALIGN
-
-
-def _stored(arr: npt.NDArray[Any]) -> tuple[str, npt.NDArray[Any]]:
-    a = np.asarray(arr)
-    token = _TOKENS.get(a.dtype.newbyteorder("<").str if a.dtype.byteorder == ">" else a.dtype.str)
-    if token is None:
-        raise ValueError(f"EWP cannot store dtype {a.dtype}; use one of {', '.join(DTYPES)}")
-    return token, np.ascontiguousarray(a, dtype=DTYPES[token])
+#: A parsed packed image: meta, blocks and tensors (read-only views into the bytes).
+Image = _container.Container
 
 
 def encode(meta: Mapping[str, str], blocks: Sequence[Block], tensors: Mapping[str, npt.NDArray[Any]]) -> bytes:
-    """The whole image. Offsets depend on the header's length, so the header is laid out to a fixed point."""
-    for key, value in meta.items():
-        if not key or any(c.isspace() for c in key) or "\n" in value:
-            raise ValueError(f"bad meta entry {key!r}")
-    head = [f"meta {k} {v}" for k, v in meta.items()]
-    head += [f"block {b.index} {b.kernel} {b.stride} {b.expand} {b.cin} {b.cout}" for b in blocks]
-    stored = {name: _stored(t) for name, t in tensors.items()}
-    start = _align(8)
-    while True:
-        offsets: dict[str, int] = {}
-        pos, lines = start, list(head)
-        for name, (token, arr) in stored.items():
-            offsets[name] = pos
-            dims = "x".join(str(d) for d in arr.shape) if arr.shape else "1"
-            lines.append(f"tensor {name} {token} {pos} {arr.nbytes} {dims}")
-            pos = _align(pos + arr.nbytes)
-        header = ("\n".join(lines) + "\n").encode("utf-8")
-        if _align(8 + len(header)) == start:
-            break
-        start = _align(8 + len(header))
-    buf = bytearray(pos)
-    buf[0:4] = MAGIC
-    buf[4:8] = struct.pack("<I", len(header))
-    buf[8 : 8 + len(header)] = header
-    for name, (_, arr) in stored.items():
-        buf[offsets[name] : offsets[name] + arr.nbytes] = arr.tobytes()
-    return bytes(buf)
-
-
-@dataclass
-class Image:
-    """A parsed packed image: meta, blocks and tensors (read-only views into the bytes)."""
-
-    meta: dict[str, str] = field(default_factory=dict)
-    blocks: list[Block] = field(default_factory=list)
-    tensors: dict[str, npt.NDArray[Any]] = field(default_factory=dict)
+    """The whole image, padded to a multiple of ``ALIGN``."""
+    return _container.encode(FORMAT, meta, blocks, tensors)
 
 
 def decode(raw: bytes) -> Image:
     """Parse and check an image (the checks the guest makes, so tests can hold the two to each other)."""
-    if len(raw) < 8 or raw[:4] != MAGIC:
-        raise ModelStoreError("not a packed weight image (bad magic); reinstall with: edgewasm models install --force")
-    (header_len,) = struct.unpack_from("<I", raw, 4)
-    if 8 + header_len > len(raw):
-        raise ModelStoreError("truncated packed weight image; reinstall with: edgewasm models install --force")
-    out = Image()
-    for lineno, line in enumerate(raw[8 : 8 + header_len].decode("utf-8").splitlines(), 1):
-        parts = line.split(" ")
-        if not line:
-            continue
-        try:
-            if parts[0] == "meta":
-                out.meta[parts[1]] = " ".join(parts[2:])
-            elif parts[0] == "block":
-                i, k, s, e, cin, cout = (int(p) for p in parts[1:7])
-                out.blocks.append(Block(i, k, s, e, cin, cout))
-            elif parts[0] == "tensor":
-                name, token, offset, nbytes = parts[1], parts[2], int(parts[3]), int(parts[4])
-                shape = tuple(int(d) for d in parts[5].split("x"))
-                dtype = np.dtype(DTYPES[token])
-                if offset % ALIGN or offset + nbytes > len(raw) or nbytes != dtype.itemsize * int(np.prod(shape)):
-                    raise ValueError("bad tensor line")
-                count = nbytes // dtype.itemsize
-                out.tensors[name] = np.frombuffer(raw, dtype=dtype, count=count, offset=offset).reshape(shape)
-            else:
-                raise ValueError("unknown line")
-        except (ValueError, IndexError, KeyError) as exc:
-            raise ModelStoreError(f"corrupt packed image header line {lineno}: {line[:60]!r}") from exc
-    return out
+    return _container.decode(FORMAT, raw)
 
 
 def panels(cout: int) -> int:
