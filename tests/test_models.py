@@ -26,6 +26,7 @@ from edgewasm.models import (
     ModelStoreError,
     _arch,
     _convert,
+    _pack,
     _store,
     default_store,
     install,
@@ -122,6 +123,30 @@ def test_ewt_round_trip_and_bad_files() -> None:
         decode(b"EWT2" + raw[4:])
     with pytest.raises(ModelStoreError, match="corrupt EWT header"):
         decode(raw[:-4])  # the last tensor now reaches past the end
+
+
+def test_ewp_round_trip_and_bad_files() -> None:
+    """The packed image is the same container with its own magic, 256-byte alignment and dtypes."""
+    tensors = {"w": np.array([-128, 127], np.int8), "u": np.arange(7, dtype=np.uint8),
+               "s": np.array([1, -2, 3], np.int16), "c": np.array([0.5], np.float32)}  # fmt: skip
+    raw = _pack.encode({"layout": "t"}, BLOCKS[:1], tensors)
+    assert raw[:4] == b"EWP1" and len(raw) % 256 == 0
+    back = _pack.decode(raw)
+    assert back.meta == {"layout": "t"} and back.blocks == list(BLOCKS[:1])
+    for name, arr in tensors.items():
+        assert back.tensors[name].dtype == arr.dtype
+        np.testing.assert_array_equal(back.tensors[name], arr)
+    offsets = [int(ln.split()[3]) for ln in raw[8:].split(b"\n") if ln.startswith(b"tensor ")]
+    assert offsets and all(o % 256 == 0 for o in offsets)
+    with pytest.raises(ModelStoreError, match="not a packed weight image"):
+        _pack.decode(encode({}, [], {"f": np.zeros(2, np.float32)}))  # an EWT file
+    with pytest.raises(ModelStoreError, match="truncated EWP file"):
+        _pack.decode(raw[:20])
+    first = f" {offsets[0]} ".encode()
+    with pytest.raises(ModelStoreError, match="corrupt EWP header line"):  # an offset off the alignment
+        _pack.decode(raw.replace(first, f" {offsets[0] + 64} ".encode(), 1))
+    with pytest.raises(ValueError, match="EWP cannot store dtype float16"):
+        _pack.encode({}, [], {"h": np.zeros(2, np.float16)})
 
 
 # --- ONNX and OpenVINO agree with the numpy reference; reference top-1 --------------------------------------
