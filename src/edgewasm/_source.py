@@ -10,6 +10,7 @@ from typing import Literal
 
 import wasmtime
 
+from . import _wasmbin
 from ._errors import ModuleLoadError
 
 WASM_MAGIC = b"\0asm"
@@ -88,33 +89,15 @@ def _wat_to_wasm(name: str, data: bytes) -> bytes:
         raise ModuleLoadError(f"{name}: invalid WAT: {first}", hint="fix the text format error") from None
 
 
-def _leb_u32(data: bytes, pos: int) -> tuple[int, int]:
-    result = shift = 0
-    while True:
-        if pos >= len(data) or shift > 28:
-            raise ValueError("bad LEB128")
-        byte = data[pos]
-        pos += 1
-        result |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return result, pos
-        shift += 7
-
-
 def custom_sections(wasm: bytes) -> dict[str, bytes]:
-    """The module's custom sections by name (wasmtime-py does not expose them). Malformed input gives {}."""
+    """The module's custom sections by name (wasmtime-py does not expose them). Malformed input gives those
+    before the fault (wasmtime refuses such a module anyway)."""
     out: dict[str, bytes] = {}
-    pos = 8
     try:
-        while pos < len(wasm):
-            section_id = wasm[pos]
-            size, pos = _leb_u32(wasm, pos + 1)
-            end = pos + size
-            if section_id == 0:
-                name_len, start = _leb_u32(wasm, pos)
-                name = wasm[start : start + name_len].decode("utf-8", "replace")
-                out[name] = wasm[start + name_len : end]
-            pos = end
+        for sid, body in _wasmbin.sections(wasm):
+            if sid == _wasmbin.CUSTOM:
+                name, payload = _wasmbin.custom_section(body)
+                out[name] = payload
     except (ValueError, IndexError):
         return out
     return out
