@@ -36,6 +36,8 @@ fn gemm_matches_naive() {
         (9, 96, 24),
         (4, 16, 13),
         (33, 40, 17),
+        (1, 64, 77),
+        (1, 1280, 1000),
     ] {
         let a = r.vec(rows * cin);
         let w = r.vec(cin * cout);
