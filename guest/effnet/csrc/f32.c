@@ -100,16 +100,47 @@ GEMM_KERNEL(micro12, 12, const float *yq = ALIGN_DOWN(xs + gsz + kk * 16, 256);
             const float *zq = ALIGN_DOWN(xs + 2 * gsz + kk * 16, 256);
             GEMM_GROUP(xq, 0) GEMM_GROUP(yq, 1) GEMM_GROUP(zq, 2))
 
+/* One row against 8 panels at once (the classifier, M = 1, whose 5 MB of weights are the whole cost): eight weight
+ * streams in flight, each splatted activation vector loaded once for the eight; acc[2q + h] for panel q, channel
+ * half h. Per panel the same operations as micro_row (the same bits). 4 panels measured between 1 and 8. */
+static void micro_row_p8(const float *xs, const float *w, size_t k, const float *b, v128_t *acc) {
+  for (int q = 0; q < 8; q++) {
+    VS(acc + 2 * q, wasm_v128_load(b + 8 * q));
+    VS(acc + 2 * q + 1, wasm_v128_load(b + 8 * q + 4));
+  }
+#pragma clang loop unroll(disable)
+  for (size_t kk = 0; kk < k; kk += 4) {
+    const float *xq = ALIGN_DOWN(xs + kk * 16, 256);
+    v128_t xa = VL(xq), xb = VL(xq + 16), xc = VL(xq + 32), xd = VL(xq + 48);
+#pragma clang loop unroll(full)
+    for (int q = 0; q < 8; q++) {
+      const float *wq = ALIGN_DOWN(w + q * k * 8 + kk * 8, 128);
+      v128_t a0 = VL(wq), a1 = VL(wq + 4), b0 = VL(wq + 8), b1 = VL(wq + 12);
+      v128_t c0 = VL(wq + 16), c1 = VL(wq + 20), d0 = VL(wq + 24), d1 = VL(wq + 28);
+      VS(acc + 2 * q, wasm_f32x4_add(VL(acc + 2 * q), SUM4(xa, xb, xc, xd, a0, b0, c0, d0)));
+      VS(acc + 2 * q + 1, wasm_f32x4_add(VL(acc + 2 * q + 1), SUM4(xa, xb, xc, xd, a1, b1, c1, d1)));
+    }
+  }
+}
+
 /* One tile of `ng` row groups (the last has `last_rv` valid rows), packed as above, k a multiple of 4,
  * against `panels` weight panels (k * 8 floats each, 128-byte aligned) and the bias padded to whole panels:
  * out[m][n] (row stride ldo, n < cout) = ep(acc + b[n]), res[m][n] added for EP_RESIDUAL (stride ldo; it may
  * be out itself: each value is read just before it is written). Per panel the groups three at a time, then
- * the rest by the smallest kernel that covers them. */
+ * the rest by the smallest kernel that covers them; a tile of one row takes its panels eight at a time. */
 void effnet_f32_tile(const float *tile, size_t ng, size_t last_rv, size_t k, const float *w, size_t panels,
                      const float *b, float *out, size_t ldo, const float *res, size_t cout, int ep) {
   v128_t acc[24];
-  size_t gsz = k * 16, rows = 4 * (ng - 1) + last_rv;
-  for (size_t p = 0; p < panels; p++) {
+  size_t gsz = k * 16, rows = 4 * (ng - 1) + last_rv, p = 0;
+  if (rows == 1)
+    for (; p + 8 <= panels; p += 8) {
+      micro_row_p8(tile, w + p * k * 8, k, b + 8 * p, acc);
+      for (size_t q = 0; q < 8; q++) {
+        size_t n0 = 8 * (p + q), nw = cout - n0 < 8 ? cout - n0 : 8;
+        finish(VL(acc + 2 * q), VL(acc + 2 * q + 1), out + n0, res ? res + n0 : res, nw, ep);
+      }
+    }
+  for (; p < panels; p++) {
     size_t n0 = 8 * p, nw = cout - n0 < 8 ? cout - n0 : 8;
     const float *wp = w + p * k * 8;
     for (size_t r0 = 0; r0 < rows;) {
@@ -272,4 +303,83 @@ void effnet_f32_dw_border(const float *in, size_t rs, size_t c, size_t K, size_t
 #pragma clang loop unroll(disable)
   for (size_t ch = 0; ch < c; ch += 4)
     wasm_v128_store(out + ch, wasm_f32x4_pmin(wasm_f32x4_pmax(wasm_v128_load(out + ch), z), six));
+}
+
+/* The stem: 3x3 stride-2 conv of the HWC image (3 channels) to 32 channels, + bias + ReLU6, read straight from the
+ * image (no im2col rows, no packed tile). Weights are the stem GEMM's panels ([4][28][8]: the im2col column
+ * t = (ky * 3 + kx) * 3 + c of output channel 8p + q at p * 224 + t * 8 + q), the bias padded to 32. One output
+ * pixel per iteration, its 32 channels (8 vectors) as the accumulators in the output row itself. Each window row's
+ * 9 values are three vector loads, each value splatted by a shuffle; the 27 taps in groups of 6 (5 groups): per
+ * group and channel vector a product then madds, added to the accumulator (the bias for the first group, ReLU6
+ * after the last), one load and one store: the store places the arithmetic there for Cranelift, which otherwise
+ * puts every weight load of the pixel first; 6 taps keep 6 splats and 6 weights in registers. */
+#define VLU(p) (*(const volatile v128u_t *)(const void *)(p))
+typedef v128_t v128u_t __attribute__((__aligned__(4)));
+#define SPLAT(v, l) wasm_i32x4_shuffle((v), (v), (l), (l), (l), (l))
+/* Lane l of v in every lane (l a constant once the loops are unrolled). */
+static inline __attribute__((always_inline)) v128_t splat_lane(v128_t v, int l) {
+  return l == 0 ? SPLAT(v, 0) : l == 1 ? SPLAT(v, 1) : l == 2 ? SPLAT(v, 2) : SPLAT(v, 3);
+}
+
+static inline __attribute__((always_inline)) void stem_px(const float *ip, size_t rs, const float *w, const float *b,
+                                                          float *op) {
+  const v128_t z = wasm_f32x4_splat(0.0f), six = wasm_f32x4_splat(6.0f);
+  v128_t v[9];
+#pragma clang loop unroll(full)
+  for (int t0 = 0; t0 < 27; t0 += 6) {
+    int t1 = t0 + 6 < 27 ? t0 + 6 : 27;
+    /* the window rows this group reaches, loaded when first needed */
+#pragma clang loop unroll(full)
+    for (int ky = t0 / 9; ky <= (t1 - 1) / 9; ky++)
+      if (ky * 9 >= t0 || t0 == 0) {
+        const float *r = ip + ky * rs;
+        v[3 * ky] = VLU(r);
+        v[3 * ky + 1] = VLU(r + 4);
+        v[3 * ky + 2] = VLU(r + 8);
+      }
+#pragma clang loop unroll(full)
+    for (int j = 0; j < 8; j++) {
+      const float *wq = w + (j >> 1) * 224 + (j & 1) * 4;
+      v128_t t = wasm_f32x4_mul(VL(wq + t0 * 8), splat_lane(v[3 * (t0 / 9) + t0 % 9 / 4], t0 % 9 % 4));
+#pragma clang loop unroll(full)
+      for (int u = t0 + 1; u < t1; u++) t = MADD(VL(wq + u * 8), splat_lane(v[3 * (u / 9) + u % 9 / 4], u % 9 % 4), t);
+      t = wasm_f32x4_add(VL((t0 == 0 ? b : op) + 4 * j), t);
+      if (t1 == 27) t = wasm_f32x4_pmin(wasm_f32x4_pmax(t, z), six);
+      VS(op + 4 * j, t);
+    }
+  }
+}
+
+/* The whole stem on an h x w x 3 image to oh x ow x 32 (TensorFlow SAME: pad_top / pad_left before, the rest
+ * after). A pixel whose window (and the three values read past its last tap) lies inside the image reads it in
+ * place; any other gets its window copied into a zero-padded 3 x 12 block first. */
+void effnet_f32_stem(const float *in, size_t h, size_t w, size_t pt, size_t pl, size_t oh, size_t ow,
+                     const float *wts, const float *b, float *out) {
+  size_t rs = w * 3;
+#pragma clang loop unroll(disable)
+  for (size_t oy = 0; oy < oh; oy++) {
+    ptrdiff_t iy0 = (ptrdiff_t)(oy * 2) - (ptrdiff_t)pt;
+    int rows_in = iy0 >= 0 && iy0 + 3 <= (ptrdiff_t)h;
+#pragma clang loop unroll(disable)
+    for (size_t ox = 0; ox < ow; ox++) {
+      ptrdiff_t ix0 = (ptrdiff_t)(ox * 2) - (ptrdiff_t)pl;
+      float *op = out + (oy * ow + ox) * 32;
+      if (rows_in && ix0 >= 0 && ix0 + 4 <= (ptrdiff_t)w) {
+        stem_px(in + (size_t)iy0 * rs + (size_t)ix0 * 3, rs, wts, b, op);
+        continue;
+      }
+      float win[36];
+      for (int i = 0; i < 36; i++) win[i] = 0.0f;
+      for (int ky = 0; ky < 3; ky++) {
+        ptrdiff_t iy = iy0 + ky;
+        if (iy < 0 || iy >= (ptrdiff_t)h) continue;
+        for (int kx = 0; kx < 3; kx++) {
+          ptrdiff_t ix = ix0 + kx;
+          if (ix < 0 || ix >= (ptrdiff_t)w) continue;
+          for (int c = 0; c < 3; c++) win[ky * 12 + kx * 3 + c] = in[((size_t)iy * w + (size_t)ix) * 3 + c];
+        }
+      }
+      stem_px(win, 12, wts, b, op);
+    }
+  }
 }

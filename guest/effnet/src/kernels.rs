@@ -363,6 +363,19 @@ mod f32c {
             ep: i32,
         );
         #[allow(clippy::too_many_arguments)]
+        pub fn effnet_f32_stem(
+            inp: *const f32,
+            h: usize,
+            w: usize,
+            pt: usize,
+            pl: usize,
+            oh: usize,
+            ow: usize,
+            wts: *const f32,
+            b: *const f32,
+            out: *mut f32,
+        );
+        #[allow(clippy::too_many_arguments)]
         pub fn effnet_f32_dw_border(
             inp: *const f32,
             rs: usize,
@@ -520,6 +533,44 @@ pub fn mean_pool(inp: &[f32], pixels: usize, c: usize, out: &mut [f32]) {
     let inv = 1.0 / pixels as f32;
     for v in out[..c].iter_mut() {
         *v *= inv;
+    }
+}
+
+/// The stem as one direct conv where the build has it (csrc/f32.c, both SIMD builds): a 3x3 stride-2 conv of an
+/// `h x w x 3` image (SAME padding `pt`/`pl` before) to `oh x ow x 32`, + bias + ReLU6, with `g` the stem GEMM's
+/// weights over the im2col columns (`[ky][kx][c]`, 28 rows). Returns false, touching nothing, when the build or
+/// the shapes have no direct kernel (then the caller runs [`im2col`] and [`gemm`]).
+#[allow(clippy::too_many_arguments)]
+pub fn stem_direct(
+    inp: &[f32],
+    h: usize,
+    w: usize,
+    pt: usize,
+    pl: usize,
+    oh: usize,
+    ow: usize,
+    g: &PackedGemm,
+    out: &mut [f32],
+) -> bool {
+    if g.cin != im2col_width(3, 3) || g.cout != 32 {
+        return false;
+    }
+    assert!(inp.len() >= h * w * 3 && out.len() >= oh * ow * 32);
+    #[cfg(effnet_f32_c)]
+    {
+        let (wp, bp) = (g.w.as_slice(), g.b.as_slice());
+        assert!(wp.len() >= 4 * 28 * NR && bp.len() >= 32);
+        // SAFETY: the kernel reads the image only inside h x w x 3 (windows clipped to it are copied first),
+        // the 4 panels and 32 biases checked above, and writes oh x ow x 32 values of `out`.
+        unsafe {
+            f32c::effnet_f32_stem(inp.as_ptr(), h, w, pt, pl, oh, ow, wp.as_ptr(), bp.as_ptr(), out.as_mut_ptr())
+        };
+        true
+    }
+    #[cfg(not(effnet_f32_c))]
+    {
+        let _ = (inp, h, w, pt, pl, oh, ow, out);
+        false
     }
 }
 

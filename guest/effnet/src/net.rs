@@ -5,7 +5,8 @@ use std::borrow::Cow;
 use crate::ewt::{BlockSpec, Ewt, EwtError};
 use crate::image::Image;
 use crate::kernels::{
-    depthwise, gemm, im2col, im2col_width, mean_pool, DwShape, Epilogue, PackedGemm, NR, TILE_SCRATCH,
+    depthwise, gemm, im2col, im2col_width, mean_pool, stem_direct, DwShape, Epilogue, PackedGemm, NR,
+    TILE_SCRATCH,
 };
 
 /// The `layout` meta value of a packed FP32 image.
@@ -406,28 +407,33 @@ impl Network {
             clock = now;
         };
         let (oh, ow, pt, pl) = self.stem_shape;
-        im2col(
-            input,
-            self.in_h,
-            self.in_w,
-            3,
-            self.stem_k,
-            2,
-            oh,
-            ow,
-            pt,
-            pl,
-            &mut self.buf_e[..self.cols_len],
-        );
-        gemm(
-            &self.buf_e[..self.cols_len],
-            oh * ow,
-            &self.stem,
-            &mut self.buf_x,
-            None,
-            Epilogue::Relu6,
-            &mut self.apack,
-        );
+        // The stem: one direct conv read from the image (csrc/f32.c, SIMD builds), else im2col rows and the GEMM.
+        let direct = self.stem_k == 3
+            && stem_direct(input, self.in_h, self.in_w, pt, pl, oh, ow, &self.stem, &mut self.buf_x);
+        if !direct {
+            im2col(
+                input,
+                self.in_h,
+                self.in_w,
+                3,
+                self.stem_k,
+                2,
+                oh,
+                ow,
+                pt,
+                pl,
+                &mut self.buf_e[..self.cols_len],
+            );
+            gemm(
+                &self.buf_e[..self.cols_len],
+                oh * ow,
+                &self.stem,
+                &mut self.buf_x,
+                None,
+                Epilogue::Relu6,
+                &mut self.apack,
+            );
+        }
         lap(0, &mut prof);
         for b in &self.blocks {
             let s = &b.dw;

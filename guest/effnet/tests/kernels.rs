@@ -1,7 +1,7 @@
 //! The kernels against naive loops, on awkward sizes (row and channel tails, borders, both strides).
 //! `cargo test` runs the scalar kernels natively; under a wasm runner with +simd128 it checks the SIMD ones.
 
-use effnet::kernels::{depthwise, gemm, DwShape, Epilogue, PackedGemm};
+use effnet::kernels::{depthwise, gemm, im2col, im2col_width, stem_direct, DwShape, Epilogue, PackedGemm};
 use effnet::net::{same_pad, strip, strip_rows};
 
 struct Lcg(u64);
@@ -36,6 +36,8 @@ fn gemm_matches_naive() {
         (9, 96, 24),
         (4, 16, 13),
         (33, 40, 17),
+        (1, 64, 77),
+        (1, 1280, 1000),
     ] {
         let a = r.vec(rows * cin);
         let w = r.vec(cin * cout);
@@ -88,6 +90,33 @@ fn gemm_residual_in_place_is_bit_identical() {
         gemm(&a, rows, &g, &mut got, None, Epilogue::ResidualInPlace, &mut Vec::new());
         let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
         assert_eq!(bits(&got), bits(&want), "{}x{}x{}", rows, cin, cout);
+    }
+}
+
+/// The direct stem (SIMD builds: csrc/f32.c) against im2col + the GEMM, on sizes with and without border pixels on
+/// every side (odd and even, padding before and after); builds without it must say so and leave `out` alone.
+#[test]
+fn stem_direct_matches_im2col() {
+    let mut r = Lcg(7);
+    for &(h, w) in &[(224, 224), (9, 8), (8, 9), (3, 3), (1, 5), (2, 2), (17, 6), (6, 17)] {
+        let img = r.vec(h * w * 3);
+        let kk = im2col_width(3, 3);
+        let mut wts = r.vec(kk * 32);
+        wts[27 * 32..].iter_mut().for_each(|v| *v = 0.0);
+        let g = PackedGemm::new(&wts, &r.vec(32), kk, 32);
+        let (oh, pt) = same_pad(h, 3, 2);
+        let (ow, pl) = same_pad(w, 3, 2);
+        let mut cols = vec![0.0f32; oh * ow * kk];
+        im2col(&img, h, w, 3, 3, 2, oh, ow, pt, pl, &mut cols);
+        let mut want = vec![0.0f32; oh * ow * 32];
+        gemm(&cols, oh * ow, &g, &mut want, None, Epilogue::Relu6, &mut Vec::new());
+        let mut got = vec![f32::NAN; oh * ow * 32 + 5];
+        if stem_direct(&img, h, w, pt, pl, oh, ow, &g, &mut got) {
+            assert!(got[oh * ow * 32..].iter().all(|v| v.is_nan()), "{}x{}: wrote past its output", h, w);
+            close(&got[..oh * ow * 32], &want, 1e-4);
+        } else {
+            assert!(got.iter().all(|v| v.is_nan()), "{}x{}: wrote without a direct kernel", h, w);
+        }
     }
 }
 
