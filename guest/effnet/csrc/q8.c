@@ -321,9 +321,17 @@ void effnet_q8_depthwise(const uint8_t *in, size_t h, size_t w, size_t ch, size_
   size_t taps = k * k, pairs = (taps + 1) / 2;
   const uint8_t *tap[DW_MAX_TAPS];
   v128_t acc[4];
+  size_t off[DW_MAX_TAPS];
+  for (size_t ky = 0, t = 0; ky < k; ky++)
+    for (size_t kx = 0; kx < k; kx++, t++) off[t] = (ky * w + kx) * ch;
   for (size_t oy = 0; oy < oh; oy++) {
     for (size_t ox = 0; ox < ow; ox++) {
       long iy0 = (long)(oy * stride) - (long)pad_top, ix0 = (long)(ox * stride) - (long)pad_left;
+      if (iy0 >= 0 && ix0 >= 0 && iy0 + (long)k <= (long)h && ix0 + (long)k <= (long)w) {
+        /* interior: every tap at a fixed offset from the window's corner */
+        const uint8_t *corner = in + ((size_t)iy0 * w + (size_t)ix0) * ch;
+        for (size_t t = 0; t < taps; t++) tap[t] = corner + off[t];
+      } else
       for (size_t ky = 0, t = 0; ky < k; ky++) {
         long iy = iy0 + (long)ky;
         int row_in = iy >= 0 && iy < (long)h;
