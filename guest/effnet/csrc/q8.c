@@ -157,15 +157,25 @@ static v128_t affine(v128_t acc, const float *s, const float *c) {
   return wasm_f32x4_add(v, wasm_v128_load(c));
 }
 
-/* 8 float outputs -> 8 u8: clip(rint(v), 0, 127), as clip then round: adding 1.5 * 2^23 rounds to an integer
- * (ties to even) held in the low mantissa bits, cheaper than nearest + trunc_sat (which Cranelift expands). */
+/* Float outputs -> u8 clip(rint(v), 0, 127): the lower clip in float, then adding 1.5 * 2^23 rounds to an
+ * integer (ties to even) held in the low mantissa bits, cheaper than nearest + trunc_sat (which Cranelift
+ * expands); subtracting the constant's bits leaves rint(v) for v < 2^22 and a larger nonnegative integer above
+ * (the bits of nonnegative floats are monotonic), which the saturating narrows and a byte min clip to 127.
+ * to_q7 and q7x2 give what clip-then-round gives, for every float (NaN: 127, as the clip's pmin/pmax). */
+static v128_t q7_bits(v128_t v) {
+  const v128_t zero = wasm_f32x4_splat(0.0f), magic = wasm_f32x4_splat(12582912.0f);
+  return wasm_i32x4_sub(wasm_f32x4_add(wasm_f32x4_pmax(v, zero), magic), magic);
+}
+/* 16 outputs (a, b, c, d: 4 each) -> 16 u8 */
+static v128_t q7x2(v128_t a, v128_t b, v128_t c, v128_t d) {
+  v128_t q = wasm_u8x16_narrow_i16x8(wasm_i16x8_narrow_i32x4(q7_bits(a), q7_bits(b)),
+                                     wasm_i16x8_narrow_i32x4(q7_bits(c), q7_bits(d)));
+  return wasm_u8x16_min(q, wasm_u8x16_splat(127));
+}
+/* 8 outputs -> the low 8 u8 */
 static v128_t to_q7(v128_t lo, v128_t hi) {
-  const v128_t top = wasm_f32x4_splat(127.0f), zero = wasm_f32x4_splat(0.0f);
-  const v128_t magic = wasm_f32x4_splat(12582912.0f);
-  lo = wasm_f32x4_add(wasm_f32x4_pmax(wasm_f32x4_pmin(lo, top), zero), magic);
-  hi = wasm_f32x4_add(wasm_f32x4_pmax(wasm_f32x4_pmin(hi, top), zero), magic);
-  v128_t a = wasm_i32x4_sub(lo, magic), b = wasm_i32x4_sub(hi, magic);
-  return wasm_u8x16_narrow_i16x8(wasm_i16x8_narrow_i32x4(a, b), wasm_i16x8_splat(0));
+  v128_t n = wasm_i16x8_narrow_i32x4(q7_bits(lo), q7_bits(hi));
+  return wasm_u8x16_min(wasm_u8x16_narrow_i16x8(n, n), wasm_u8x16_splat(127));
 }
 
 static v128_t widen_f32(v128_t u16, int high) {
@@ -173,13 +183,18 @@ static v128_t widen_f32(v128_t u16, int high) {
   return wasm_f32x4_convert_i32x4(u32);
 }
 
-/* out[m][n] = q7(f32(sum_k a[m][k] * w[k][n]) * s[n] + c[n] [+ f32(res[m][n]) * r]) for m < rows, n < cout,
- * or fout[m][n] = f32(acc) * s[n] + c[n] when fout is given (the logits). a: u8 rows (stride lda) of k values,
- * readable up to 4 * groups (zero padded by the caller past k); w: packed panels (panel_stride apart, 128-byte
- * aligned); s, c: whole panels; scratch: 256-byte aligned, scratch_len bytes (at least one row group). */
-void effnet_q8_gemm(const uint8_t *a, size_t rows, size_t lda, size_t groups, const int8_t *w, size_t cout,
-                    const float *s, const float *c, uint8_t *out, size_t ldo, const uint8_t *res, size_t ldr,
-                    float r, float *fout, size_t ldf, uint8_t *scratch, size_t scratch_len) {
+/* acc * s + c with s, c loaded */
+static v128_t affine_v(v128_t acc, v128_t s, v128_t c) {
+  return wasm_f32x4_add(wasm_f32x4_mul(wasm_f32x4_convert_i32x4(acc), s), c);
+}
+
+enum { EPI_Q, EPI_RES, EPI_F };
+
+/* One call of effnet_q8_gemm with its epilogue kind a constant (one copy per kind, no test of it per output). */
+static inline __attribute__((always_inline)) void gemm_kind(
+    const uint8_t *a, size_t rows, size_t lda, size_t groups, const int8_t *w, size_t cout, const float *s,
+    const float *c, uint8_t *out, size_t ldo, const uint8_t *res, size_t ldr, float r, float *fout, size_t ldf,
+    uint8_t *scratch, size_t scratch_len, int kind) {
   size_t xstride = xtile_stride(groups), pstride = panel_stride(groups);
   size_t tile_groups = scratch_len / xstride;
   if (tile_groups > 64) tile_groups = 64;
@@ -199,10 +214,31 @@ void effnet_q8_gemm(const uint8_t *a, size_t rows, size_t lda, size_t groups, co
       for (size_t gi = 0; gi < ng; gi++) {
         size_t r0 = m0 + 4 * gi, nv = m1 - r0 < 4 ? m1 - r0 : 4;
         micro(scratch + gi * xstride, wp, groups, acc);
+        if (kind != EPI_F && nv == 4 && nw == 8) {
+          /* the common case: four whole rows, two per 16-byte result */
+          v128_t sl = wasm_v128_load(s + n0), sh = wasm_v128_load(s + n0 + 4);
+          v128_t cl = wasm_v128_load(c + n0), ch = wasm_v128_load(c + n0 + 4);
+          for (size_t m = 0; m < 4; m += 2) {
+            v128_t l0 = affine_v(VL(acc + 2 * m), sl, cl), h0 = affine_v(VL(acc + 2 * m + 1), sh, ch);
+            v128_t l1 = affine_v(VL(acc + 2 * m + 2), sl, cl), h1 = affine_v(VL(acc + 2 * m + 3), sh, ch);
+            if (kind == EPI_RES) {
+              v128_t x0 = wasm_u16x8_load8x8(res + (r0 + m) * ldr + n0);
+              v128_t x1 = wasm_u16x8_load8x8(res + (r0 + m + 1) * ldr + n0);
+              l0 = wasm_f32x4_add(l0, wasm_f32x4_mul(widen_f32(x0, 0), rv4));
+              h0 = wasm_f32x4_add(h0, wasm_f32x4_mul(widen_f32(x0, 1), rv4));
+              l1 = wasm_f32x4_add(l1, wasm_f32x4_mul(widen_f32(x1, 0), rv4));
+              h1 = wasm_f32x4_add(h1, wasm_f32x4_mul(widen_f32(x1, 1), rv4));
+            }
+            v128_t q = q7x2(l0, h0, l1, h1);
+            wasm_v128_store64_lane(out + (r0 + m) * ldo + n0, q, 0);
+            wasm_v128_store64_lane(out + (r0 + m + 1) * ldo + n0, q, 1);
+          }
+          continue;
+        }
         for (size_t m = 0; m < nv; m++) {
           v128_t lo = affine(VL(acc + 2 * m), s + n0, c + n0);
           v128_t hi = affine(VL(acc + 2 * m + 1), s + n0 + 4, c + n0 + 4);
-          if (fout) {
+          if (kind == EPI_F) {
             float *o = fout + (r0 + m) * ldf + n0;
             if (nw == 8) {
               wasm_v128_store(o, lo);
@@ -215,7 +251,7 @@ void effnet_q8_gemm(const uint8_t *a, size_t rows, size_t lda, size_t groups, co
             }
             continue;
           }
-          if (res) {
+          if (kind == EPI_RES) {
             const uint8_t *x = res + (r0 + m) * ldr + n0;
             v128_t u16;
             if (nw == 8) {
@@ -241,6 +277,21 @@ void effnet_q8_gemm(const uint8_t *a, size_t rows, size_t lda, size_t groups, co
       }
     }
   }
+}
+
+/* out[m][n] = q7(f32(sum_k a[m][k] * w[k][n]) * s[n] + c[n] [+ f32(res[m][n]) * r]) for m < rows, n < cout,
+ * or fout[m][n] = f32(acc) * s[n] + c[n] when fout is given (the logits). a: u8 rows (stride lda) of k values,
+ * readable up to 4 * groups (zero padded by the caller past k); w: packed panels (panel_stride apart, 128-byte
+ * aligned); s, c: whole panels; scratch: 256-byte aligned, scratch_len bytes (at least one row group). */
+void effnet_q8_gemm(const uint8_t *a, size_t rows, size_t lda, size_t groups, const int8_t *w, size_t cout,
+                    const float *s, const float *c, uint8_t *out, size_t ldo, const uint8_t *res, size_t ldr,
+                    float r, float *fout, size_t ldf, uint8_t *scratch, size_t scratch_len) {
+  if (fout)
+    gemm_kind(a, rows, lda, groups, w, cout, s, c, out, ldo, res, ldr, r, fout, ldf, scratch, scratch_len, EPI_F);
+  else if (res)
+    gemm_kind(a, rows, lda, groups, w, cout, s, c, out, ldo, res, ldr, r, fout, ldf, scratch, scratch_len, EPI_RES);
+  else
+    gemm_kind(a, rows, lda, groups, w, cout, s, c, out, ldo, res, ldr, r, fout, ldf, scratch, scratch_len, EPI_Q);
 }
 
 /* Depthwise kxk (TensorFlow SAME padding given as pad_top/pad_left), u8 NHWC in and out, requantized like
@@ -270,9 +321,17 @@ void effnet_q8_depthwise(const uint8_t *in, size_t h, size_t w, size_t ch, size_
   size_t taps = k * k, pairs = (taps + 1) / 2;
   const uint8_t *tap[DW_MAX_TAPS];
   v128_t acc[4];
+  size_t off[DW_MAX_TAPS];
+  for (size_t ky = 0, t = 0; ky < k; ky++)
+    for (size_t kx = 0; kx < k; kx++, t++) off[t] = (ky * w + kx) * ch;
   for (size_t oy = 0; oy < oh; oy++) {
     for (size_t ox = 0; ox < ow; ox++) {
       long iy0 = (long)(oy * stride) - (long)pad_top, ix0 = (long)(ox * stride) - (long)pad_left;
+      if (iy0 >= 0 && ix0 >= 0 && iy0 + (long)k <= (long)h && ix0 + (long)k <= (long)w) {
+        /* interior: every tap at a fixed offset from the window's corner */
+        const uint8_t *corner = in + ((size_t)iy0 * w + (size_t)ix0) * ch;
+        for (size_t t = 0; t < taps; t++) tap[t] = corner + off[t];
+      } else
       for (size_t ky = 0, t = 0; ky < k; ky++) {
         long iy = iy0 + (long)ky;
         int row_in = iy >= 0 && iy < (long)h;
@@ -301,9 +360,8 @@ void effnet_q8_depthwise(const uint8_t *in, size_t h, size_t w, size_t ch, size_
             STEP(5) STEP(6) STEP(7) STEP(8) STEP(9) STEP(10) STEP(11) STEP(12)
           }
 #undef STEP
-          v128_t q0 = to_q7(affine(a0, s + c0, c + c0), affine(a1, s + c0 + 4, c + c0 + 4));
-          v128_t q1 = to_q7(affine(a2, s + c0 + 8, c + c0 + 8), affine(a3, s + c0 + 12, c + c0 + 12));
-          wasm_v128_store(o + c0, wasm_i64x2_shuffle(q0, q1, 0, 2));
+          wasm_v128_store(o + c0, q7x2(affine(a0, s + c0, c + c0), affine(a1, s + c0 + 4, c + c0 + 4),
+                                       affine(a2, s + c0 + 8, c + c0 + 8), affine(a3, s + c0 + 12, c + c0 + 12)));
         }
       }
 #pragma clang loop unroll(disable)
@@ -331,9 +389,9 @@ void effnet_q8_depthwise(const uint8_t *in, size_t h, size_t w, size_t ch, size_
           VS(acc + 2, a2);
           VS(acc + 3, a3);
         }
-        v128_t q0 = to_q7(affine(VL(acc), s + c0, c + c0), affine(VL(acc + 1), s + c0 + 4, c + c0 + 4));
-        v128_t q1 = to_q7(affine(VL(acc + 2), s + c0 + 8, c + c0 + 8), affine(VL(acc + 3), s + c0 + 12, c + c0 + 12));
-        wasm_v128_store(o + c0, wasm_i64x2_shuffle(q0, q1, 0, 2));
+        wasm_v128_store(o + c0, q7x2(affine(VL(acc), s + c0, c + c0), affine(VL(acc + 1), s + c0 + 4, c + c0 + 4),
+                                     affine(VL(acc + 2), s + c0 + 8, c + c0 + 8),
+                                     affine(VL(acc + 3), s + c0 + 12, c + c0 + 12)));
       }
       if (c0 < ch) { /* 8 channels left: the low half of a 16-channel pair */
         for (int i = 0; i < 2; i++) VS(acc + i, wasm_i32x4_splat(0));

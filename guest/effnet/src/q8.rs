@@ -394,6 +394,9 @@ pub struct QNetwork {
     scratch: Scratch,
     /// Milliseconds per layer kind in the last forward pass: stem, expand, depthwise, project, head+pool+fc.
     pub profile: [f64; 5],
+    /// Milliseconds per layer in the last forward pass, in order: stem, then per block [expand,] depthwise,
+    /// project, then head + pool + fc (`layer_names` names them).
+    pub layers: Vec<f64>,
 }
 
 /// The stem's im2col width: 27 values padded to whole k groups.
@@ -487,11 +490,26 @@ impl QNetwork {
             logits: vec![0.0; classes],
             scratch: Scratch::default(),
             profile: [0.0; 5],
+            layers: Vec::new(),
         })
     }
 
     pub fn classes(&self) -> usize {
         self.logits.len()
+    }
+
+    /// The names of `layers`' entries.
+    pub fn layer_names(&self) -> Vec<String> {
+        let mut v = vec!["stem".to_string()];
+        for (i, b) in self.blocks.iter().enumerate() {
+            if b.expand.is_some() {
+                v.push(format!("b{}.expand", i));
+            }
+            v.push(format!("b{}.dw", i));
+            v.push(format!("b{}.project", i));
+        }
+        v.push("head+pool+fc".to_string());
+        v
     }
 
     /// Runs one normalised `h x w x 3` f32 NHWC image and returns the logits.
@@ -507,12 +525,17 @@ impl QNetwork {
             self.buf_x = vec![0; act];
             self.buf_e = vec![0; act];
             self.buf_d = vec![0; act];
+            self.layers = Vec::with_capacity(2 + 3 * self.blocks.len());
         }
         let mut prof = [0.0f64; 5];
         let mut clock = std::time::Instant::now();
+        self.layers.clear();
+        let layers = &mut self.layers;
         let mut lap = |slot: usize, prof: &mut [f64; 5]| {
             let now = std::time::Instant::now();
-            prof[slot] += (now - clock).as_secs_f64() * 1e3;
+            let ms = (now - clock).as_secs_f64() * 1e3;
+            prof[slot] += ms;
+            layers.push(ms);
             clock = now;
         };
         quantize(input, self.inv, self.zero, &mut self.qin);

@@ -224,3 +224,40 @@ fn quantize_matches_reference() {
     q8::quantize(&x, 63.75, 63.0, &mut got);
     assert_eq!(got, want);
 }
+
+#[test]
+fn requantization_clips_extreme_values() {
+    // Outputs far outside 0..127, up to overflow to infinity (dead channels' scales span 10^13): the SIMD
+    // epilogues clip below in float and above after the saturating narrows, which must give the reference's bits.
+    let mut r = Lcg(6);
+    let mut scratch = Scratch::default();
+    for &scale in &[3.0f32, 1e7, 1e30, 3e38] {
+        for &(rows, cin, cout, residual) in &[(9, 16, 96, false), (8, 24, 144, true), (5, 72, 20, false)] {
+            let kk = (cin + 3) / 4 * 4;
+            let (g, _) = qgemm(&mut r, cin, cout, residual, scale);
+            let a = r.u7(rows * kk);
+            let res = r.u7(rows * cout);
+            let resopt = if residual { Some((&res[..], cout)) } else { None };
+            let mut want = vec![0u8; rows * cout];
+            reference::gemm(&a, rows, kk, &g, Out::Q(&mut want, cout), resopt);
+            let mut got = vec![255u8; rows * cout];
+            q8::gemm(&a, rows, kk, &g, Out::Q(&mut got, cout), resopt, &mut scratch);
+            assert_eq!(got, want, "gemm {}x{}x{} scale {}", rows, cin, cout, scale);
+            assert!(want.iter().any(|&v| v == 0) && want.iter().any(|&v| v == 127), "scale {}", scale);
+        }
+        let (h, w, c, k) = (9, 9, 32, 3);
+        let inp = r.u7(h * w * c);
+        let wts: Vec<i16> = (0..q8::dw_pairs(k) * c * 2)
+            .map(|i| if i % 2 == 1 && i / 2 / c == k * k / 2 { 0 } else { (r.next() % 255) as i16 - 127 })
+            .collect();
+        let s = r.f32s(c, scale * 0.2, scale);
+        let cc = r.f32s(c, -10.0, 60.0);
+        let (oh, pt) = same_pad(h, k, 1);
+        let shape = DwShape { h, w, c, k, stride: 1, oh, ow: oh, pad_top: pt, pad_left: pt };
+        let mut want = vec![0u8; oh * oh * c];
+        reference::depthwise(&inp, &shape, &wts, &s, &cc, &mut want);
+        let mut got = vec![255u8; oh * oh * c];
+        q8::depthwise(&inp, &shape, &wts, &s, &cc, &mut got);
+        assert_eq!(got, want, "depthwise scale {}", scale);
+    }
+}
