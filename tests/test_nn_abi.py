@@ -191,6 +191,23 @@ def test_probe_signed_and_huge_arguments(nn: WasiNN) -> None:
     assert g.call("load_by_name_with_config", 0, 7, 0xFFFF0000, 16, 0x120) == E.INVALID_ARGUMENT
 
 
+def test_a_repeated_tensor_record_is_revalidated_when_its_dims_change_in_place(nn: WasiNN) -> None:
+    """The host skips re-validating a record identical to the last one it checked; dims rewritten behind the
+    same pointers make it a different record, refused as any other."""
+    g, ctx = _probe_context(nn)
+    assert _set_x(g, ctx, X) == 0
+    assert g.call("set_input", ctx, 0, 0x300) == 0  # the same bytes: accepted again
+    g.write(struct.pack("<II", 1, 5), 0x200)  # 1x5 over the same 16 data bytes
+    assert g.call("set_input", ctx, 0, 0x300) == E.INVALID_ARGUMENT
+    g.write(struct.pack("<II", 1, 4), 0x200)
+    g.write(struct.pack("<IIIII", 0x200, 2, 1, 0xFFFFFFF8, 16), 0x300)  # the data now past memory's end
+    assert g.call("set_input", ctx, 0, 0x300) == E.INVALID_ARGUMENT
+    assert _set_x(g, ctx, X) == 0
+    assert g.call("compute", ctx) == 0
+    assert g.call("get_output", ctx, 0, 0x2000, 12, 0x108) == 0
+    np.testing.assert_allclose(np.frombuffer(g.read(0x2000, 0x200C), "<f4"), tiny_expected(X)[0], rtol=1e-6)
+
+
 def test_input_read_at_compute_after_memory_growth(nn: WasiNN) -> None:
     """Inputs are read zero-copy at compute from the memory's current base, even after the guest grew it."""
     g = RawGuest(nn, "nn_probe.wat")

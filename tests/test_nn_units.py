@@ -3,7 +3,10 @@ the Rust guests' binding (guest/wasi-nn-sys)."""
 
 from __future__ import annotations
 
+import ctypes
 import re
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +15,9 @@ import pytest
 from edgewasm.nn import ExecutionTarget, GraphEncoding, NnErrno, NnError, resolve_tensor_type
 from edgewasm.nn._enums import WITX_TENSOR_TYPES
 from edgewasm.nn._functions import _raw_output
+from edgewasm.nn._guestmem import GuestMemory
 from edgewasm.nn._tables import HandleTable
+from edgewasm.nn._watchdog import _Watchdog
 
 
 def test_handles_start_at_zero_and_skip_live_ones_on_wrap() -> None:
@@ -66,6 +71,46 @@ def test_raw_output() -> None:
     with pytest.raises(NnError) as err:
         _raw_output(np.array(["a", "b"], dtype=object), 1)
     assert err.value.errno is NnErrno.RUNTIME_ERROR
+    native = np.arange(6, dtype=np.float32).reshape(2, 3)
+    assert _raw_output(native, 0) is native  # already the guest's form: handed over as it is
+
+
+def test_guest_memory_views_are_bounded_slices_of_the_current_memory() -> None:
+    buf = (ctypes.c_uint8 * 64)()
+    mem = GuestMemory.__new__(GuestMemory)
+    mem.base, mem.length = ctypes.addressof(buf), 64
+    v = mem.view(8, 4, "data")
+    v[:] = [1, 2, 3, 4]
+    assert bytes(buf[8:12]) == b"\x01\x02\x03\x04" and v.shape == (4,)
+    with pytest.raises(NnError):
+        mem.view(62, 4, "data")
+    mem.length = 10  # the memory as a later call sees it (shrunk here): the cached whole view is not reused
+    with pytest.raises(NnError):
+        mem.view(8, 4, "data")
+    assert mem.view(8, 2, "data").base is not v.base
+
+
+def test_the_watchdog_fires_an_earlier_deadline_scheduled_after_a_later_one() -> None:
+    dog = _Watchdog()
+    fired: list[str] = []
+    done = threading.Event()
+    now = time.monotonic()
+    cancel_late = dog.schedule(now + 60.0, lambda: fired.append("late"))
+    time.sleep(0.05)  # the thread is now asleep until the late entry
+    dog.schedule(now + 0.1, lambda: (fired.append("early"), done.set()))
+    cancel_mid = dog.schedule(now + 0.05, lambda: fired.append("cancelled"))
+    cancel_mid()
+    assert done.wait(5.0), "an entry due before the one the thread sleeps for was not fired"
+    assert fired == ["early"]
+    cancel_late()
+
+
+def test_the_watchdog_sheds_cancelled_entries() -> None:
+    dog = _Watchdog()
+    far = time.monotonic() + 3600.0
+    for i in range(500):
+        dog.schedule(far + i, lambda: None)()
+    assert len(dog._heap) <= 64 + 1
 
 
 GUEST = Path(__file__).resolve().parent.parent / "guest"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import struct
+import sys
 import threading
 import weakref
 from collections import OrderedDict
@@ -45,6 +46,7 @@ class _Input:
     dims: tuple[int, ...]
     dtype: np.dtype[np.generic]
     copy: np.ndarray | None  # set when the host copies inputs at set_input (copy_inputs=True)
+    record: bytes = b""  # the validated tensor record and dims bytes: an identical one needs no re-validation
 
 
 @dataclass
@@ -397,11 +399,21 @@ class WasiNN:
         inputs = c.graph.inputs
         if index >= len(inputs):
             raise NnError(NnErrno.INVALID_ARGUMENT, f"input index {index} (the model has {len(inputs)})")
-        spec = inputs[index]
-        dims = _checked_dims(mem, dims_ptr, dims_len, spec, index)
-        dtype = resolve_tensor_type(type_code, _elements(dims), data_len, self._numbering)
-        check_input(spec, index, dims, dtype)
-        mem.check(data_ptr, data_len, "tensor data")
+        if dims_len > MAX_RANK:
+            raise NnError(NnErrno.INVALID_ARGUMENT, f"tensor rank {dims_len} (at most {MAX_RANK})")
+        dims_raw = mem.read_bytes(dims_ptr, 4 * dims_len, "tensor dimensions")
+        record = raw + dims_raw
+        with c.lock:
+            last = c.inputs.get(index)
+        if last is not None and last.record == record:
+            # a guest that sets the same tensor every inference: dims and type were validated for these bytes
+            dims, dtype = last.dims, last.dtype
+        else:
+            spec = inputs[index]
+            dims = _checked_dims(dims_raw, spec, index)
+            dtype = resolve_tensor_type(type_code, _elements(dims), data_len, self._numbering)
+            check_input(spec, index, dims, dtype)
+        mem.check(data_ptr, data_len, "tensor data")  # every call: the memory may have changed size
         with c.lock:
             old = c.inputs.get(index)
             held_now = old.copy.nbytes if old is not None and old.copy is not None else 0
@@ -410,9 +422,9 @@ class WasiNN:
             if self._copy_inputs:
                 st.change_tensors(held_now, data_len)
                 copy = mem.view(data_ptr, data_len, "tensor data").view(dtype).reshape(dims).copy()
-            else:
+            elif held_now:
                 st.change_tensors(held_now, 0)  # read in place at compute
-            c.inputs[index] = _Input(u32(data_ptr), data_len, dims, dtype, copy)
+            c.inputs[index] = _Input(u32(data_ptr), data_len, dims, dtype, copy, record)
             c.outputs = None
         return 0
 
@@ -423,9 +435,10 @@ class WasiNN:
             if missing:
                 raise NnError(NnErrno.INVALID_ARGUMENT, f"input {missing[0]} has not been set")
             arrays = [self._input_array(mem, c.inputs[i], i) for i in range(len(c.graph.inputs))]
-            old = sum(o.nbytes for o in c.outputs) if c.outputs else 0
-            c.outputs = None
-            st.change_tensors(old, 0)
+            if c.outputs:
+                old = sum(o.nbytes for o in c.outputs)
+                c.outputs = None
+                st.change_tensors(old, 0)
             outputs = c.backend_ctx.compute(arrays)
             del arrays  # the views of guest memory die with this call
             raw = [_raw_output(o, i) for i, o in enumerate(outputs)]
@@ -464,14 +477,14 @@ class WasiNN:
         return 0
 
 
-def _checked_dims(mem: GuestMemory, ptr: int, rank: int, spec: InputSpec, index: int) -> tuple[int, ...]:
-    """A guest tensor's dims, refused unless they could describe a real tensor for this input: rank at most
-    MAX_RANK and the model's, no zero dim the model does not have, and an element count that fits a guest range."""
-    if rank > MAX_RANK:
-        raise NnError(NnErrno.INVALID_ARGUMENT, f"tensor rank {rank} (at most {MAX_RANK})")
+def _checked_dims(raw: bytes, spec: InputSpec, index: int) -> tuple[int, ...]:
+    """A guest tensor's dims (`raw`: rank u32s, rank at most MAX_RANK), refused unless they could describe a
+    real tensor for this input: the model's rank, no zero dim the model does not have, and an element count that
+    fits a guest range."""
+    rank = len(raw) // 4
     if spec.dims is not None and rank != len(spec.dims):
         raise NnError(NnErrno.INVALID_ARGUMENT, f"input {index} ({spec.name}) has rank {len(spec.dims)}, got {rank}")
-    dims = mem.read_u32s(ptr, rank, "tensor dimensions")
+    dims: tuple[int, ...] = struct.unpack(f"<{rank}I", raw)
     for axis, d in enumerate(dims):
         if d == 0 and (spec.dims is None or spec.dims[axis] != 0):
             raise NnError(NnErrno.INVALID_ARGUMENT, f"input {index} dimension {axis} is 0")
@@ -489,11 +502,17 @@ def _elements(dims: Sequence[int]) -> int:
     return n
 
 
+#: numpy byte-order marks that mean little-endian (or no order, for one-byte types) on this machine.
+_LITTLE_ORDERS = ("<", "|", "=") if sys.byteorder == "little" else ("<", "|")
+
+
 def _raw_output(array: np.ndarray, index: int) -> np.ndarray:
     """An output as the guest will get it: C order, little-endian; numeric types only (an object array's
     bytes would be host pointers)."""
     if array.dtype.kind not in "biuf":
         raise NnError(NnErrno.RUNTIME_ERROR, f"output {index} has type {array.dtype}, which has no raw bytes form")
+    if array.flags.c_contiguous and array.dtype.byteorder in _LITTLE_ORDERS:
+        return array  # what backends return: no copy, no new array
     return np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<"))
 
 
