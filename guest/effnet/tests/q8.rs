@@ -70,6 +70,27 @@ fn packed_gemm(r: &mut Lcg, dense: Vec<i8>, cin: usize, cout: usize, residual: b
     (g, dense)
 }
 
+/// The INT8 GEMM with requantized (u7) outputs against the reference, byte for byte; returns the reference's.
+fn check_gemm_q(a: &[u8], rows: usize, kk: usize, g: &QGemm, cout: usize, res: Option<(&[u8], usize)>,
+                scratch: &mut Scratch, what: &str) -> Vec<u8> {
+    let mut want = vec![0u8; rows * cout];
+    reference::gemm(a, rows, kk, g, Out::Q(&mut want, cout), res);
+    let mut got = vec![255u8; rows * cout];
+    q8::gemm(a, rows, kk, g, Out::Q(&mut got, cout), res, scratch);
+    assert_eq!(got, want, "{}", what);
+    want
+}
+
+/// The INT8 GEMM with float outputs against the reference, bit for bit.
+fn check_gemm_f(a: &[u8], rows: usize, kk: usize, g: &QGemm, cout: usize, scratch: &mut Scratch, what: &str) {
+    let mut want = vec![0f32; rows * cout];
+    reference::gemm(a, rows, kk, g, Out::F(&mut want, cout), None);
+    let mut got = vec![f32::NAN; rows * cout];
+    q8::gemm(a, rows, kk, g, Out::F(&mut got, cout), None, scratch);
+    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    assert_eq!(bits(&got), bits(&want), "{}", what);
+}
+
 #[test]
 fn q7_rounds_half_to_even_and_clips() {
     assert_eq!(q7(0.5), 0);
@@ -118,16 +139,9 @@ fn gemm_matches_reference() {
         }
         let res = r.u7(rows * cout);
         let resopt = if residual { Some((&res[..], cout)) } else { None };
-        let mut want = vec![0u8; rows * cout];
-        reference::gemm(&a, rows, kk, &g, Out::Q(&mut want, cout), resopt);
-        let mut got = vec![255u8; rows * cout];
-        q8::gemm(&a, rows, kk, &g, Out::Q(&mut got, cout), resopt, &mut scratch);
-        assert_eq!(got, want, "gemm {}x{}x{} residual {}", rows, cin, cout, residual);
-        let mut fw = vec![0f32; rows * cout];
-        let mut fg = vec![f32::NAN; rows * cout];
-        reference::gemm(&a, rows, kk, &g, Out::F(&mut fw, cout), None);
-        q8::gemm(&a, rows, kk, &g, Out::F(&mut fg, cout), None, &mut scratch);
-        assert_eq!(fg.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), fw.iter().map(|v| v.to_bits()).collect::<Vec<_>>());
+        let what = format!("gemm {}x{}x{} residual {}", rows, cin, cout, residual);
+        check_gemm_q(&a, rows, kk, &g, cout, resopt, &mut scratch, &what);
+        check_gemm_f(&a, rows, kk, &g, cout, &mut scratch, &what);
     }
 }
 
@@ -148,11 +162,7 @@ fn gemm_is_exact_at_the_weight_bound() {
         let dense: Vec<i8> = (0..cin * cout).map(|j| pattern(j / cout, j % cout)).collect();
         let (g, _) = packed_gemm(&mut r, dense, cin, cout, false, 0.02);
         let a = vec![127u8; rows * cin];
-        let mut want = vec![0f32; rows * cout];
-        let mut got = vec![f32::NAN; rows * cout];
-        reference::gemm(&a, rows, cin, &g, Out::F(&mut want, cout), None);
-        q8::gemm(&a, rows, cin, &g, Out::F(&mut got, cout), None, &mut scratch);
-        assert_eq!(got.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), want.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), "pattern {}", i);
+        check_gemm_f(&a, rows, cin, &g, cout, &mut scratch, &format!("pattern {}", i));
     }
 }
 
@@ -238,11 +248,8 @@ fn requantization_clips_extreme_values() {
             let a = r.u7(rows * kk);
             let res = r.u7(rows * cout);
             let resopt = if residual { Some((&res[..], cout)) } else { None };
-            let mut want = vec![0u8; rows * cout];
-            reference::gemm(&a, rows, kk, &g, Out::Q(&mut want, cout), resopt);
-            let mut got = vec![255u8; rows * cout];
-            q8::gemm(&a, rows, kk, &g, Out::Q(&mut got, cout), resopt, &mut scratch);
-            assert_eq!(got, want, "gemm {}x{}x{} scale {}", rows, cin, cout, scale);
+            let what = format!("gemm {}x{}x{} scale {}", rows, cin, cout, scale);
+            let want = check_gemm_q(&a, rows, kk, &g, cout, resopt, &mut scratch, &what);
             assert!(want.iter().any(|&v| v == 0) && want.iter().any(|&v| v == 127), "scale {}", scale);
         }
         let (h, w, c, k) = (9, 9, 32, 3);
