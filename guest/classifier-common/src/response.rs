@@ -100,21 +100,15 @@ pub fn postprocess(
     }
     check_top_k(top_k as i64, logits.len())?;
     let max = logits.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v)) as f64;
-    let exps: Vec<f64> = logits.iter().map(|&v| (v as f64 - max).exp()).collect();
-    let sum: f64 = exps.iter().sum();
-    let mut order: Vec<usize> = (0..logits.len()).collect();
-    order.sort_by(|&a, &b| {
-        logits[b]
-            .partial_cmp(&logits[a])
-            .unwrap_or(std::cmp::Ordering::Equal)
-            .then(a.cmp(&b))
-    });
-    let top = order[..top_k]
+    let exp = |v: f32| (v as f64 - max).exp();
+    let sum: f64 = logits.iter().map(|&v| exp(v)).sum();
+    let order = top_classes(logits, top_k);
+    let top = order
         .iter()
         .map(|&c| Top {
             class_id: c as u32,
             label: labels[c].clone(),
-            confidence: exps[c] / sum,
+            confidence: exp(logits[c]) / sum,
         })
         .collect();
     let logits = if return_logits {
@@ -129,9 +123,48 @@ pub fn postprocess(
     Ok(Outputs { top, logits, tensor })
 }
 
+/// The `k` highest scores' class ids, highest first, ties by lower class id: a total order on finite scores (the
+/// pipeline refuses others first), so selecting the k and sorting only them gives what sorting all would.
+fn top_classes(scores: &[f32], k: usize) -> Vec<usize> {
+    let cmp = |a: &usize, b: &usize| {
+        scores[*b]
+            .partial_cmp(&scores[*a])
+            .unwrap_or(std::cmp::Ordering::Equal)
+            .then(a.cmp(b))
+    };
+    let mut order: Vec<usize> = (0..scores.len()).collect();
+    if k < order.len() {
+        order.select_nth_unstable_by(k, cmp);
+        order.truncate(k);
+    }
+    order.sort_by(cmp);
+    order
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn top_classes_select_what_a_full_sort_gives() {
+        let mut state = 12345u32;
+        for n in [1usize, 2, 5, 17, 1000] {
+            // few distinct values, so ties are common
+            let scores: Vec<f32> = (0..n)
+                .map(|_| {
+                    state = state.wrapping_mul(1664525).wrapping_add(1013904223);
+                    ((state >> 24) % 7) as f32 - 3.0
+                })
+                .collect();
+            let mut all: Vec<usize> = (0..n).collect();
+            all.sort_by(|&a, &b| scores[b].partial_cmp(&scores[a]).unwrap().then(a.cmp(&b)));
+            for k in [1, 2, 5, n] {
+                if k <= n {
+                    assert_eq!(top_classes(&scores, k), all[..k], "n {} k {}", n, k);
+                }
+            }
+        }
+    }
 
     fn labels(n: usize) -> Vec<String> {
         (0..n).map(|i| format!("class {}", i)).collect()
