@@ -317,9 +317,14 @@ void effnet_f32_dw_border(const float *in, size_t rs, size_t c, size_t K, size_t
       const float *ip = in + (ky - ky0) * rs + (kx - kx0) * c, *wp = w + (ky * K + kx) * c;
       size_t ch = 0;
 #pragma clang loop unroll(disable)
-      for (; ch + 16 <= c; ch += 16) {
+      for (; ch + 32 <= c; ch += 32) {
+#pragma clang loop unroll(full)
+        for (size_t j = 0; j < 32; j += 4) VS(out + ch + j, MADD(VL(ip + ch + j), VL(wp + ch + j), VL(out + ch + j)));
+      }
+      if (ch + 16 <= c) {
 #pragma clang loop unroll(full)
         for (size_t j = 0; j < 16; j += 4) VS(out + ch + j, MADD(VL(ip + ch + j), VL(wp + ch + j), VL(out + ch + j)));
+        ch += 16;
       }
       if (ch < c) {
         VS(out + ch, MADD(VL(ip + ch), VL(wp + ch), VL(out + ch)));
