@@ -140,6 +140,10 @@ fn depthwise_matches_naive() {
         (8, 7, 240, 3, 1),
         (6, 9, 480, 5, 1),
         (5, 8, 56, 3, 1),
+        // border windows: 2..5 x 2..5 taps (csrc/f32.c dw_px, c % 16 == 8 for its tail), and 1 x n (the fallback)
+        (6, 6, 72, 5, 2),
+        (2, 3, 64, 5, 1),
+        (1, 4, 72, 3, 1),
     ] {
         let inp = r.vec(h * w * c);
         let wts = r.vec(k * k * c);
