@@ -1,7 +1,8 @@
 """The pipeline on the cat photo (examples/cat.jpg), stage by stage, for every way edgewasm classifies it and for
 native ONNX Runtime in Python (one thread, like the WASI-NN backends).
 
-Variants: `pure` (wasm/classifier.wasm, simd128), `scalar` (wasm/classifier_scalar.wasm), `pure-int8` and
+Variants: `pure` (wasm/classifier.wasm, simd128), `pure-relaxed` (wasm/classifier_relaxed.wasm: the FP32 GEMM on
+relaxed madd), `scalar` (wasm/classifier_scalar.wasm), `pure-int8` and
 `pure-int8-relaxed` (the INT8 model, efficientnet-lite0-int8, on classifier.wasm's plain SIMD and on
 classifier_relaxed.wasm's relaxed SIMD), `pure-int8-bundled` (classifier_relaxed.wasm bundled with the INT8
 weights by `edgewasm models bundle`: mapped, not read), `wasinn-onnx` and `wasinn-openvino`
@@ -44,6 +45,7 @@ STAGES = ("decode", "preprocess", "inference", "postprocess")
 
 VARIANTS: dict[str, tuple[str, str | None]] = {
     "pure": ("classifier.wasm", None),
+    "pure-relaxed": ("classifier_relaxed.wasm", None),
     "scalar": ("classifier_scalar.wasm", None),
     "pure-int8": ("classifier.wasm", None),
     "pure-int8-relaxed": ("classifier_relaxed.wasm", None),

@@ -33,6 +33,7 @@ STAGES = ("load", "decode", "preprocess", "inference", "postprocess")
 #: Classifier variants: how the tables call them.
 VARIANTS = {
     "pure": "pure guest, simd128 (classifier.wasm)",
+    "pure-relaxed": "pure guest, relaxed SIMD (classifier_relaxed.wasm)",
     "scalar": "pure guest, scalar (classifier_scalar.wasm)",
     "pure-int8": "pure guest INT8, simd128 (classifier.wasm)",
     "pure-int8-relaxed": "pure guest INT8, relaxed SIMD (classifier_relaxed.wasm)",
@@ -43,6 +44,7 @@ VARIANTS = {
 }
 _VARIANT_NEEDS = {
     "pure": _MODEL,
+    "pure-relaxed": _MODEL,
     "scalar": _MODEL,
     "pure-int8": _INT8,
     "pure-int8-relaxed": _INT8,
@@ -241,16 +243,16 @@ GOALS: tuple[GoalSpec, ...] = (
     ),
     GoalSpec(
         13,
-        "pure guest FP32 inference (simd128) / ONNX Runtime FP32 `run`, 1 thread, same tensor",
+        "pure guest FP32 inference (relaxed SIMD) / ONNX Runtime FP32 `run`, 1 thread, same tensor",
         Paired(
-            "test_tensor_guest[pure]",
+            "test_tensor_guest[pure-relaxed]",
             "inference_ratio",
-            StageOverMedian("test_tensor_guest[pure]", "inference", "test_tensor_ort_run"),
+            StageOverMedian("test_tensor_guest[pure-relaxed]", "inference", "test_tensor_ort_run"),
         ),
         "<=",
         2.5,
-        "simd128 has 4 lanes and no FMA; the pre-splatted tile gained ~5% in the real network, not the "
-        "micro-benchmark's 48-70% (likely the spills around epoch checks); see docs/classifier.md.",
+        "wasm SIMD has 4 f32 lanes where ONNX Runtime uses 8 or 16, and Cranelift's FMA lowering adds register "
+        "copies to the GEMM's inner loop (~75% of the 128-bit peak at best); see docs/classifier.md.",
     ),
     *(
         GoalSpec(

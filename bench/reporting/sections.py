@@ -173,11 +173,12 @@ def tensor(res: Results) -> list[str]:
         ("test_tensor_guest[wasinn-onnx]", "WASI-NN guest, ONNX Runtime backend"),
         ("test_tensor_guest[wasinn-openvino]", "WASI-NN guest, OpenVINO backend"),
         ("test_tensor_guest[pure]", "pure guest, simd128"),
+        ("test_tensor_guest[pure-relaxed]", "pure guest, relaxed SIMD"),
         ("test_tensor_guest[scalar]", "pure guest, scalar"),
     ]
     out += compare_table(res, names, "test_tensor_ort_answer")
     out.append("")
-    guests = ("wasinn-onnx", "wasinn-openvino", "pure", "scalar")
+    guests = ("wasinn-onnx", "wasinn-openvino", "pure", "pure-relaxed", "scalar")
     rows = []
     for v in guests:
         b = res.get(f"test_tensor_guest[{v}]")
