@@ -183,51 +183,61 @@ void effnet_f32_tile(const float *tile, size_t ng, size_t last_rv, size_t k, con
   }
 }
 
-/* Depthwise KxK (K = 3 or 5) + bias + ReLU6 for `n` consecutive output pixels of one row whose windows lie
- * inside the input: pixel x reads the window whose top-left value is in + x * stride * c (input row stride rs
- * floats); w is [K][K][c], out the n pixels' c channels (c % 8 == 0). Per channel vector each window row's K
- * taps are one chain (a product then madds) added to the sum; a volatile store of the sum after each row
- * places that row's arithmetic there for Cranelift (which would otherwise put every load of the pixel first).
- * Plain build: the products and adds in the same order, so it is not bit-identical to the Rust kernels'
- * balanced trees either (within 1e-3 of ONNX Runtime is the contract; the kernel tests use a tolerance). */
-#define DW_ROW3(ip, wp) \
-  MADD(VL((ip) + 2 * c), VL((wp) + 2 * c), MADD(VL((ip) + c), VL((wp) + c), wasm_f32x4_mul(VL(ip), VL(wp))))
-#define DW_ROW5(ip, wp) \
-  MADD(VL((ip) + 4 * c), VL((wp) + 4 * c), MADD(VL((ip) + 3 * c), VL((wp) + 3 * c), DW_ROW3(ip, wp)))
-
-/* The channel loop walks pointers (p, wq, bq, op) and every tap is a constant offset from one of them (c is a
- * constant in the specialised copies below), so LLVM puts the offsets in the loads' offset fields and Cranelift
- * folds them into the x64 addressing: one address register per window row, none per tap. */
-#define VEC(j)                                                                                        \
+/* One output pixel of a depthwise conv (+ bias + ReLU6) whose window keeps NY x NX taps of a KxK kernel (NY, NX,
+ * K constants in every copy): `in` points at its first tap (input row stride rs floats), `w` at that tap's weights
+ * in [K][K][c], out at the pixel's c channels (c % 8 == 0). Per channel vector each window row's NX taps are one
+ * chain (a product then madds) added to the sum, which stays in a register from the bias to ReLU6; a volatile
+ * store of the sum after each row places that row's arithmetic there for Cranelift (which would otherwise put
+ * every load of the pixel first). Plain build: the products and adds in the same order, so it is not
+ * bit-identical to the Rust kernels' balanced trees either (within 1e-3 of ONNX Runtime is the contract; the
+ * kernel tests use a tolerance).
+ * The channel loop walks pointers (p, wq, bq, op) and every tap is an offset kx * c from one of them: where c is a
+ * constant (the interior's specialised copies below) LLVM puts the offsets in the loads' offset fields and
+ * Cranelift folds them into the x64 addressing, one address register per window row and none per tap; where it
+ * is not (the border pixels), each load takes an add. */
+#define DW_ROW(ip, wp)                                                                                      \
+  ({                                                                                                        \
+    v128_t u_ = wasm_f32x4_mul(VL(ip), VL(wp));                                                             \
+    for (size_t kx = 1; kx < NX; kx++) u_ = MADD(VL((ip) + kx * c), VL((wp) + kx * c), u_);                 \
+    u_;                                                                                                     \
+  })
+#define DW_VEC(j)                                                                                     \
   {                                                                                                   \
     const float *r = p + 4 * (j), *wr = wq + 4 * (j);                                                 \
-    v128_t t = wasm_f32x4_add(VL(bq + 4 * (j)), K == 3 ? DW_ROW3(r, wr) : DW_ROW5(r, wr));            \
-    for (size_t ky = 1; ky < K; ky++) {                                                               \
+    v128_t t = wasm_f32x4_add(VL(bq + 4 * (j)), DW_ROW(r, wr));                                       \
+    for (size_t ky = 1; ky < NY; ky++) {                                                              \
       VS(sink + (j), t);                                                                              \
       r += rs;                                                                                        \
       wr += K * c;                                                                                    \
-      t = wasm_f32x4_add(t, K == 3 ? DW_ROW3(r, wr) : DW_ROW5(r, wr));                                \
+      t = wasm_f32x4_add(t, DW_ROW(r, wr));                                                           \
     }                                                                                                 \
     VS(op + 4 * (j), wasm_f32x4_pmin(wasm_f32x4_pmax(t, z), six));                                     \
   }
+static inline __attribute__((always_inline)) void dw_px(const float *in, size_t rs, size_t c, size_t K,
+                                                        const size_t NY, const size_t NX, const float *w,
+                                                        const float *b, float *out) {
+  const v128_t z = wasm_f32x4_splat(0.0f), six = wasm_f32x4_splat(6.0f);
+  v128_t sink[4];
+  const float *p = in, *end = in + c, *wq = w, *bq = b;
+  float *op = out;
+#pragma clang loop unroll(disable)
+  for (; p + 16 <= end; p += 16, wq += 16, bq += 16, op += 16) { /* 16 channels: half the epoch checks */
+    DW_VEC(0) DW_VEC(1) DW_VEC(2) DW_VEC(3)
+  }
+  if (p < end) {
+    DW_VEC(0) DW_VEC(1)
+  }
+}
+#undef DW_VEC
+#undef DW_ROW
+
+/* `n` consecutive output pixels of one row whose windows lie inside the input (K = 3 or 5): pixel x's window
+ * starts at in + x * stride * c; out holds the n pixels' c channels. */
 static inline __attribute__((always_inline)) void dw_run(const float *in, size_t rs, size_t c, size_t K,
                                                          size_t stride, size_t n, const float *w, const float *b,
                                                          float *out) {
-  const v128_t z = wasm_f32x4_splat(0.0f), six = wasm_f32x4_splat(6.0f);
-  v128_t sink[4];
 #pragma clang loop unroll(disable)
-  for (size_t x = 0; x < n; x++) {
-    const float *p = in + x * stride * c, *end = p + c, *wq = w, *bq = b;
-    float *op = out + x * c;
-#pragma clang loop unroll(disable)
-    for (; p + 16 <= end; p += 16, wq += 16, bq += 16, op += 16) { /* 16 channels: half the epoch checks */
-      VEC(0) VEC(1) VEC(2) VEC(3)
-    }
-    if (p < end) {
-      VEC(0) VEC(1)
-    }
-  }
-#undef VEC
+  for (size_t x = 0; x < n; x++) dw_px(in + x * stride * c, rs, c, K, K, K, w, b, out + x * c);
 }
 
 /* Two pixels (x, x + 1) per iteration: each weight vector loaded once for both, and each input vector once
@@ -301,47 +311,9 @@ void effnet_f32_dw_run(const float *in, size_t rs, size_t c, size_t k, size_t st
     dw_run(in, rs, c, 5, stride, n, w, b, out);
 }
 
-/* One border pixel whose window keeps NY x NX taps (2..5 each; constants in the copies below): per channel vector
- * the interior's shape, each window row's NX taps one chain (a product then madds) added to the sum, a volatile
- * store after each row, the sum in a register from the bias to ReLU6. Against one pass over all channels per tap
- * (below: a load and a store of the output row per tap), a third of the memory operations per multiply-add:
- * the border pixels are 24% of the depthwise multiply-adds but took 40% of its time. The tap offsets (kx * c)
- * are not constants here (c is not), so each load takes an add. */
-#define BROW(ip, wp, NX)                                                                                    \
-  ({                                                                                                        \
-    v128_t u_ = wasm_f32x4_mul(VL(ip), VL(wp));                                                             \
-    for (size_t kx = 1; kx < (NX); kx++) u_ = MADD(VL((ip) + kx * c), VL((wp) + kx * c), u_);               \
-    u_;                                                                                                     \
-  })
-#define BVEC(j)                                                                                       \
-  {                                                                                                   \
-    const float *r = p + 4 * (j), *wr = wq + 4 * (j);                                                 \
-    v128_t t = wasm_f32x4_add(VL(bq + 4 * (j)), BROW(r, wr, NX));                                     \
-    for (size_t ky = 1; ky < (NY); ky++) {                                                            \
-      VS(sink + (j), t);                                                                              \
-      r += rs;                                                                                        \
-      wr += K * c;                                                                                    \
-      t = wasm_f32x4_add(t, BROW(r, wr, NX));                                                         \
-    }                                                                                                 \
-    VS(op + 4 * (j), wasm_f32x4_pmin(wasm_f32x4_pmax(t, z), six));                                     \
-  }
-static inline __attribute__((always_inline)) void dw_px(const float *in, size_t rs, size_t c, size_t K,
-                                                        const size_t NY, const size_t NX, const float *w,
-                                                        const float *b, float *out) {
-  const v128_t z = wasm_f32x4_splat(0.0f), six = wasm_f32x4_splat(6.0f);
-  v128_t sink[4];
-  const float *p = in, *end = in + c, *wq = w, *bq = b;
-  float *op = out;
-#pragma clang loop unroll(disable)
-  for (; p + 16 <= end; p += 16, wq += 16, bq += 16, op += 16) {
-    BVEC(0) BVEC(1) BVEC(2) BVEC(3)
-  }
-  if (p < end) {
-    BVEC(0) BVEC(1)
-  }
-}
-#undef BVEC
-#undef BROW
+/* The border pixels' windows, 2..5 x 2..5 taps, one copy of dw_px each (c not a constant). Against one pass over
+ * all channels per tap (below: a load and a store of the output row per tap), a third of the memory operations
+ * per multiply-add: the border pixels are 24% of the depthwise multiply-adds but took 40% of its time. */
 #define BPX_CASES Y(2) Y(3) Y(4) Y(5)
 #define Y(NY) X(NY, 2) X(NY, 3) X(NY, 4) X(NY, 5)
 #define X(NY, NX)                                                                                     \
